@@ -1,0 +1,186 @@
+"""Type stubs for the Rust extension ``fastipc._fastipc``.
+
+The pure-Python fallback (``fastipc._fallback``) implements exactly this API; the facade
+(``fastipc``) re-exports whichever backend is active, typed by this file.
+"""
+
+from types import TracebackType
+from typing import Final, Literal, overload
+
+from typing_extensions import Buffer, Self
+
+Address = str | tuple[str, int]
+StreamKind = Literal["stream", "seqpacket"]
+
+DEFAULT_MAX_MESSAGE: Final[int]
+BACKEND: Final[str]
+
+def default_socket_dir() -> str:
+    """The socket directory used when none is given: ``FASTIPC_SOCKET_DIR``, else
+    ``$XDG_RUNTIME_DIR/fastipc``, else ``/tmp/fastipc-<uid>``. Not created by this call."""
+
+def resolve(address: Address, *, socket_dir: str | None = None) -> str:
+    """What ``address`` means here, without touching the file system: ``"unix:<path>"`` for a
+    remapped or Unix address, ``"unix:@name"`` for an abstract one, ``"tcp:<host>:<port>"`` for TCP.
+    Raises ``ValueError`` for an address that cannot be parsed."""
+
+class Listener:
+    """A listening stream or seqpacket socket. Created by :func:`listen`."""
+
+    @property
+    def address(self) -> str:
+        """The logical address with the real port, to give to :func:`connect`."""
+    @property
+    def path(self) -> str | None:
+        """The Unix socket path, or ``None`` for TCP (and abstract sockets)."""
+    @property
+    def kind(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def max_message(self) -> int: ...
+    def accept(self, timeout: float | None = None) -> Connection:
+        """Wait for a connection. ``TimeoutError`` at the deadline; ``OSError(EBADF)`` if closed."""
+    def fileno(self) -> int: ...
+    def close(self) -> None:
+        """Close, and unlink the socket file if it is still this listener's own. Idempotent."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+class Connection:
+    """A connected stream or seqpacket socket carrying framed messages and raw bytes.
+
+    Framed messages use the wire format of ``multiprocessing.connection``; on seqpacket sockets a
+    message is one packet. Blocking calls honour :meth:`settimeout` (``TimeoutError``), release the
+    GIL and let Ctrl-C through.
+    """
+
+    @property
+    def address(self) -> str:
+        """The logical address of the other end (what was connected to, or the listener's)."""
+    @property
+    def kind(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def readable(self) -> bool: ...
+    @property
+    def writable(self) -> bool: ...
+    @property
+    def max_message(self) -> int: ...
+    def send_bytes(self, buf: Buffer, offset: int = 0, size: int | None = None) -> None:
+        """Send one message. ``BrokenPipeError`` if the peer is gone."""
+    def recv_bytes(self, maxlength: int | None = None) -> bytes:
+        """Receive one message. ``EOFError`` on a clean close between messages,
+        ``TruncatedMessage`` if the peer closed inside one, ``MessageTooLarge`` if it is longer
+        than ``maxlength`` or ``max_message`` (the connection is then closed)."""
+    def recv_bytes_into(self, buf: Buffer, offset: int = 0) -> int:
+        """Receive one message into ``buf`` at ``offset``; returns its length. ``BufferTooShort``
+        (holding the message) if it does not fit."""
+    def poll(self, timeout: float | None = 0.0) -> bool:
+        """Whether a message (or end of file) can be read without blocking; ``None`` waits forever."""
+    def send(self, obj: object) -> None:
+        """Send a picklable object (pickle: for trusted peers only)."""
+    def recv(self) -> object:
+        """Receive a pickled object (unpickling runs code chosen by the peer: trusted peers only)."""
+    def sendall(self, data: Buffer) -> None:
+        """Send every byte of ``data`` on the raw stream (no framing)."""
+    def recv_into(self, buffer: Buffer, nbytes: int = 0) -> int:
+        """Read at most ``nbytes`` (default: the buffer's length) raw bytes; 0 at end of file."""
+    def recv_exact(self, n: int) -> bytes:
+        """Read exactly ``n`` raw bytes; ``EOFError`` if the stream ends before any,
+        ``TruncatedMessage`` if it ends part way."""
+    def settimeout(self, timeout: float | None) -> None: ...
+    def gettimeout(self) -> float | None: ...
+    def fileno(self) -> int: ...
+    def shutdown(self, how: int = 2) -> None:
+        """``socket.SHUT_RD``, ``SHUT_WR`` or ``SHUT_RDWR`` (the default)."""
+    def close(self) -> None:
+        """Close the socket. Idempotent."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+class DatagramSocket:
+    """A datagram socket (Unix datagram when remapped, UDP otherwise)."""
+
+    @property
+    def address(self) -> str | None:
+        """The local logical address, or ``None`` if unbound."""
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def peer(self) -> str | None:
+        """The address given to :meth:`connect`, or ``None``."""
+    @property
+    def kind(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def sendto(self, data: Buffer, address: Address) -> int: ...
+    def recvfrom(self, bufsize: int) -> tuple[bytes, str | None]:
+        """Receive one datagram (at most ``bufsize`` bytes: the rest of a longer one is
+        discarded, as with ``socket.recvfrom``) and its sender's logical address."""
+    def connect(self, address: Address) -> None: ...
+    def send(self, data: Buffer) -> int: ...
+    def recv(self, bufsize: int) -> bytes: ...
+    def settimeout(self, timeout: float | None) -> None: ...
+    def gettimeout(self) -> float | None: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+@overload
+def listen(
+    address: Address,
+    *,
+    kind: StreamKind = "stream",
+    backlog: int = 128,
+    socket_dir: str | None = None,
+    max_message: int = ...,
+) -> Listener: ...
+@overload
+def listen(
+    address: Address,
+    *,
+    kind: Literal["datagram"],
+    backlog: int = 128,
+    socket_dir: str | None = None,
+    max_message: int = ...,
+) -> DatagramSocket: ...
+@overload
+def connect(
+    address: Address,
+    *,
+    kind: StreamKind = "stream",
+    timeout: float | None = None,
+    socket_dir: str | None = None,
+    max_message: int = ...,
+) -> Connection: ...
+@overload
+def connect(
+    address: Address,
+    *,
+    kind: Literal["datagram"],
+    timeout: float | None = None,
+    socket_dir: str | None = None,
+    max_message: int = ...,
+) -> DatagramSocket: ...
+@overload
+def socketpair(kind: StreamKind = "stream") -> tuple[Connection, Connection]: ...
+@overload
+def socketpair(kind: Literal["datagram"]) -> tuple[DatagramSocket, DatagramSocket]: ...

@@ -1,0 +1,114 @@
+//! The one error type of the crate. Every variant names the address, path or name involved.
+
+use rustix::io::Errno;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in fastipc's core.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operating-system call failed.
+    #[error("{op} {what}: {}", errno_text(*.errno))]
+    Os {
+        /// The errno the kernel returned.
+        errno: Errno,
+        /// What was being done ("connect", "bind" ...).
+        op: &'static str,
+        /// The logical address, path or name involved.
+        what: String,
+    },
+    /// The deadline passed before the operation could complete.
+    #[error("timed out: {what}")]
+    Timeout {
+        /// The address or name involved.
+        what: String,
+    },
+    /// The caller's interrupt check asked to stop (a pending signal, in Python).
+    #[error("interrupted")]
+    Interrupted,
+    /// A message is larger than the limit in force.
+    #[error("message of {size} bytes is larger than the limit of {limit} bytes ({what})")]
+    MessageTooLarge {
+        /// Size of the message (or of the length prefix received).
+        size: u64,
+        /// The limit.
+        limit: u64,
+        /// The address involved.
+        what: String,
+    },
+    /// The peer closed the connection in the middle of a message.
+    #[error("peer closed the connection in the middle of a message: got {received} of {expected} bytes ({what})")]
+    Truncated {
+        /// Bytes that were due.
+        expected: u64,
+        /// Bytes that arrived.
+        received: u64,
+        /// The address involved.
+        what: String,
+    },
+    /// A clean end of file between messages.
+    #[error("end of file: the peer closed the connection ({what})")]
+    Eof {
+        /// The address involved.
+        what: String,
+    },
+    /// The buffer given for a message is too small; the message is carried along.
+    #[error("buffer too small for a message of {} bytes", .message.len())]
+    BufferTooShort {
+        /// The whole message, so that nothing is lost.
+        message: Vec<u8>,
+    },
+    /// The operation does not exist for this socket kind, address or platform.
+    #[error("{0}")]
+    NotSupported(String),
+    /// A host name could not be resolved.
+    #[error("cannot resolve {what}: {msg}")]
+    Resolve {
+        /// The address.
+        what: String,
+        /// The resolver's message.
+        msg: String,
+    },
+    /// An address or argument the caller gave is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The socket directory is unsafe to use (symlink, foreign owner, writable by others).
+    #[error("{msg}: {}", .path.display())]
+    UnsafeDir {
+        /// EPERM or ENOTDIR.
+        errno: Errno,
+        /// Human-readable reason.
+        msg: String,
+        /// The directory.
+        path: std::path::PathBuf,
+    },
+}
+
+impl Error {
+    /// An OS error for `op` on `what`.
+    pub fn os(errno: Errno, op: &'static str, what: impl Into<String>) -> Self {
+        Error::Os {
+            errno,
+            op,
+            what: what.into(),
+        }
+    }
+
+    /// The errno, for OS errors.
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            Error::Os { errno, .. } | Error::UnsafeDir { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+}
+
+/// The C library's text for an errno, without Rust's " (os error N)" suffix.
+pub fn errno_text(errno: Errno) -> String {
+    let text = std::io::Error::from_raw_os_error(errno.raw_os_error()).to_string();
+    match text.rfind(" (os error ") {
+        Some(cut) => text[..cut].to_string(),
+        None => text,
+    }
+}

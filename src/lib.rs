@@ -1,0 +1,22 @@
+//! fastipc: fast, safe interprocess communication.
+//!
+//! The core compiles and is tested without Python (`cargo test --no-default-features`), so a Rust
+//! program can be the other end of any fastipc channel. The `python` feature adds the PyO3
+//! bindings of the `fastipc._fastipc` extension module.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod addr;
+pub mod error;
+pub mod frame;
+pub mod sockdir;
+pub mod socket;
+pub mod wait;
+
+#[cfg(feature = "python")]
+mod py;
+
+pub use addr::Address;
+pub use error::{Error, Result};
+pub use socket::{Datagram, Kind, Listener, Stream, DEFAULT_MAX_MESSAGE};

@@ -1,0 +1,121 @@
+//! The Python buffer protocol: borrowing the bytes of any buffer object (bytes, bytearray,
+//! memoryview, numpy arrays ...) across a GIL release, and allocating `bytes` to receive into.
+//!
+//! This is the one place of the bindings with `unsafe`: the buffer protocol is Python's C API, not
+//! the operating system's, so it lives with the bindings rather than in `sys/`.
+
+use std::ffi::c_int;
+
+use pyo3::exceptions::PyBufferError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+/// A contiguous buffer exported by a Python object, held until dropped.
+pub struct Buffer {
+    view: Box<ffi::Py_buffer>,
+}
+
+// SAFETY: the exporter keeps the memory valid and unmoved while the view is held (a bytearray
+// refuses to resize with an export outstanding); the view is released with the GIL in `Drop`.
+unsafe impl Send for Buffer {}
+
+impl Buffer {
+    fn get(obj: &Bound<'_, PyAny>, flags: c_int) -> PyResult<Buffer> {
+        let mut view: Box<ffi::Py_buffer> = Box::new(ffi::Py_buffer::new());
+        // SAFETY: `obj` is a live object (we hold a reference and the GIL); `view` points to
+        // writable storage for one Py_buffer that outlives the call.
+        let rc = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, flags) };
+        if rc != 0 {
+            return Err(PyErr::fetch(obj.py()));
+        }
+        Ok(Buffer { view })
+    }
+
+    /// A read-only, C-contiguous view of any buffer object.
+    pub fn readable(obj: &Bound<'_, PyAny>) -> PyResult<Buffer> {
+        Buffer::get(obj, ffi::PyBUF_SIMPLE)
+    }
+
+    /// A writable, C-contiguous view (bytearray, writable memoryview, numpy array ...).
+    pub fn writable(obj: &Bound<'_, PyAny>) -> PyResult<Buffer> {
+        Buffer::get(obj, ffi::PyBUF_WRITABLE)
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        usize::try_from(self.view.len).unwrap_or(0)
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        if self.len() == 0 {
+            return &[];
+        }
+        // SAFETY: a PyBUF_SIMPLE export is `len` contiguous bytes at `buf`, valid while held.
+        unsafe { std::slice::from_raw_parts(self.view.buf as *const u8, self.len()) }
+    }
+
+    /// The bytes, mutably (only for views taken with [`Buffer::writable`]).
+    pub fn as_mut_slice(&mut self) -> PyResult<&mut [u8]> {
+        if self.view.readonly != 0 {
+            return Err(PyBufferError::new_err("the buffer is read-only"));
+        }
+        if self.len() == 0 {
+            return Ok(&mut []);
+        }
+        // SAFETY: a writable export is `len` contiguous writable bytes at `buf`, valid while
+        // held; `&mut self` makes this the only slice of it handed out.
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.view.buf as *mut u8, self.len()) })
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        Python::attach(|_py| {
+            // SAFETY: the view was filled by a successful PyObject_GetBuffer and is released once.
+            unsafe { ffi::PyBuffer_Release(&mut *self.view) }
+        });
+    }
+}
+
+/// A new `bytes` object of `len` bytes whose contents are about to be written, and the pointer
+/// to write them at. The object is not shared with anyone until it is returned.
+pub struct Fresh {
+    /// The object.
+    pub bytes: Py<PyBytes>,
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Fresh {
+    /// Allocates without zeroing (the receive overwrites every byte before anyone sees them).
+    pub fn new(py: Python<'_>, len: usize) -> PyResult<Fresh> {
+        let size = ffi::Py_ssize_t::try_from(len)
+            .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("message too large"))?;
+        // SAFETY: a NULL source asks CPython for an uninitialised bytes object of `size` bytes.
+        let raw = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), size) };
+        if raw.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        // SAFETY: `raw` is a new, owned reference to a bytes object.
+        let bytes: Py<PyBytes> = unsafe { Bound::from_owned_ptr(py, raw).cast_into_unchecked() }.unbind();
+        // SAFETY: PyBytes_AsString on a bytes object returns its internal buffer of `len` bytes.
+        let ptr = unsafe { ffi::PyBytes_AsString(raw) } as *mut u8;
+        Ok(Fresh { bytes, ptr, len })
+    }
+
+    /// The storage to fill.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        if self.len == 0 {
+            return &mut [];
+        }
+        // SAFETY: `ptr` is the buffer of a bytes object that only this value references, kept
+        // alive by `self.bytes`; no other slice of it exists.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+// SAFETY: the pointer belongs to the bytes object owned by `bytes` (a `Py`, which is Send); no
+// other thread can reach it before the value is handed back.
+unsafe impl Send for Fresh {}

@@ -1,0 +1,328 @@
+//! `fastipc.Connection`: a connected stream or seqpacket socket.
+
+use std::sync::{Arc, Mutex};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyBytes;
+
+use crate::error::Error;
+use crate::py::blocking::detached;
+use crate::py::buffer::{Buffer, Fresh};
+use crate::py::errors::IntoPy;
+use crate::py::{closed_error, timeout_arg};
+use crate::socket::{Incoming, Kind, Stream};
+
+/// A connected stream or seqpacket socket carrying framed messages and raw bytes.
+#[pyclass(frozen, module = "fastipc", name = "Connection")]
+pub struct Connection {
+    inner: Mutex<Option<Arc<Stream>>>,
+    address: String,
+    kind: Kind,
+    max_message: u64,
+}
+
+/// A received message, before it becomes a Python object.
+enum Received {
+    Vec(Vec<u8>),
+    Bytes(Py<PyBytes>),
+}
+
+impl Received {
+    fn into_py(self, py: Python<'_>) -> Py<PyBytes> {
+        match self {
+            Received::Vec(v) => PyBytes::new(py, &v).unbind(),
+            Received::Bytes(b) => b,
+        }
+    }
+}
+
+fn pickle(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    static PICKLE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    PICKLE
+        .get_or_try_init(py, || Ok::<_, PyErr>(py.import("pickle")?.unbind()))
+        .map(|m| m.bind(py))
+}
+
+impl Connection {
+    pub(crate) fn wrap(stream: Stream) -> Connection {
+        Connection {
+            address: stream.peer().to_string(),
+            kind: stream.kind(),
+            max_message: stream.max_message(),
+            inner: Mutex::new(Some(Arc::new(stream))),
+        }
+    }
+
+    fn stream(&self) -> PyResult<Arc<Stream>> {
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .as_ref()
+            .cloned()
+            .ok_or_else(|| closed_error(&self.address))
+    }
+
+    fn close_inner(&self) {
+        let taken = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(stream) = taken {
+            stream.mark_closed();
+        }
+    }
+
+    fn receive(&self, py: Python<'_>, limit: Option<u64>) -> PyResult<Received> {
+        let stream = self.stream()?;
+        let result = detached(py, |check| {
+            let mut reader = stream.reader()?;
+            let mut wait = stream.wait(check);
+            let incoming = reader.next_message(limit, &mut wait)?;
+            let deadline = wait.deadline;
+            match incoming {
+                Incoming::Small(v) => Ok(Received::Vec(v)),
+                Incoming::Large(len) => {
+                    let mut fresh = Python::attach(|py| Fresh::new(py, len)).map_err(|e| check.fail(e))?;
+                    let mut wait = stream.wait_until(deadline, check);
+                    reader.read_payload(fresh.as_mut_slice(), &mut wait)?;
+                    Ok(Received::Bytes(fresh.bytes))
+                }
+            }
+        });
+        if let Err(err) = &result {
+            // A too-long frame leaves a stream impossible to resynchronise: close it, as
+            // multiprocessing does (a seqpacket socket just dropped the packet).
+            if self.kind == Kind::Stream && err.is_instance_of::<crate::py::errors::MessageTooLarge>(py) {
+                self.close_inner();
+            }
+        }
+        result
+    }
+}
+
+#[pymethods]
+impl Connection {
+    /// The logical address of the other end.
+    #[getter]
+    fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// "stream" or "seqpacket".
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.kind.name()
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+    }
+
+    /// Always True (as in multiprocessing).
+    #[getter]
+    fn readable(&self) -> bool {
+        true
+    }
+
+    /// Always True (as in multiprocessing).
+    #[getter]
+    fn writable(&self) -> bool {
+        true
+    }
+
+    /// The largest message `recv_bytes` accepts.
+    #[getter]
+    fn max_message(&self) -> u64 {
+        self.max_message
+    }
+
+    /// Sends one message (`buf[offset:offset+size]`).
+    #[pyo3(signature = (buf, offset=0, size=None))]
+    fn send_bytes(&self, py: Python<'_>, buf: &Bound<'_, PyAny>, offset: isize, size: Option<isize>) -> PyResult<()> {
+        let stream = self.stream()?;
+        if let Ok(bytes) = buf.cast::<PyBytes>() {
+            let data = slice_arg(bytes.as_bytes(), offset, size)?;
+            return detached(py, |check| stream.send_message(data, check));
+        }
+        let view = Buffer::readable(buf)?;
+        let data = slice_arg(view.as_slice(), offset, size)?;
+        detached(py, |check| stream.send_message(data, check))
+    }
+
+    /// Receives one message.
+    #[pyo3(signature = (maxlength=None))]
+    fn recv_bytes(&self, py: Python<'_>, maxlength: Option<i64>) -> PyResult<Py<PyBytes>> {
+        let limit = match maxlength {
+            Some(n) if n < 0 => return Err(PyValueError::new_err("negative maxlength")),
+            Some(n) => Some(n as u64),
+            None => None,
+        };
+        Ok(self.receive(py, limit)?.into_py(py))
+    }
+
+    /// Receives one message into `buf` at `offset`; returns its length.
+    #[pyo3(signature = (buf, offset=0))]
+    fn recv_bytes_into(&self, py: Python<'_>, buf: &Bound<'_, PyAny>, offset: isize) -> PyResult<usize> {
+        let mut view = Buffer::writable(buf)?;
+        let total = view.len();
+        let offset = usize::try_from(offset).map_err(|_| PyValueError::new_err("negative offset"))?;
+        if offset > total {
+            return Err(PyValueError::new_err("offset too large"));
+        }
+        let stream = self.stream()?;
+        let dst = &mut view.as_mut_slice()?[offset..];
+        detached(py, |check| {
+            let mut reader = stream.reader()?;
+            let mut wait = stream.wait(check);
+            match reader.next_message(None, &mut wait)? {
+                Incoming::Small(v) if v.len() <= dst.len() => {
+                    dst[..v.len()].copy_from_slice(&v);
+                    Ok(v.len())
+                }
+                Incoming::Small(message) => Err(Error::BufferTooShort { message }),
+                Incoming::Large(len) if len <= dst.len() => {
+                    reader.read_payload(&mut dst[..len], &mut wait)?;
+                    Ok(len)
+                }
+                Incoming::Large(len) => {
+                    let mut message = vec![0u8; len];
+                    reader.read_payload(&mut message, &mut wait)?;
+                    Err(Error::BufferTooShort { message })
+                }
+            }
+        })
+    }
+
+    /// Whether a message (or end of file) can be read within `timeout` seconds (None: forever).
+    #[pyo3(signature = (timeout=Some(0.0)))]
+    fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = timeout_arg(timeout)?;
+        let stream = self.stream()?;
+        detached(py, |check| stream.reader()?.poll(timeout, check))
+    }
+
+    /// Sends a picklable object (for trusted peers only).
+    fn send(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = pickle(py)?.call_method1("dumps", (obj,))?;
+        let bytes = data.cast::<PyBytes>()?;
+        let stream = self.stream()?;
+        let slice = bytes.as_bytes();
+        detached(py, |check| stream.send_message(slice, check))
+    }
+
+    /// Receives a pickled object (for trusted peers only).
+    fn recv(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let data = self.receive(py, None)?.into_py(py);
+        Ok(pickle(py)?.call_method1("loads", (data,))?.unbind())
+    }
+
+    /// Sends every byte of `data` on the raw stream.
+    fn sendall(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let stream = self.stream()?;
+        let view = Buffer::readable(data)?;
+        let slice = view.as_slice();
+        detached(py, |check| stream.send_all(slice, check))
+    }
+
+    /// Reads at most `nbytes` (default: len(buffer)) raw bytes into `buffer`; 0 at end of file.
+    #[pyo3(signature = (buffer, nbytes=0))]
+    fn recv_into(&self, py: Python<'_>, buffer: &Bound<'_, PyAny>, nbytes: isize) -> PyResult<usize> {
+        let mut view = Buffer::writable(buffer)?;
+        let total = view.len();
+        let n = match usize::try_from(nbytes) {
+            Ok(0) => total,
+            Ok(n) if n <= total => n,
+            Ok(_) => return Err(PyValueError::new_err("buffer too small for requested bytes")),
+            Err(_) => return Err(PyValueError::new_err("negative buffersize in recv_into")),
+        };
+        let stream = self.stream()?;
+        let dst = &mut view.as_mut_slice()?[..n];
+        detached(py, |check| {
+            let mut wait = stream.wait(check);
+            stream.reader()?.read_some(dst, &mut wait)
+        })
+    }
+
+    /// Reads exactly `n` raw bytes.
+    fn recv_exact(&self, py: Python<'_>, n: isize) -> PyResult<Py<PyBytes>> {
+        let n = usize::try_from(n).map_err(|_| PyValueError::new_err("negative byte count"))?;
+        let stream = self.stream()?;
+        let mut fresh = Fresh::new(py, n)?;
+        detached(py, |check| {
+            let mut wait = stream.wait(check);
+            stream.reader()?.read_exact(fresh.as_mut_slice(), &mut wait)
+        })?;
+        Ok(fresh.bytes)
+    }
+
+    /// Sets the timeout of later sends and receives (None: block; 0: do not wait).
+    fn settimeout(&self, timeout: Option<f64>) -> PyResult<()> {
+        let timeout = timeout_arg(timeout)?;
+        self.stream()?.set_timeout(timeout);
+        Ok(())
+    }
+
+    /// The timeout of sends and receives.
+    fn gettimeout(&self) -> PyResult<Option<f64>> {
+        Ok(self.stream()?.timeout().map(|t| t.as_secs_f64()))
+    }
+
+    /// The socket's file descriptor.
+    fn fileno(&self) -> PyResult<i32> {
+        use std::os::fd::AsRawFd;
+        Ok(self.stream()?.as_fd().as_raw_fd())
+    }
+
+    /// Shuts down reading (0), writing (1) or both (2).
+    #[pyo3(signature = (how=2))]
+    fn shutdown(&self, how: i32) -> PyResult<()> {
+        use rustix::net::Shutdown;
+        let how = match how {
+            0 => Shutdown::Read,
+            1 => Shutdown::Write,
+            2 => Shutdown::Both,
+            _ => return Err(PyValueError::new_err("how must be SHUT_RD, SHUT_WR or SHUT_RDWR")),
+        };
+        self.stream()?.shutdown(how).py_err()
+    }
+
+    /// Closes the socket. Idempotent.
+    fn close(&self) {
+        self.close_inner();
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) {
+        self.close_inner();
+    }
+
+    fn __repr__(&self) -> String {
+        match self.stream() {
+            Ok(s) => {
+                use std::os::fd::AsRawFd;
+                format!("<fastipc.Connection {} fd={}>", self.address, s.as_fd().as_raw_fd())
+            }
+            Err(_) => format!("<fastipc.Connection {} closed>", self.address),
+        }
+    }
+}
+
+/// `buf[offset:offset+size]` with multiprocessing's checks.
+fn slice_arg(buf: &[u8], offset: isize, size: Option<isize>) -> PyResult<&[u8]> {
+    let offset = usize::try_from(offset).map_err(|_| PyValueError::new_err("offset is negative"))?;
+    if offset > buf.len() {
+        return Err(PyValueError::new_err("buffer length < offset"));
+    }
+    let size = match size {
+        None => buf.len() - offset,
+        Some(s) => usize::try_from(s).map_err(|_| PyValueError::new_err("size is negative"))?,
+    };
+    if offset + size > buf.len() {
+        return Err(PyValueError::new_err("buffer length < offset + size"));
+    }
+    Ok(&buf[offset..offset + size])
+}

@@ -1,0 +1,127 @@
+//! `fastipc.Listener`: a listening stream or seqpacket socket.
+
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+
+use pyo3::prelude::*;
+
+use crate::py::blocking::detached;
+use crate::py::connection::Connection;
+use crate::py::{closed_error, timeout_arg};
+use crate::socket::Listener as CoreListener;
+
+/// A listening stream or seqpacket socket. Created by `fastipc.listen`.
+#[pyclass(frozen, module = "fastipc", name = "Listener")]
+pub struct Listener {
+    inner: Mutex<Option<Arc<CoreListener>>>,
+    address: String,
+    path: Option<String>,
+    kind: &'static str,
+    max_message: u64,
+}
+
+impl Listener {
+    pub(crate) fn wrap(listener: CoreListener) -> Listener {
+        Listener {
+            address: listener.address().to_string(),
+            path: listener.path().map(|p| p.display().to_string()),
+            kind: listener.kind().name(),
+            max_message: listener.max_message(),
+            inner: Mutex::new(Some(Arc::new(listener))),
+        }
+    }
+
+    fn get(&self) -> PyResult<Arc<CoreListener>> {
+        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .as_ref()
+            .cloned()
+            .ok_or_else(|| closed_error(&self.address))
+    }
+
+    fn close_inner(&self) {
+        let taken = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(listener) = taken {
+            // The socket file is unlinked when the last user (an accept in another thread)
+            // lets go, at most one wait slice later.
+            listener.mark_closed();
+        }
+    }
+}
+
+#[pymethods]
+impl Listener {
+    /// The logical address with the real port, to give to `fastipc.connect`.
+    #[getter]
+    fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The Unix socket path, or None for TCP and abstract sockets.
+    #[getter]
+    fn path(&self) -> Option<&str> {
+        self.path.as_deref()
+    }
+
+    /// "stream" or "seqpacket".
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+    }
+
+    /// The message limit of accepted connections.
+    #[getter]
+    fn max_message(&self) -> u64 {
+        self.max_message
+    }
+
+    /// Waits for a connection (TimeoutError at the deadline).
+    #[pyo3(signature = (timeout=None))]
+    fn accept(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Connection> {
+        let timeout = timeout_arg(timeout)?;
+        let listener = self.get()?;
+        let stream = detached(py, |check| listener.accept(timeout, check))?;
+        Ok(Connection::wrap(stream))
+    }
+
+    /// The listening socket's file descriptor.
+    fn fileno(&self) -> PyResult<i32> {
+        Ok(self.get()?.as_fd().as_raw_fd())
+    }
+
+    /// Closes, and unlinks the socket file if it is still this listener's own. Idempotent.
+    fn close(&self) {
+        self.close_inner();
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) {
+        self.close_inner();
+    }
+
+    fn __repr__(&self) -> String {
+        let path = match &self.path {
+            Some(p) => format!(" path={p}"),
+            None => String::new(),
+        };
+        match self.get() {
+            Ok(l) => format!(
+                "<fastipc.Listener {}{} fd={}>",
+                self.address,
+                path,
+                l.as_fd().as_raw_fd()
+            ),
+            Err(_) => format!("<fastipc.Listener {}{} closed>", self.address, path),
+        }
+    }
+}

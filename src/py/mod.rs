@@ -1,0 +1,190 @@
+//! The `fastipc._fastipc` extension module: thin bindings over the core.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyTuple};
+
+use crate::addr::Address;
+
+use crate::socket::{self, Datagram, Kind, Stream, DEFAULT_MAX_MESSAGE};
+
+mod blocking;
+mod buffer;
+mod connection;
+mod datagram;
+mod errors;
+mod listener;
+
+use blocking::detached;
+use connection::Connection;
+use datagram::DatagramSocket;
+use errors::IntoPy;
+use listener::Listener;
+
+/// `OSError(EBADF)` for an operation on a closed object.
+pub(crate) fn closed_error(what: &str) -> PyErr {
+    let errno = rustix::io::Errno::BADF;
+    PyOSError::new_err((errno.raw_os_error(), "the socket is closed", what.to_string()))
+}
+
+/// A timeout argument in seconds.
+pub(crate) fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    crate::wait::timeout_from_secs(timeout).py_err()
+}
+
+/// An address argument: `"host:port"`, `"unix:/path"`, `"tcp:host:port"` or `(host, port)`.
+pub(crate) fn address_arg(obj: &Bound<'_, PyAny>) -> PyResult<Address> {
+    if let Ok(text) = obj.cast::<PyString>() {
+        return Address::parse(text.to_str()?).py_err();
+    }
+    if let Ok(tuple) = obj.cast::<PyTuple>() {
+        if tuple.len() == 2 {
+            let host: String = tuple.get_item(0)?.extract()?;
+            let port: i64 = tuple.get_item(1)?.extract()?;
+            let port = u16::try_from(port).map_err(|_| {
+                PyValueError::new_err(format!(
+                    "invalid address ({host:?}, {port}): the port must be a number from 0 to 65535"
+                ))
+            })?;
+            return Address::from_host_port(&host, port).py_err();
+        }
+    }
+    Err(PyTypeError::new_err(format!(
+        "an address is a str such as '127.0.0.1:5000' or a (host, port) tuple, not {}",
+        obj.get_type().name()?
+    )))
+}
+
+fn kind_arg(kind: &str) -> PyResult<Kind> {
+    Kind::parse(kind).py_err()
+}
+
+fn max_message_arg(max_message: i64) -> PyResult<u64> {
+    u64::try_from(max_message)
+        .ok()
+        .filter(|&m| m > 0)
+        .ok_or_else(|| PyValueError::new_err("max_message must be a positive number of bytes"))
+}
+
+fn warn_shared(py: Python<'_>, shared: bool, dir: &str) -> PyResult<()> {
+    if !shared {
+        return Ok(());
+    }
+    let category = py.get_type::<errors::SharedSocketDirWarning>();
+    let msg = std::ffi::CString::new(format!(
+        "socket directory {dir} is shared by every local user: interoperable, not private"
+    ))
+    .unwrap_or_default();
+    PyErr::warn(py, &category, &msg, 2)
+}
+
+fn dir_of(path: Option<&std::path::Path>) -> String {
+    path.and_then(|p| p.parent())
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+/// Listens at `address`: a Listener for "stream"/"seqpacket", a DatagramSocket for "datagram".
+#[pyfunction]
+#[pyo3(signature = (address, *, kind="stream", backlog=128, socket_dir=None, max_message=DEFAULT_MAX_MESSAGE as i64))]
+fn listen(
+    py: Python<'_>,
+    address: &Bound<'_, PyAny>,
+    kind: &str,
+    backlog: i32,
+    socket_dir: Option<PathBuf>,
+    max_message: i64,
+) -> PyResult<Py<PyAny>> {
+    let address = address_arg(address)?;
+    let kind = kind_arg(kind)?;
+    let max_message = max_message_arg(max_message)?;
+    let dir = socket_dir.as_deref();
+    if kind == Kind::Datagram {
+        let sock = py.detach(|| Datagram::bind(&address, dir)).py_err()?;
+        warn_shared(py, sock.shared_dir(), &dir_of(sock.path()))?;
+        return Ok(Py::new(py, DatagramSocket::wrap(sock))?.into_any());
+    }
+    let listener = py
+        .detach(|| socket::Listener::bind(&address, kind, backlog, dir, max_message))
+        .py_err()?;
+    warn_shared(py, listener.shared_dir(), &dir_of(listener.path()))?;
+    Ok(Py::new(py, Listener::wrap(listener))?.into_any())
+}
+
+/// Connects to `address`: a Connection for "stream"/"seqpacket", a DatagramSocket for "datagram".
+#[pyfunction]
+#[pyo3(signature = (address, *, kind="stream", timeout=None, socket_dir=None, max_message=DEFAULT_MAX_MESSAGE as i64))]
+fn connect(
+    py: Python<'_>,
+    address: &Bound<'_, PyAny>,
+    kind: &str,
+    timeout: Option<f64>,
+    socket_dir: Option<PathBuf>,
+    max_message: i64,
+) -> PyResult<Py<PyAny>> {
+    let address = address_arg(address)?;
+    let kind = kind_arg(kind)?;
+    let timeout = timeout_arg(timeout)?;
+    let max_message = max_message_arg(max_message)?;
+    let dir = socket_dir.as_deref();
+    if kind == Kind::Datagram {
+        let sock = py.detach(|| Datagram::connect_new(&address, dir)).py_err()?;
+        return Ok(Py::new(py, DatagramSocket::wrap(sock))?.into_any());
+    }
+    let stream = detached(py, |check| {
+        socket::connect(&address, kind, dir, max_message, timeout, check)
+    })?;
+    Ok(Py::new(py, Connection::wrap(stream))?.into_any())
+}
+
+/// Two connected sockets of `kind`.
+#[pyfunction]
+#[pyo3(signature = (kind="stream"))]
+fn socketpair(py: Python<'_>, kind: &str) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+    let kind = kind_arg(kind)?;
+    if kind == Kind::Datagram {
+        let (a, b) = Datagram::pair().py_err()?;
+        return Ok((
+            Py::new(py, DatagramSocket::wrap(a))?.into_any(),
+            Py::new(py, DatagramSocket::wrap(b))?.into_any(),
+        ));
+    }
+    let (a, b) = Stream::pair(kind, DEFAULT_MAX_MESSAGE).py_err()?;
+    Ok((
+        Py::new(py, Connection::wrap(a))?.into_any(),
+        Py::new(py, Connection::wrap(b))?.into_any(),
+    ))
+}
+
+/// What `address` means here, without touching the file system.
+#[pyfunction]
+#[pyo3(signature = (address, *, socket_dir=None))]
+fn resolve(address: &Bound<'_, PyAny>, socket_dir: Option<PathBuf>) -> PyResult<String> {
+    let address = address_arg(address)?;
+    Ok(socket::describe(&address, socket_dir.as_deref()))
+}
+
+/// The socket directory used when none is given (not created by this call).
+#[pyfunction]
+fn default_socket_dir() -> String {
+    crate::sockdir::choose(None).0.display().to_string()
+}
+
+#[pymodule]
+fn _fastipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("DEFAULT_MAX_MESSAGE", DEFAULT_MAX_MESSAGE)?;
+    m.add("BACKEND", "rust")?;
+    m.add_class::<Listener>()?;
+    m.add_class::<Connection>()?;
+    m.add_class::<DatagramSocket>()?;
+    m.add_function(wrap_pyfunction!(listen, m)?)?;
+    m.add_function(wrap_pyfunction!(connect, m)?)?;
+    m.add_function(wrap_pyfunction!(socketpair, m)?)?;
+    m.add_function(wrap_pyfunction!(resolve, m)?)?;
+    m.add_function(wrap_pyfunction!(default_socket_dir, m)?)?;
+    Ok(())
+}
+

@@ -1,0 +1,1628 @@
+//! Sockets: listeners, framed stream/seqpacket connections and datagram sockets, as plain Rust
+//! types that own their descriptors. Addresses are remapped as described in [`crate::addr`].
+
+use std::io::{IoSlice, IoSliceMut};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rustix::fs::{FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvFlags, SendAncillaryBuffer, SendFlags, Shutdown,
+    SocketAddrAny, SocketAddrUnix, SocketFlags, SocketType,
+};
+
+use crate::addr::{Address, EPHEMERAL};
+use crate::error::{Error, Result};
+use crate::frame::{self, Header};
+use crate::sockdir::{self, SocketDir};
+use crate::wait::{Deadline, Interrupt, Ready, Wait, SLICE};
+
+/// Default limit on the size of one received message: 64 MiB.
+pub const DEFAULT_MAX_MESSAGE: u64 = 64 * 1024 * 1024;
+/// Size of the receive buffer that small messages are read through.
+const RX_BUFFER: usize = 64 * 1024;
+/// Kernel buffer size asked for on connected stream and seqpacket sockets.
+const KERNEL_BUFFER: usize = 4 * 1024 * 1024;
+
+/// The kind of socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A byte stream carrying framed messages.
+    Stream,
+    /// Reliable, ordered packets: one message is one packet (Unix sockets only).
+    SeqPacket,
+    /// Datagrams: Unix datagram when remapped, UDP otherwise.
+    Datagram,
+}
+
+impl Kind {
+    /// Parses "stream", "seqpacket" or "datagram".
+    pub fn parse(text: &str) -> Result<Kind> {
+        match text {
+            "stream" => Ok(Kind::Stream),
+            "seqpacket" => Ok(Kind::SeqPacket),
+            "datagram" => Ok(Kind::Datagram),
+            other => Err(Error::Invalid(format!(
+                "kind must be 'stream', 'seqpacket' or 'datagram', not {other:?}"
+            ))),
+        }
+    }
+
+    /// The name, as parsed.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Stream => "stream",
+            Kind::SeqPacket => "seqpacket",
+            Kind::Datagram => "datagram",
+        }
+    }
+
+    fn socket_type(self) -> SocketType {
+        match self {
+            Kind::Stream => SocketType::STREAM,
+            Kind::SeqPacket => SocketType::SEQPACKET,
+            Kind::Datagram => SocketType::DGRAM,
+        }
+    }
+
+    fn ip_prefix(self) -> &'static str {
+        if self == Kind::Datagram {
+            "udp"
+        } else {
+            "tcp"
+        }
+    }
+}
+
+fn new_socket(family: AddressFamily, kind: Kind, nonblocking: bool, what: &str) -> Result<OwnedFd> {
+    let mut flags = SocketFlags::CLOEXEC;
+    if nonblocking {
+        flags |= SocketFlags::NONBLOCK;
+    }
+    rustix::net::socket_with(family, kind.socket_type(), flags, None)
+        .map_err(|e| Error::os(e, "socket", what))
+}
+
+fn set_blocking(fd: BorrowedFd<'_>, what: &str) -> Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd).map_err(|e| Error::os(e, "fcntl", what))?;
+    if flags.contains(OFlags::NONBLOCK) {
+        rustix::fs::fcntl_setfl(fd, flags - OFlags::NONBLOCK)
+            .map_err(|e| Error::os(e, "fcntl", what))?;
+    }
+    Ok(())
+}
+
+/// Options every connected socket of fastipc gets: bounded blocking (so that a wait is sliced),
+/// no SIGPIPE where the platform needs a socket option for it, large kernel buffers, and no
+/// Nagle delay on TCP.
+fn configure_connected(fd: BorrowedFd<'_>, kind: Kind, tcp: bool, what: &str) -> Result<()> {
+    use rustix::net::sockopt;
+    let err = |e| Error::os(e, "setsockopt", what);
+    sockopt::set_socket_timeout(fd, sockopt::Timeout::Recv, Some(SLICE)).map_err(err)?;
+    sockopt::set_socket_timeout(fd, sockopt::Timeout::Send, Some(SLICE)).map_err(err)?;
+    #[cfg(any(
+        target_vendor = "apple",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "dragonfly"
+    ))]
+    sockopt::set_socket_nosigpipe(fd, true).map_err(err)?;
+    if tcp {
+        if kind == Kind::Stream {
+            sockopt::set_tcp_nodelay(fd, true).map_err(err)?;
+        }
+    } else {
+        size_buffers(fd);
+    }
+    Ok(())
+}
+
+/// Asks for [`KERNEL_BUFFER`]-sized send buffers: a Unix stream moves a 1 MiB message in a few
+/// large copies instead of many small wake-ups, and a seqpacket socket can carry packets that
+/// large at all. The privileged form is tried first; the plain one is capped by
+/// `net.core.wmem_max`. Best effort: a smaller buffer is slower, not wrong.
+fn size_buffers(fd: BorrowedFd<'_>) {
+    use rustix::net::sockopt;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if sockopt::set_socket_send_buffer_size_force(fd, KERNEL_BUFFER).is_ok() {
+        return;
+    }
+    let _ = sockopt::set_socket_send_buffer_size(fd, KERNEL_BUFFER);
+}
+
+#[cfg(not(any(
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "dragonfly"
+)))]
+const NOSIGNAL: SendFlags = SendFlags::NOSIGNAL;
+#[cfg(any(
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "dragonfly"
+))]
+const NOSIGNAL: SendFlags = SendFlags::empty();
+
+fn send_flags(nonblocking: bool) -> SendFlags {
+    if nonblocking {
+        NOSIGNAL | SendFlags::DONTWAIT
+    } else {
+        NOSIGNAL
+    }
+}
+
+fn recv_flags(nonblocking: bool) -> RecvFlags {
+    if nonblocking {
+        RecvFlags::DONTWAIT
+    } else {
+        RecvFlags::empty()
+    }
+}
+
+fn unix_addr(path: &Path, what: &str) -> Result<SocketAddrUnix> {
+    SocketAddrUnix::new(path).map_err(|e| Error::os(e, "socket path", what))
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn abstract_addr(name: &[u8], what: &str) -> Result<SocketAddrUnix> {
+    SocketAddrUnix::new_abstract_name(name).map_err(|e| Error::os(e, "socket name", what))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn abstract_addr(_name: &[u8], what: &str) -> Result<SocketAddrUnix> {
+    Err(Error::NotSupported(format!(
+        "abstract Unix sockets exist only on Linux ({what})"
+    )))
+}
+
+fn ip_addrs(host: &str, port: u16, what: &str) -> Result<Vec<SocketAddr>> {
+    let found: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) => Error::os(Errno::from_raw_os_error(code), "resolve", what),
+            None => Error::Resolve {
+                what: what.to_string(),
+                msg: e.to_string(),
+            },
+        })?
+        .collect();
+    if found.is_empty() {
+        return Err(Error::Resolve {
+            what: what.to_string(),
+            msg: "no address".into(),
+        });
+    }
+    Ok(found)
+}
+
+fn family_of(addr: &SocketAddr) -> AddressFamily {
+    if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    }
+}
+
+/// Where an address leads once the socket directory is known.
+enum Target {
+    Unix(PathBuf),
+    Abstract(Vec<u8>),
+    Ip(String, u16),
+}
+
+/// An address together with what it resolves to.
+struct Resolved {
+    address: Address,
+    target: Target,
+    dir: Option<SocketDir>,
+}
+
+fn resolve(address: &Address, socket_dir: Option<&Path>, create_dir: bool) -> Result<Resolved> {
+    let (target, dir) = match address {
+        Address::Remapped { .. } => {
+            let dir = if create_dir {
+                sockdir::prepare(socket_dir)?
+            } else {
+                sockdir::check_existing(socket_dir)?
+            };
+            let path = address.remapped_path(&dir.path).unwrap_or_default();
+            (Target::Unix(path), Some(dir))
+        }
+        Address::UnixPath(path) => (Target::Unix(path.clone()), None),
+        Address::Abstract(name) => (Target::Abstract(name.clone()), None),
+        Address::Ip { host, port } => (Target::Ip(host.clone(), *port), None),
+    };
+    Ok(Resolved {
+        address: address.clone(),
+        target,
+        dir,
+    })
+}
+
+/// What [`crate::addr::Address`] means here, without touching the file system.
+pub fn describe(address: &Address, socket_dir: Option<&Path>) -> String {
+    match address {
+        Address::Remapped { .. } => {
+            let (dir, _) = sockdir::choose(socket_dir);
+            format!(
+                "unix:{}",
+                address.remapped_path(&dir).unwrap_or_default().display()
+            )
+        }
+        other => other.logical("tcp"),
+    }
+}
+
+/// The proof that a listener owns its socket path: the lock it holds and the identity of the
+/// socket file it bound, so that it unlinks the path only while it is still its own.
+#[derive(Debug)]
+struct PathOwnership {
+    lock: OwnedFd,
+    lock_path: PathBuf,
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl PathOwnership {
+    fn release(self) {
+        if let Ok(st) = rustix::fs::lstat(&self.path) {
+            if identity(&st) == (self.dev, self.ino) {
+                let _ = rustix::fs::unlink(&self.path);
+            }
+        }
+        // Still holding the lock: whoever opens the old lock file next sees that it was replaced.
+        let _ = rustix::fs::unlink(&self.lock_path);
+        drop(self.lock);
+    }
+}
+
+/// A file's (device, inode): its identity. The field types differ between platforms.
+#[allow(clippy::unnecessary_cast)]
+fn identity(st: &rustix::fs::Stat) -> (u64, u64) {
+    (st.st_dev as u64, st.st_ino as u64)
+}
+
+fn lock_path_for(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Takes the lock next to `path`, making sure the lock file is the one at the path now.
+fn take_lock(path: &Path, what: &str) -> Result<(OwnedFd, PathBuf)> {
+    let lock_path = lock_path_for(path);
+    for _ in 0..100 {
+        let fd = rustix::fs::open(
+            &lock_path,
+            OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::RUSR | Mode::WUSR,
+        )
+        .map_err(|e| Error::os(e, "lock", lock_path.display().to_string()))?;
+        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK) => return Err(Error::os(Errno::ADDRINUSE, "listen", what)),
+            Err(e) => return Err(Error::os(e, "lock", lock_path.display().to_string())),
+        }
+        let held = rustix::fs::fstat(&fd).map_err(|e| Error::os(e, "lock", what))?;
+        match rustix::fs::lstat(&lock_path) {
+            Ok(now) if now.st_dev == held.st_dev && now.st_ino == held.st_ino => {
+                return Ok((fd, lock_path))
+            }
+            // The previous owner unlinked it between our open and our flock: take the new one.
+            _ => continue,
+        }
+    }
+    Err(Error::os(Errno::ADDRINUSE, "listen", what))
+}
+
+/// Whether something accepts connections at `path` (a foreign program may listen without a lock).
+fn path_is_live(path: &Path, kind: Kind) -> bool {
+    let Ok(probe) = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        kind.socket_type(),
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    ) else {
+        return true;
+    };
+    let Ok(addr) = SocketAddrUnix::new(path) else {
+        return true;
+    };
+    !matches!(
+        rustix::net::connect(&probe, &addr),
+        Err(Errno::CONNREFUSED | Errno::NOENT)
+    )
+}
+
+/// Binds a Unix socket at `path` under its lock, recovering a stale socket file.
+fn bind_owned(
+    path: &Path,
+    kind: Kind,
+    private: bool,
+    what: &str,
+) -> Result<(OwnedFd, PathOwnership)> {
+    let addr = unix_addr(path, what)?;
+    let (lock, lock_path) = take_lock(path, what)?;
+    let fd = new_socket(AddressFamily::UNIX, kind, true, what)?;
+    let bound = match rustix::net::bind(&fd, &addr) {
+        Err(Errno::ADDRINUSE) if !path_is_live(path, kind) => {
+            let _ = rustix::fs::unlink(path);
+            rustix::net::bind(&fd, &addr)
+        }
+        other => other,
+    };
+    if let Err(errno) = bound {
+        // Leave no lock file behind for a path that is not ours.
+        let _ = rustix::fs::unlink(&lock_path);
+        return Err(Error::os(errno, "bind", what));
+    }
+    if private {
+        let _ = rustix::fs::chmod(path, Mode::RUSR | Mode::WUSR);
+    }
+    let st = rustix::fs::lstat(path).map_err(|e| Error::os(e, "bind", what))?;
+    let (dev, ino) = identity(&st);
+    Ok((
+        fd,
+        PathOwnership {
+            lock,
+            lock_path,
+            path: path.to_path_buf(),
+            dev,
+            ino,
+        },
+    ))
+}
+
+/// A pseudo-random starting point for port-0 searches (no dependency needed for this).
+fn random_port_start() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let span = u64::from(EPHEMERAL.end() - EPHEMERAL.start()) + 1;
+    EPHEMERAL.start() + (h.finish() % span) as u16
+}
+
+/// Binds a remapped address, picking a free port for port 0.
+fn bind_remapped(
+    address: &Address,
+    dir: &SocketDir,
+    kind: Kind,
+) -> Result<(OwnedFd, PathOwnership, Address)> {
+    if address.port() != Some(0) {
+        let path = address.remapped_path(&dir.path).unwrap_or_default();
+        let what = address.logical("tcp");
+        let (fd, own) = bind_owned(&path, kind, !dir.shared, &what)?;
+        return Ok((fd, own, address.clone()));
+    }
+    let start = random_port_start();
+    let span = u32::from(EPHEMERAL.end() - EPHEMERAL.start()) + 1;
+    for i in 0..span {
+        let port = EPHEMERAL.start() + ((u32::from(start - EPHEMERAL.start()) + i) % span) as u16;
+        let candidate = address.with_port(port);
+        let path = candidate.remapped_path(&dir.path).unwrap_or_default();
+        if rustix::fs::lstat(&path).is_ok() {
+            continue;
+        }
+        match bind_owned(&path, kind, !dir.shared, &candidate.logical("tcp")) {
+            Ok((fd, own)) => return Ok((fd, own, candidate)),
+            Err(e) if e.errno() == Some(Errno::ADDRINUSE) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::os(
+        Errno::ADDRINUSE,
+        "listen",
+        address.logical("tcp"),
+    ))
+}
+
+/// A bound socket: the descriptor, what it is bound to, and the ownership of its path.
+struct Bound {
+    fd: OwnedFd,
+    address: Address,
+    path: Option<PathBuf>,
+    ownership: Option<PathOwnership>,
+    dir: Option<SocketDir>,
+    tcp: bool,
+}
+
+fn bind_any(address: &Address, kind: Kind, socket_dir: Option<&Path>) -> Result<Bound> {
+    let resolved = resolve(address, socket_dir, true)?;
+    let what = address.logical(kind.ip_prefix());
+    match resolved.target {
+        Target::Unix(path) => {
+            let (fd, ownership, address) = match &resolved.dir {
+                Some(dir) => bind_remapped(address, dir, kind)?,
+                None => {
+                    let (fd, own) = bind_owned(&path, kind, false, &what)?;
+                    (fd, own, resolved.address)
+                }
+            };
+            Ok(Bound {
+                fd,
+                path: Some(ownership.path.clone()),
+                address,
+                ownership: Some(ownership),
+                dir: resolved.dir,
+                tcp: false,
+            })
+        }
+        Target::Abstract(name) => {
+            let addr = abstract_addr(&name, &what)?;
+            let fd = new_socket(AddressFamily::UNIX, kind, true, &what)?;
+            rustix::net::bind(&fd, &addr).map_err(|e| Error::os(e, "bind", &what))?;
+            Ok(Bound {
+                fd,
+                address: resolved.address,
+                path: None,
+                ownership: None,
+                dir: None,
+                tcp: false,
+            })
+        }
+        Target::Ip(host, port) => {
+            if kind == Kind::SeqPacket {
+                return Err(Error::NotSupported(format!(
+                    "seqpacket sockets exist only for Unix addresses, not {what}"
+                )));
+            }
+            let mut last = None;
+            for sa in ip_addrs(&host, port, &what)? {
+                let fd = new_socket(family_of(&sa), kind, true, &what)?;
+                if kind != Kind::Datagram {
+                    let _ = rustix::net::sockopt::set_socket_reuseaddr(&fd, true);
+                }
+                match rustix::net::bind(&fd, &sa) {
+                    Ok(()) => {
+                        let port = match rustix::net::getsockname(&fd)
+                            .ok()
+                            .and_then(|a| SocketAddr::try_from(a).ok())
+                        {
+                            Some(local) => local.port(),
+                            None => port,
+                        };
+                        return Ok(Bound {
+                            fd,
+                            address: Address::Ip { host, port },
+                            path: None,
+                            ownership: None,
+                            dir: None,
+                            tcp: true,
+                        });
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(Error::os(last.unwrap_or(Errno::ADDRNOTAVAIL), "bind", what))
+        }
+    }
+}
+
+/// A listening stream or seqpacket socket.
+#[derive(Debug)]
+pub struct Listener {
+    fd: OwnedFd,
+    kind: Kind,
+    address: String,
+    path: Option<PathBuf>,
+    tcp: bool,
+    ownership: Option<PathOwnership>,
+    shared_dir: bool,
+    max_message: u64,
+    closed: AtomicBool,
+}
+
+impl Listener {
+    /// Binds and listens at `address`.
+    pub fn bind(
+        address: &Address,
+        kind: Kind,
+        backlog: i32,
+        socket_dir: Option<&Path>,
+        max_message: u64,
+    ) -> Result<Listener> {
+        if kind == Kind::Datagram {
+            return Err(Error::Invalid(
+                "a datagram socket does not listen: use DatagramSocket".into(),
+            ));
+        }
+        let bound = bind_any(address, kind, socket_dir)?;
+        let logical = bound.address.logical(kind.ip_prefix());
+        rustix::net::listen(&bound.fd, backlog.max(1))
+            .map_err(|e| Error::os(e, "listen", &logical))?;
+        Ok(Listener {
+            fd: bound.fd,
+            kind,
+            address: logical,
+            path: bound.path,
+            tcp: bound.tcp,
+            ownership: bound.ownership,
+            shared_dir: bound.dir.is_some_and(|d| d.shared),
+            max_message,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The logical address with the real port.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The socket path, for Unix path listeners.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Whether the socket directory is an explicitly named shared sticky one.
+    pub fn shared_dir(&self) -> bool {
+        self.shared_dir
+    }
+
+    /// The message limit given to accepted connections.
+    pub fn max_message(&self) -> u64 {
+        self.max_message
+    }
+
+    /// Waits up to `timeout` for a connection and accepts it.
+    pub fn accept(&self, timeout: Option<Duration>, interrupt: &mut dyn Interrupt) -> Result<Stream> {
+        let mut wait = Wait {
+            deadline: Deadline::after(timeout),
+            interrupt,
+            closed: Some(&self.closed),
+            // The listening descriptor is non-blocking: wait in poll.
+            sliced_fd: false,
+        };
+        let fd = wait.run(self.fd.as_fd(), Ready::Read, "accept", &self.address, |_| {
+            rustix::net::accept_with(&self.fd, SocketFlags::CLOEXEC)
+        })?;
+        // BSD-derived systems hand the listener's O_NONBLOCK on to the accepted socket.
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        set_blocking(fd.as_fd(), &self.address)?;
+        Stream::adopt(fd, self.kind, self.address.clone(), self.tcp, self.max_message)
+    }
+
+    /// Marks the listener closed: an `accept` in another thread ends at its next slice.
+    pub fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Borrows the descriptor.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(own) = self.ownership.take() {
+            own.release();
+        }
+    }
+}
+
+/// Connects to `address`.
+pub fn connect(
+    address: &Address,
+    kind: Kind,
+    socket_dir: Option<&Path>,
+    max_message: u64,
+    timeout: Option<Duration>,
+    interrupt: &mut dyn Interrupt,
+) -> Result<Stream> {
+    let mut wait = Wait {
+        deadline: Deadline::after(timeout),
+        interrupt,
+        closed: None,
+        sliced_fd: false,
+    };
+    let wait = &mut wait;
+    if kind == Kind::Datagram {
+        return Err(Error::Invalid(
+            "use DatagramSocket::connect for datagram sockets".into(),
+        ));
+    }
+    let resolved = resolve(address, socket_dir, false)?;
+    let what = address.logical(kind.ip_prefix());
+    let (fd, tcp) = match &resolved.target {
+        Target::Unix(path) => {
+            let addr = unix_addr(path, &what)?;
+            let fd = new_socket(AddressFamily::UNIX, kind, true, &what)?;
+            connect_fd(fd.as_fd(), &addr, wait, &what)?;
+            (fd, false)
+        }
+        Target::Abstract(name) => {
+            let addr = abstract_addr(name, &what)?;
+            let fd = new_socket(AddressFamily::UNIX, kind, true, &what)?;
+            connect_fd(fd.as_fd(), &addr, wait, &what)?;
+            (fd, false)
+        }
+        Target::Ip(host, port) => {
+            if kind == Kind::SeqPacket {
+                return Err(Error::NotSupported(format!(
+                    "seqpacket sockets exist only for Unix addresses, not {what}"
+                )));
+            }
+            let mut last = None;
+            let mut connected = None;
+            for sa in ip_addrs(host, *port, &what)? {
+                let fd = new_socket(family_of(&sa), kind, true, &what)?;
+                match connect_fd(fd.as_fd(), &sa, wait, &what) {
+                    Ok(()) => {
+                        connected = Some(fd);
+                        break;
+                    }
+                    Err(e @ (Error::Timeout { .. } | Error::Interrupted)) => return Err(e),
+                    Err(e) => last = Some(e),
+                }
+            }
+            match connected {
+                Some(fd) => (fd, true),
+                None => {
+                    return Err(
+                        last.unwrap_or_else(|| Error::os(Errno::CONNREFUSED, "connect", &what))
+                    )
+                }
+            }
+        }
+    };
+    set_blocking(fd.as_fd(), &what)?;
+    Stream::adopt(fd, kind, what, tcp, max_message)
+}
+
+/// A non-blocking connect bounded by `wait`. A full Unix listen queue answers EAGAIN: retried
+/// until the deadline, like a blocking connect would wait.
+fn connect_fd(
+    fd: BorrowedFd<'_>,
+    addr: &impl rustix::net::addr::SocketAddrArg,
+    wait: &mut Wait<'_>,
+    what: &str,
+) -> Result<()> {
+    let mut in_progress = match rustix::net::connect(fd, addr) {
+        Ok(()) | Err(Errno::ISCONN) => return Ok(()),
+        Err(Errno::INPROGRESS | Errno::ALREADY) => true,
+        Err(Errno::AGAIN | Errno::INTR) => false,
+        Err(e) => return Err(Error::os(e, "connect", what)),
+    };
+    wait.sliced_fd = false;
+    wait.run(fd, Ready::Write, "connect", what, |_| {
+        if in_progress {
+            return match rustix::net::sockopt::socket_error(fd)? {
+                Ok(()) => {
+                    // Writable and no error: connected, unless poll woke for nothing.
+                    match rustix::net::getpeername(fd) {
+                        Ok(_) => Ok(()),
+                        Err(Errno::NOTCONN) => Err(Errno::AGAIN),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+        }
+        match rustix::net::connect(fd, addr) {
+            Ok(()) | Err(Errno::ISCONN) => Ok(()),
+            Err(Errno::INPROGRESS | Errno::ALREADY) => {
+                in_progress = true;
+                Err(Errno::INPROGRESS)
+            }
+            Err(e) => Err(e),
+        }
+    })
+}
+
+/// Receive-side state of a stream: bytes read ahead of the current message.
+#[derive(Debug, Default)]
+pub struct RecvBuf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl RecvBuf {
+    fn buffered(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Makes room for at least `want` more bytes at the end; returns the free tail.
+    fn space(&mut self, want: usize) -> &mut [u8] {
+        if self.data.len() < RX_BUFFER {
+            self.data.resize(RX_BUFFER, 0);
+        }
+        if self.data.len() - self.end < want && self.start > 0 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        &mut self.data[self.end..]
+    }
+
+    /// Takes up to `dst.len()` buffered bytes into `dst`; returns how many.
+    fn take_into(&mut self, dst: &mut [u8]) -> usize {
+        let n = dst.len().min(self.end - self.start);
+        dst[..n].copy_from_slice(&self.data[self.start..self.start + n]);
+        self.consume(n);
+        n
+    }
+}
+
+/// How a received message is to be delivered.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A small message, already complete in the receive buffer: its bytes.
+    Small(Vec<u8>),
+    /// A large message of this length: allocate a destination and call
+    /// [`Reader::read_payload`].
+    Large(usize),
+}
+
+/// A connected stream or seqpacket socket with framed messages.
+#[derive(Debug)]
+pub struct Stream {
+    fd: OwnedFd,
+    kind: Kind,
+    peer: String,
+    tcp: bool,
+    max_message: u64,
+    closed: AtomicBool,
+    /// Timeout of sends and receives in nanoseconds; `u64::MAX` for none.
+    timeout_ns: AtomicU64,
+    tx: Mutex<()>,
+    rx: Mutex<RecvBuf>,
+}
+
+const NO_TIMEOUT: u64 = u64::MAX;
+
+impl Stream {
+    /// Wraps a connected socket.
+    pub fn adopt(
+        fd: OwnedFd,
+        kind: Kind,
+        peer: String,
+        tcp: bool,
+        max_message: u64,
+    ) -> Result<Stream> {
+        configure_connected(fd.as_fd(), kind, tcp, &peer)?;
+        Ok(Stream {
+            fd,
+            kind,
+            peer,
+            tcp,
+            max_message,
+            closed: AtomicBool::new(false),
+            timeout_ns: AtomicU64::new(NO_TIMEOUT),
+            tx: Mutex::new(()),
+            rx: Mutex::new(RecvBuf::default()),
+        })
+    }
+
+    /// A connected pair.
+    pub fn pair(kind: Kind, max_message: u64) -> Result<(Stream, Stream)> {
+        if kind == Kind::Datagram {
+            return Err(Error::Invalid(
+                "use DatagramSocket::pair for datagram sockets".into(),
+            ));
+        }
+        let (a, b) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            kind.socket_type(),
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| Error::os(e, "socketpair", "socketpair"))?;
+        Ok((
+            Stream::adopt(a, kind, "socketpair".into(), false, max_message)?,
+            Stream::adopt(b, kind, "socketpair".into(), false, max_message)?,
+        ))
+    }
+
+    /// The peer's logical address.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Whether it runs over TCP.
+    pub fn is_tcp(&self) -> bool {
+        self.tcp
+    }
+
+    /// The receive limit.
+    pub fn max_message(&self) -> u64 {
+        self.max_message
+    }
+
+    /// Borrows the descriptor.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Marks the stream closed: waits in other threads end with EBADF at their next slice.
+    pub fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Stream::mark_closed`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The timeout of sends and receives.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self.timeout_ns.load(Ordering::Relaxed) {
+            NO_TIMEOUT => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
+    /// Sets the timeout of sends and receives.
+    pub fn set_timeout(&self, timeout: Option<Duration>) {
+        let ns = timeout.map_or(NO_TIMEOUT, |t| {
+            u64::try_from(t.as_nanos()).unwrap_or(NO_TIMEOUT - 1)
+        });
+        self.timeout_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// A wait bounded by this stream's timeout.
+    pub fn wait<'a>(&'a self, interrupt: &'a mut dyn Interrupt) -> Wait<'a> {
+        self.wait_until(Deadline::after(self.timeout()), interrupt)
+    }
+
+    /// A wait bounded by `deadline`.
+    pub fn wait_until<'a>(&'a self, deadline: Deadline, interrupt: &'a mut dyn Interrupt) -> Wait<'a> {
+        Wait {
+            deadline,
+            interrupt,
+            closed: Some(&self.closed),
+            sliced_fd: true,
+        }
+    }
+
+    fn err_closed(&self, op: &'static str) -> Error {
+        Error::os(Errno::BADF, op, &self.peer)
+    }
+
+    /// Sends one framed message (one packet on seqpacket sockets). Frames from several threads
+    /// never interleave.
+    pub fn send_message(&self, data: &[u8], interrupt: &mut dyn Interrupt) -> Result<()> {
+        let mut wait = self.wait(interrupt);
+        let _guard = self.tx.lock().map_err(|_| self.err_closed("send"))?;
+        if self.kind == Kind::SeqPacket {
+            return self.send_packet(data, &mut wait);
+        }
+        let mut header = [0u8; frame::LONG];
+        let hlen = frame::encode_header(data.len() as u64, &mut header);
+        let total = hlen + data.len();
+        let mut sent = 0usize;
+        while sent < total {
+            let n = wait.run(
+                self.fd.as_fd(),
+                Ready::Write,
+                "send",
+                &self.peer,
+                |nonblocking| {
+                    let iov_data;
+                    let iov: [IoSlice<'_>; 2];
+                    let slices: &[IoSlice<'_>] = if sent < hlen {
+                        iov_data = &header[sent..hlen];
+                        iov = [IoSlice::new(iov_data), IoSlice::new(data)];
+                        &iov
+                    } else {
+                        iov = [IoSlice::new(&data[sent - hlen..]), IoSlice::new(&[])];
+                        &iov[..1]
+                    };
+                    rustix::net::sendmsg(
+                        &self.fd,
+                        slices,
+                        &mut SendAncillaryBuffer::default(),
+                        send_flags(nonblocking),
+                    )
+                },
+            )?;
+            sent += n;
+        }
+        Ok(())
+    }
+
+    fn send_packet(&self, data: &[u8], wait: &mut Wait<'_>) -> Result<()> {
+        let result = wait.run(
+            self.fd.as_fd(),
+            Ready::Write,
+            "send",
+            &self.peer,
+            |nonblocking| rustix::net::send(&self.fd, data, send_flags(nonblocking)),
+        );
+        match result {
+            Err(Error::Os {
+                errno: Errno::MSGSIZE,
+                ..
+            }) => Err(Error::MessageTooLarge {
+                size: data.len() as u64,
+                limit: rustix::net::sockopt::socket_send_buffer_size(&self.fd).unwrap_or(0) as u64,
+                what: format!(
+                    "{}: larger than one seqpacket packet can be here (raise net.core.wmem_max)",
+                    self.peer
+                ),
+            }),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Sends every byte of `data` on the raw stream (one packet on seqpacket sockets).
+    pub fn send_all(&self, data: &[u8], interrupt: &mut dyn Interrupt) -> Result<()> {
+        let mut wait = self.wait(interrupt);
+        let _guard = self.tx.lock().map_err(|_| self.err_closed("send"))?;
+        if self.kind == Kind::SeqPacket {
+            return self.send_packet(data, &mut wait);
+        }
+        let mut sent = 0usize;
+        while sent < data.len() {
+            sent += wait.run(
+                self.fd.as_fd(),
+                Ready::Write,
+                "send",
+                &self.peer,
+                |nonblocking| rustix::net::send(&self.fd, &data[sent..], send_flags(nonblocking)),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Locks the receive side for one operation.
+    pub fn reader(&self) -> Result<Reader<'_>> {
+        let buf = self.rx.lock().map_err(|_| self.err_closed("recv"))?;
+        Ok(Reader { stream: self, buf })
+    }
+
+    /// Shuts down one or both directions.
+    pub fn shutdown(&self, how: Shutdown) -> Result<()> {
+        rustix::net::shutdown(&self.fd, how).map_err(|e| Error::os(e, "shutdown", &self.peer))
+    }
+
+    /// Receives one message completely (for Rust callers).
+    pub fn recv_message(
+        &self,
+        limit: Option<u64>,
+        interrupt: &mut dyn Interrupt,
+    ) -> Result<Vec<u8>> {
+        let mut wait = self.wait(interrupt);
+        let mut reader = self.reader()?;
+        match reader.next_message(limit, &mut wait)? {
+            Incoming::Small(bytes) => Ok(bytes),
+            Incoming::Large(len) => {
+                let mut out = vec![0u8; len];
+                reader.read_payload(&mut out, &mut wait)?;
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// The receive side of a [`Stream`], locked for one operation.
+pub struct Reader<'a> {
+    stream: &'a Stream,
+    buf: MutexGuard<'a, RecvBuf>,
+}
+
+impl Reader<'_> {
+    /// Reads more bytes into the buffer; `Ok(0)` at end of file.
+    fn fill(&mut self, want: usize, wait: &mut Wait<'_>) -> Result<usize> {
+        let stream = self.stream;
+        let space = self.buf.space(want);
+        let n = wait.run(
+            stream.fd.as_fd(),
+            Ready::Read,
+            "recv",
+            &stream.peer,
+            |nonblocking| {
+                rustix::net::recv(&stream.fd, &mut *space, recv_flags(nonblocking)).map(|(_, n)| n)
+            },
+        )?;
+        self.buf.end += n;
+        Ok(n)
+    }
+
+    fn check_limit(&self, len: u64, limit: Option<u64>) -> Result<()> {
+        let max = limit.map_or(self.stream.max_message, |l| l.min(self.stream.max_message));
+        if len > max {
+            return Err(Error::MessageTooLarge {
+                size: len,
+                limit: max,
+                what: self.stream.peer.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads the next message's header (and the whole message when it is small).
+    /// Errors: `Eof` at a clean end of file, `Truncated`, `MessageTooLarge`.
+    pub fn next_message(&mut self, limit: Option<u64>, wait: &mut Wait<'_>) -> Result<Incoming> {
+        if self.stream.kind == Kind::SeqPacket {
+            return self.next_packet(limit, wait);
+        }
+        let (header, len) = loop {
+            match frame::decode_header(self.buf.buffered()) {
+                Header::Complete { header, len } => break (header, len),
+                Header::Malformed(n) => {
+                    return Err(Error::Invalid(format!(
+                        "malformed message header (length {n}) from {}",
+                        self.stream.peer
+                    )))
+                }
+                Header::NeedMore(_) => {
+                    let have = self.buf.buffered().len() as u64;
+                    if self.fill(frame::LONG, wait)? == 0 {
+                        return Err(if have == 0 {
+                            Error::Eof {
+                                what: self.stream.peer.clone(),
+                            }
+                        } else {
+                            Error::Truncated {
+                                expected: 4,
+                                received: have,
+                                what: format!("{} (in a length prefix)", self.stream.peer),
+                            }
+                        });
+                    }
+                }
+            }
+        };
+        self.check_limit(len, limit)?;
+        let len = usize::try_from(len).map_err(|_| Error::MessageTooLarge {
+            size: len,
+            limit: usize::MAX as u64,
+            what: self.stream.peer.clone(),
+        })?;
+        self.buf.consume(header);
+        if len > RX_BUFFER - frame::LONG {
+            return Ok(Incoming::Large(len));
+        }
+        while self.buf.buffered().len() < len {
+            let want = len - self.buf.buffered().len();
+            if self.fill(want, wait)? == 0 {
+                return Err(Error::Truncated {
+                    expected: len as u64,
+                    received: self.buf.buffered().len() as u64,
+                    what: self.stream.peer.clone(),
+                });
+            }
+        }
+        let out = self.buf.buffered()[..len].to_vec();
+        self.buf.consume(len);
+        Ok(Incoming::Small(out))
+    }
+
+    fn next_packet(&mut self, limit: Option<u64>, wait: &mut Wait<'_>) -> Result<Incoming> {
+        let stream = self.stream;
+        let len = wait.run(
+            stream.fd.as_fd(),
+            Ready::Read,
+            "recv",
+            &stream.peer,
+            |nonblocking| {
+                let flags = recv_flags(nonblocking) | RecvFlags::PEEK | RecvFlags::TRUNC;
+                rustix::net::recv(&stream.fd, &mut [0u8; 0][..], flags).map(|(_, n)| n)
+            },
+        )?;
+        if len == 0 && self.peer_hung_up() {
+            return Err(Error::Eof {
+                what: stream.peer.clone(),
+            });
+        }
+        if let Err(e) = self.check_limit(len as u64, limit) {
+            // Drop the packet: the next message is intact on a seqpacket socket.
+            let _ = rustix::net::recv(&stream.fd, &mut [0u8; 0][..], RecvFlags::DONTWAIT);
+            return Err(e);
+        }
+        if len > RX_BUFFER {
+            return Ok(Incoming::Large(len));
+        }
+        // Small: one receive into the buffer (consuming the packet), one copy out.
+        let space = self.buf.space(RX_BUFFER);
+        let got = wait.run(
+            stream.fd.as_fd(),
+            Ready::Read,
+            "recv",
+            &stream.peer,
+            |nonblocking| {
+                rustix::net::recv(&stream.fd, &mut *space, recv_flags(nonblocking)).map(|(_, n)| n)
+            },
+        )?;
+        let out = space[..got].to_vec();
+        Ok(Incoming::Small(out))
+    }
+
+    fn peer_hung_up(&self) -> bool {
+        use rustix::event::{PollFd, PollFlags};
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let hup = PollFlags::RDHUP | PollFlags::HUP;
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let hup = PollFlags::HUP;
+        let mut fds = [PollFd::new(&self.stream.fd, PollFlags::IN | hup)];
+        let zero = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(1))
+            && fds[0].revents().intersects(hup)
+    }
+
+    /// Fills `dst` (exactly the announced length) with the message's payload.
+    pub fn read_payload(&mut self, dst: &mut [u8], wait: &mut Wait<'_>) -> Result<()> {
+        let stream = self.stream;
+        if stream.kind == Kind::SeqPacket {
+            let n = wait.run(
+                stream.fd.as_fd(),
+                Ready::Read,
+                "recv",
+                &stream.peer,
+                |nonblocking| {
+                    let mut iov = [IoSliceMut::new(&mut *dst)];
+                    rustix::net::recvmsg(
+                        &stream.fd,
+                        &mut iov,
+                        &mut RecvAncillaryBuffer::default(),
+                        recv_flags(nonblocking),
+                    )
+                    .map(|m| m.bytes)
+                },
+            )?;
+            if n != dst.len() {
+                return Err(Error::Truncated {
+                    expected: dst.len() as u64,
+                    received: n as u64,
+                    what: stream.peer.clone(),
+                });
+            }
+            return Ok(());
+        }
+        let mut got = self.buf.take_into(dst);
+        while got < dst.len() {
+            let rest = &mut dst[got..];
+            let n = wait.run(
+                stream.fd.as_fd(),
+                Ready::Read,
+                "recv",
+                &stream.peer,
+                |nonblocking| {
+                    rustix::net::recv(&stream.fd, &mut *rest, recv_flags(nonblocking))
+                        .map(|(_, n)| n)
+                },
+            )?;
+            if n == 0 {
+                return Err(Error::Truncated {
+                    expected: dst.len() as u64,
+                    received: got as u64,
+                    what: stream.peer.clone(),
+                });
+            }
+            got += n;
+        }
+        Ok(())
+    }
+
+    /// Reads at most `dst.len()` raw bytes (one packet on seqpacket sockets); 0 at end of file.
+    pub fn read_some(&mut self, dst: &mut [u8], wait: &mut Wait<'_>) -> Result<usize> {
+        if dst.is_empty() {
+            return Ok(0);
+        }
+        if !self.buf.buffered().is_empty() {
+            return Ok(self.buf.take_into(dst));
+        }
+        let stream = self.stream;
+        wait.run(
+            stream.fd.as_fd(),
+            Ready::Read,
+            "recv",
+            &stream.peer,
+            |nonblocking| {
+                rustix::net::recv(&stream.fd, &mut *dst, recv_flags(nonblocking)).map(|(_, n)| n)
+            },
+        )
+    }
+
+    /// Reads exactly `dst.len()` raw bytes. `Eof` if the stream ends before any, `Truncated` if
+    /// part way.
+    pub fn read_exact(&mut self, dst: &mut [u8], wait: &mut Wait<'_>) -> Result<()> {
+        if self.stream.kind == Kind::SeqPacket {
+            return Err(Error::NotSupported(
+                "recv_exact reads a byte stream; a seqpacket socket carries packets".into(),
+            ));
+        }
+        let mut got = 0;
+        while got < dst.len() {
+            let n = self.read_some(&mut dst[got..], wait)?;
+            if n == 0 {
+                return Err(if got == 0 {
+                    Error::Eof {
+                        what: self.stream.peer.clone(),
+                    }
+                } else {
+                    Error::Truncated {
+                        expected: dst.len() as u64,
+                        received: got as u64,
+                        what: self.stream.peer.clone(),
+                    }
+                });
+            }
+            got += n;
+        }
+        Ok(())
+    }
+
+    /// Whether something can be read (buffered bytes, a message, or end of file) within `timeout`.
+    pub fn poll(&self, timeout: Option<Duration>, interrupt: &mut dyn Interrupt) -> Result<bool> {
+        if !self.buf.buffered().is_empty() {
+            return Ok(true);
+        }
+        let deadline = Deadline::after(timeout);
+        loop {
+            if self.stream.is_closed() {
+                return Err(self.stream.err_closed("poll"));
+            }
+            let left = deadline.remaining().unwrap_or(SLICE).min(SLICE);
+            if crate::wait::poll_once(self.stream.fd.as_fd(), Ready::Read, left)
+                .map_err(|e| Error::os(e, "poll", &self.stream.peer))?
+            {
+                return Ok(true);
+            }
+            if deadline.remaining() == Some(Duration::ZERO) {
+                return Ok(false);
+            }
+            interrupt.check()?;
+        }
+    }
+}
+
+/// A datagram socket.
+#[derive(Debug)]
+pub struct Datagram {
+    fd: OwnedFd,
+    local: Option<String>,
+    path: Option<PathBuf>,
+    ownership: Option<PathOwnership>,
+    dir: Option<SocketDir>,
+    ip: bool,
+    peer: Mutex<Option<String>>,
+    closed: AtomicBool,
+    timeout_ns: AtomicU64,
+}
+
+impl Datagram {
+    /// Binds a datagram socket at `address`.
+    pub fn bind(address: &Address, socket_dir: Option<&Path>) -> Result<Datagram> {
+        let bound = bind_any(address, Kind::Datagram, socket_dir)?;
+        set_blocking(bound.fd.as_fd(), &bound.address.logical("udp"))?;
+        Datagram::from_bound(bound)
+    }
+
+    fn from_bound(bound: Bound) -> Result<Datagram> {
+        let local = bound.address.logical("udp");
+        configure_connected(bound.fd.as_fd(), Kind::Datagram, bound.tcp, &local)?;
+        Ok(Datagram {
+            fd: bound.fd,
+            local: Some(local),
+            path: bound.path,
+            ownership: bound.ownership,
+            dir: bound.dir,
+            ip: bound.tcp,
+            peer: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            timeout_ns: AtomicU64::new(NO_TIMEOUT),
+        })
+    }
+
+    /// Binds a fresh address of the same family as `address` and connects to it, so that
+    /// replies reach this socket.
+    pub fn connect_new(address: &Address, socket_dir: Option<&Path>) -> Result<Datagram> {
+        let local = match address {
+            Address::Remapped { host, .. } => Address::Remapped {
+                host: host.clone(),
+                port: 0,
+            },
+            Address::Ip { host, port } => {
+                let any = match ip_addrs(host, *port, &address.logical("udp"))?.first() {
+                    Some(SocketAddr::V6(_)) => "::",
+                    _ => "0.0.0.0",
+                };
+                Address::Ip {
+                    host: any.into(),
+                    port: 0,
+                }
+            }
+            Address::UnixPath(_) | Address::Abstract(_) => {
+                let sock = Datagram::unbound(AddressFamily::UNIX)?;
+                sock.connect(address)?;
+                return Ok(sock);
+            }
+        };
+        let sock = Datagram::bind(&local, socket_dir)?;
+        sock.connect(address)?;
+        Ok(sock)
+    }
+
+    fn unbound(family: AddressFamily) -> Result<Datagram> {
+        let fd = new_socket(family, Kind::Datagram, false, "datagram socket")?;
+        configure_connected(
+            fd.as_fd(),
+            Kind::Datagram,
+            family != AddressFamily::UNIX,
+            "datagram socket",
+        )?;
+        Ok(Datagram {
+            fd,
+            local: None,
+            path: None,
+            ownership: None,
+            dir: None,
+            ip: family != AddressFamily::UNIX,
+            peer: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            timeout_ns: AtomicU64::new(NO_TIMEOUT),
+        })
+    }
+
+    /// A connected pair of Unix datagram sockets.
+    pub fn pair() -> Result<(Datagram, Datagram)> {
+        let (a, b) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::DGRAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| Error::os(e, "socketpair", "socketpair"))?;
+        let wrap = |fd: OwnedFd| -> Result<Datagram> {
+            configure_connected(fd.as_fd(), Kind::Datagram, false, "socketpair")?;
+            Ok(Datagram {
+                fd,
+                local: None,
+                path: None,
+                ownership: None,
+                dir: None,
+                ip: false,
+                peer: Mutex::new(Some("socketpair".into())),
+                closed: AtomicBool::new(false),
+                timeout_ns: AtomicU64::new(NO_TIMEOUT),
+            })
+        };
+        Ok((wrap(a)?, wrap(b)?))
+    }
+
+    /// The local logical address.
+    pub fn local(&self) -> Option<&str> {
+        self.local.as_deref()
+    }
+
+    /// The local socket path.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The connected peer's logical address.
+    pub fn peer(&self) -> Option<String> {
+        self.peer.lock().ok().and_then(|p| p.clone())
+    }
+
+    /// Whether the socket directory is an explicitly named shared sticky one.
+    pub fn shared_dir(&self) -> bool {
+        self.dir.as_ref().is_some_and(|d| d.shared)
+    }
+
+    /// Borrows the descriptor.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Marks closed (waits in other threads end at their next slice).
+    pub fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Sets the timeout of sends and receives.
+    pub fn set_timeout(&self, timeout: Option<Duration>) {
+        let ns = timeout.map_or(NO_TIMEOUT, |t| {
+            u64::try_from(t.as_nanos()).unwrap_or(NO_TIMEOUT - 1)
+        });
+        self.timeout_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// The timeout of sends and receives.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self.timeout_ns.load(Ordering::Relaxed) {
+            NO_TIMEOUT => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
+    fn wait<'a>(&'a self, interrupt: &'a mut dyn Interrupt) -> Wait<'a> {
+        Wait {
+            deadline: Deadline::after(self.timeout()),
+            interrupt,
+            closed: Some(&self.closed),
+            sliced_fd: true,
+        }
+    }
+
+    fn what(&self) -> String {
+        self.local
+            .clone()
+            .or_else(|| self.peer())
+            .unwrap_or_else(|| "datagram socket".into())
+    }
+
+    fn dir_path(&self) -> PathBuf {
+        match &self.dir {
+            Some(dir) => dir.path.clone(),
+            None => sockdir::choose(None).0,
+        }
+    }
+
+    fn target_of(&self, address: &Address) -> Result<(Target, String)> {
+        let what = address.logical("udp");
+        let target = match address {
+            Address::Remapped { .. } => {
+                let dir = match &self.dir {
+                    Some(dir) => dir.path.clone(),
+                    None => sockdir::check_existing(None)?.path,
+                };
+                Target::Unix(address.remapped_path(&dir).unwrap_or_default())
+            }
+            Address::UnixPath(p) => Target::Unix(p.clone()),
+            Address::Abstract(n) => Target::Abstract(n.clone()),
+            Address::Ip { host, port } => Target::Ip(host.clone(), *port),
+        };
+        Ok((target, what))
+    }
+
+    fn check_family(&self, target: &Target, what: &str) -> Result<()> {
+        let ip_target = matches!(target, Target::Ip(..));
+        if ip_target != self.ip {
+            return Err(Error::Invalid(format!(
+                "{what} is {} but this datagram socket is {}",
+                if ip_target {
+                    "an IP address"
+                } else {
+                    "a Unix address"
+                },
+                if self.ip { "UDP" } else { "a Unix socket" }
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sends one datagram to `address`.
+    pub fn send_to(
+        &self,
+        data: &[u8],
+        address: &Address,
+        interrupt: &mut dyn Interrupt,
+    ) -> Result<usize> {
+        let (target, what) = self.target_of(address)?;
+        self.check_family(&target, &what)?;
+        let mut wait = self.wait(interrupt);
+        let fd = self.fd.as_fd();
+        match target {
+            Target::Unix(path) => {
+                let addr = unix_addr(&path, &what)?;
+                wait.run(fd, Ready::Write, "sendto", &what, |nb| {
+                    rustix::net::sendto(fd, data, send_flags(nb), &addr)
+                })
+            }
+            Target::Abstract(name) => {
+                let addr = abstract_addr(&name, &what)?;
+                wait.run(fd, Ready::Write, "sendto", &what, |nb| {
+                    rustix::net::sendto(fd, data, send_flags(nb), &addr)
+                })
+            }
+            Target::Ip(host, port) => {
+                let sa = ip_addrs(&host, port, &what)?[0];
+                wait.run(fd, Ready::Write, "sendto", &what, |nb| {
+                    rustix::net::sendto(fd, data, send_flags(nb), &sa)
+                })
+            }
+        }
+    }
+
+    /// Connects to `address`: `send` and `recv` then use it.
+    pub fn connect(&self, address: &Address) -> Result<()> {
+        let (target, what) = self.target_of(address)?;
+        self.check_family(&target, &what)?;
+        let result = match target {
+            Target::Unix(path) => rustix::net::connect(&self.fd, &unix_addr(&path, &what)?),
+            Target::Abstract(name) => rustix::net::connect(&self.fd, &abstract_addr(&name, &what)?),
+            Target::Ip(host, port) => {
+                rustix::net::connect(&self.fd, &ip_addrs(&host, port, &what)?[0])
+            }
+        };
+        result.map_err(|e| Error::os(e, "connect", &what))?;
+        if let Ok(mut peer) = self.peer.lock() {
+            *peer = Some(what);
+        }
+        Ok(())
+    }
+
+    /// Sends one datagram to the connected peer.
+    pub fn send(&self, data: &[u8], interrupt: &mut dyn Interrupt) -> Result<usize> {
+        let what = self.peer().unwrap_or_else(|| self.what());
+        let mut wait = self.wait(interrupt);
+        wait.run(self.fd.as_fd(), Ready::Write, "send", &what, |nb| {
+            rustix::net::send(&self.fd, data, send_flags(nb))
+        })
+    }
+
+    /// Receives one datagram into `dst` (a longer one is truncated); returns its length and
+    /// the sender's logical address.
+    pub fn recv_from(
+        &self,
+        dst: &mut [u8],
+        interrupt: &mut dyn Interrupt,
+    ) -> Result<(usize, Option<String>)> {
+        let what = self.what();
+        let mut wait = self.wait(interrupt);
+        let (n, from) = wait.run(self.fd.as_fd(), Ready::Read, "recvfrom", &what, |nb| {
+            rustix::net::recvfrom(&self.fd, &mut *dst, recv_flags(nb)).map(|(_, n, from)| (n, from))
+        })?;
+        Ok((n.min(dst.len()), from.and_then(|a| self.logical_sender(a))))
+    }
+
+    fn logical_sender(&self, addr: SocketAddrAny) -> Option<String> {
+        if let Ok(ip) = SocketAddr::try_from(addr.clone()) {
+            return Some(match ip {
+                SocketAddr::V4(v4) => format!("udp:{}:{}", v4.ip(), v4.port()),
+                SocketAddr::V6(v6) => format!("udp:[{}]:{}", v6.ip(), v6.port()),
+            });
+        }
+        let unix = SocketAddrUnix::try_from(addr).ok()?;
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(name) = unix.abstract_name() {
+            return Some(format!("unix:@{}", String::from_utf8_lossy(name)));
+        }
+        let path = PathBuf::from(std::ffi::OsStr::new(
+            std::str::from_utf8(unix.path_bytes()?).ok()?,
+        ));
+        if path.as_os_str().is_empty() {
+            return None;
+        }
+        if path.parent() == Some(self.dir_path().as_path()) {
+            if let Some(remapped) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(Address::from_socket_name)
+            {
+                return Some(remapped.logical("udp"));
+            }
+        }
+        Some(format!("unix:{}", path.display()))
+    }
+}
+
+impl Drop for Datagram {
+    fn drop(&mut self) {
+        if let Some(own) = self.ownership.take() {
+            own.release();
+        }
+    }
+}

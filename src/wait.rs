@@ -1,0 +1,159 @@
+//! Blocking with deadlines, interrupt checks and EINTR handling: the one loop every blocking
+//! operation of the crate runs in.
+//!
+//! Descriptors that fastipc reads and writes are blocking with `SO_RCVTIMEO`/`SO_SNDTIMEO` set to
+//! [`SLICE`], so the hot path is a single system call that the kernel ends after at most one slice;
+//! between slices the loop runs the caller's [`Interrupt`] check (Python's signal check) and looks
+//! at the deadline. Deadlines shorter than a slice, and descriptors without those options, wait in
+//! `poll` and then try the call without blocking.
+
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::io::Errno;
+
+use crate::error::{Error, Result};
+
+/// Longest uninterrupted wait: the bound on how late a Ctrl-C or a close is noticed.
+pub const SLICE: Duration = Duration::from_millis(50);
+
+/// A point in time to give up at, or none.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(Option<Instant>);
+
+impl Deadline {
+    /// Never give up.
+    pub const NEVER: Deadline = Deadline(None);
+
+    /// A deadline `timeout` from now; `None` means never.
+    pub fn after(timeout: Option<Duration>) -> Deadline {
+        Deadline(timeout.map(|t| Instant::now().checked_add(t).unwrap_or_else(far_future)))
+    }
+
+    /// Time left; `Some(ZERO)` once passed, `None` without a deadline.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.0
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+/// Called between slices of a wait; an error stops the operation (Python: a pending signal).
+pub trait Interrupt {
+    /// Checks whether the wait should stop.
+    fn check(&mut self) -> Result<()>;
+}
+
+/// Never interrupts: for Rust callers.
+pub struct Uninterrupted;
+
+impl Interrupt for Uninterrupted {
+    fn check(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Which readiness an operation waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// Readable (or end of file, or error).
+    Read,
+    /// Writable.
+    Write,
+}
+
+/// Waits up to `timeout` for `fd` to become ready; `Ok(false)` on timeout. EINTR counts as a
+/// spurious wake-up (`Ok(false)`), so the caller's loop checks for signals.
+pub fn poll_once(fd: BorrowedFd<'_>, ready: Ready, timeout: Duration) -> Result<bool, Errno> {
+    let flags = match ready {
+        Ready::Read => PollFlags::IN,
+        Ready::Write => PollFlags::OUT,
+    };
+    let mut fds = [PollFd::from_borrowed_fd(fd, flags)];
+    let spec = rustix::time::Timespec {
+        tv_sec: timeout.as_secs() as i64,
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    match poll(&mut fds, Some(&spec)) {
+        Ok(n) => Ok(n > 0),
+        Err(Errno::INTR) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// How an operation is bounded in time.
+pub struct Wait<'a> {
+    /// When to give up.
+    pub deadline: Deadline,
+    /// Checked between slices.
+    pub interrupt: &'a mut dyn Interrupt,
+    /// Set when the object was closed by another thread: the wait ends with EBADF.
+    pub closed: Option<&'a AtomicBool>,
+    /// Whether a blocking call on the descriptor returns by itself after at most one slice
+    /// (`SO_RCVTIMEO`/`SO_SNDTIMEO` set).
+    pub sliced_fd: bool,
+}
+
+impl Wait<'_> {
+    /// Runs `op` until it succeeds, fails for real, the deadline passes (`Error::Timeout`), the
+    /// interrupt check fails, or the object is closed. `op(nonblocking)` must not block when
+    /// `nonblocking` is true and must return EAGAIN/EWOULDBLOCK or EINTR to be retried.
+    pub fn run<T>(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        ready: Ready,
+        op_name: &'static str,
+        what: &str,
+        mut op: impl FnMut(bool) -> Result<T, Errno>,
+    ) -> Result<T> {
+        loop {
+            if self.closed.is_some_and(|c| c.load(Ordering::Acquire)) {
+                return Err(Error::os(Errno::BADF, op_name, what));
+            }
+            let remaining = self.deadline.remaining();
+            let last = remaining == Some(Duration::ZERO);
+            let result = match remaining {
+                Some(left) if left.is_zero() => op(true),
+                Some(left) if left < SLICE || !self.sliced_fd => {
+                    poll_once(fd, ready, left.min(SLICE))
+                        .map_err(|e| Error::os(e, op_name, what))?;
+                    op(true)
+                }
+                None if !self.sliced_fd => {
+                    poll_once(fd, ready, SLICE).map_err(|e| Error::os(e, op_name, what))?;
+                    op(true)
+                }
+                _ => op(false),
+            };
+            match result {
+                Ok(value) => return Ok(value),
+                Err(Errno::AGAIN | Errno::INTR | Errno::INPROGRESS) => {
+                    if last {
+                        return Err(Error::Timeout {
+                            what: what.to_string(),
+                        });
+                    }
+                    self.interrupt.check()?;
+                }
+                Err(errno) => return Err(Error::os(errno, op_name, what)),
+            }
+        }
+    }
+}
+
+/// Converts a Python-style timeout in seconds (`None` forever, `>= 0`) to a duration.
+pub fn timeout_from_secs(secs: Option<f64>) -> Result<Option<Duration>> {
+    match secs {
+        None => Ok(None),
+        Some(s) if s.is_nan() || s < 0.0 => Err(Error::Invalid(format!(
+            "timeout must be None or a non-negative number of seconds, not {s}"
+        ))),
+        Some(s) if s > 1e12 => Ok(None),
+        Some(s) => Ok(Some(Duration::from_secs_f64(s))),
+    }
+}
