@@ -14,6 +14,9 @@ pub mod sockdir;
 pub mod socket;
 pub mod wait;
 
+#[allow(dead_code)]
+pub(crate) mod sys;
+
 #[cfg(feature = "python")]
 mod py;
 
