@@ -2132,10 +2132,13 @@ mod tests {
         let mut stop = Uninterrupted;
         // Several frames queued before the reader looks: its read-ahead covers all of them.
         a.send_message(b"one", &[], &mut stop).expect("send");
-        a.send_message(b"two", &[r.as_fd()], &mut stop).expect("send");
+        a.send_message(b"two", &[r.as_fd()], &mut stop)
+            .expect("send");
         a.send_message(b"three", &[], &mut stop).expect("send");
-        a.send_message(&vec![7u8; 200_000], &[w.as_fd(), r.as_fd()], &mut stop).expect("send");
-        a.send_message(b"five", &[w.as_fd()], &mut stop).expect("send");
+        a.send_message(&vec![7u8; 200_000], &[w.as_fd(), r.as_fd()], &mut stop)
+            .expect("send");
+        a.send_message(b"five", &[w.as_fd()], &mut stop)
+            .expect("send");
         let counts: Vec<(usize, usize)> = (0..5)
             .map(|_| {
                 let (m, fds) = recv_with_fds(&b);
@@ -2152,7 +2155,8 @@ mod tests {
         let before = open_fds();
         let mut stop = Uninterrupted;
         for _ in 0..10 {
-            a.send_message(b"x", &[r.as_fd(), w.as_fd()], &mut stop).expect("send");
+            a.send_message(b"x", &[r.as_fd(), w.as_fd()], &mut stop)
+                .expect("send");
             // recv_message does not ask for descriptors: they are closed, not leaked.
             assert_eq!(b.recv_message(None, &mut stop).expect("recv"), b"x");
         }
