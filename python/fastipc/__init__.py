@@ -16,17 +16,20 @@ from ._errors import (
     SharedSocketDirWarning,
     TruncatedMessage,
 )
+from ._types import Credentials
 
 if TYPE_CHECKING:
     from ._fastipc import (
         BACKEND,
         DEFAULT_MAX_MESSAGE,
+        SCM_MAX_FD,
         Address,
         Connection,
         DatagramSocket,
         Listener,
         connect,
         default_socket_dir,
+        fromfd,
         listen,
         resolve,
         socketpair,
@@ -37,12 +40,14 @@ else:
     _impl = _load()
     BACKEND = _impl.BACKEND
     DEFAULT_MAX_MESSAGE = _impl.DEFAULT_MAX_MESSAGE
+    SCM_MAX_FD = _impl.SCM_MAX_FD
     Address = str | tuple[str, int]
     Connection = _impl.Connection
     DatagramSocket = _impl.DatagramSocket
     Listener = _impl.Listener
     connect = _impl.connect
     default_socket_dir = _impl.default_socket_dir
+    fromfd = _impl.fromfd
     listen = _impl.listen
     resolve = _impl.resolve
     socketpair = _impl.socketpair
@@ -53,9 +58,11 @@ __version__ = "0.1.0"
 __all__ = [
     "BACKEND",
     "DEFAULT_MAX_MESSAGE",
+    "SCM_MAX_FD",
     "Address",
     "BufferTooShort",
     "Connection",
+    "Credentials",
     "DatagramSocket",
     "IPCError",
     "Listener",
@@ -66,6 +73,7 @@ __all__ = [
     "__version__",
     "connect",
     "default_socket_dir",
+    "fromfd",
     "listen",
     "resolve",
     "socketpair",
