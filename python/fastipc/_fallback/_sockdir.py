@@ -9,6 +9,7 @@ import random
 import socket
 import stat
 import sys
+import time
 import warnings
 
 from .._errors import SharedSocketDirWarning
@@ -117,9 +118,14 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
 
 
+_TRANSIENT_WAITS = 50
+
+
 def _take_lock(lock_path: str, logical: str) -> int:
     """Open ``lock_path`` and take its exclusive flock, checking it is still the file named so."""
-    for _ in range(100):
+    socket_path = lock_path.removesuffix(".lock")
+    transient_waits = 0
+    for _ in range(200):
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
         except OSError as e:
@@ -128,6 +134,14 @@ def _take_lock(lock_path: str, logical: str) -> int:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                # A holder with no socket file at the path is passing through: binding, or
+                # closing (it unlinks the socket first). Wait for it briefly; a live listener
+                # (socket present) makes the address busy at once.
+                if transient_waits < _TRANSIENT_WAITS and not os.path.lexists(socket_path):
+                    transient_waits += 1
+                    os.close(fd)
+                    time.sleep(0.001)
+                    continue
                 raise _platform.oserror(errno.EADDRINUSE, logical) from None
             mine = os.fstat(fd)
             try:
