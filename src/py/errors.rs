@@ -20,6 +20,7 @@ pub fn to_py(err: Error, pending: Option<PyErr>) -> PyErr {
         Error::Os { errno, op: _, what } => {
             PyOSError::new_err((errno.raw_os_error(), errno_text(errno), what))
         }
+        Error::OsMsg { errno, msg, what } => PyOSError::new_err((errno.raw_os_error(), msg, what)),
         Error::UnsafeDir { errno, msg, path } => {
             PyOSError::new_err((errno.raw_os_error(), msg, path.display().to_string()))
         }
@@ -36,9 +37,9 @@ pub fn to_py(err: Error, pending: Option<PyErr>) -> PyErr {
             expected, received, ..
         } => TruncatedMessage::new_err((e.to_string(), expected, received)),
         e @ Error::Eof { .. } => PyEOFError::new_err(e.to_string()),
-        Error::BufferTooShort { message } => Python::attach(|py| {
-            BufferTooShort::new_err((PyBytes::new(py, &message).unbind(),))
-        }),
+        Error::BufferTooShort { message } => {
+            Python::attach(|py| BufferTooShort::new_err((PyBytes::new(py, &message).unbind(),)))
+        }
         Error::NotSupported(msg) => NotSupportedError::new_err(msg),
         Error::Invalid(msg) => PyValueError::new_err(msg),
         e @ Error::Resolve { .. } => gaierror::new_err(e.to_string()),
