@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import signal
-from typing import NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
-__all__ = ["LockHolder", "SignalInfo", "make_signal_info"]
+__all__ = ["LockHolder", "SignalInfo", "make_signal_info", "unsupported"]
 
 
 class LockHolder(NamedTuple):
@@ -43,3 +43,15 @@ def make_signal_info(
     except ValueError:
         sig = signo
     return SignalInfo(sig, pid, uid, code, status)
+
+
+def unsupported(name: str, why: str) -> Any:
+    """A stand-in for a class or function this platform lacks: calling it raises
+    ``NotSupportedError`` with ``why``, while ``import fastipc`` keeps working."""
+    from ._errors import NotSupportedError
+
+    def missing(*args: object, **kwargs: object) -> NoReturn:
+        raise NotSupportedError(f"{name}: {why}")
+
+    missing.__name__ = missing.__qualname__ = name
+    return missing
