@@ -395,9 +395,9 @@ class SysVMessageQueue:
         buf = ctypes.create_string_buffer(256)
         if _lib().msgctl(qid, IPC_STAT, buf) < 0:
             raise _err(self._what)
-        # struct msqid_ds of 64-bit Linux: ipc_perm (48 bytes, mode at offset 24), three times,
+        # struct msqid_ds of 64-bit Linux: ipc_perm (48 bytes, mode at offset 20), three times,
         # __msg_cbytes, msg_qnum, msg_qbytes, msg_lspid, msg_lrpid.
-        mode = struct.unpack_from("I", buf, 24)[0] & 0o777
+        mode = struct.unpack_from("I", buf, 20)[0] & 0o777
         _cbytes, qnum, qbytes, lspid, lrpid = struct.unpack_from("QQQii", buf, 72)
         return qnum, qbytes, lspid, lrpid, mode
 
