@@ -167,8 +167,7 @@ pub fn signal_and_wait(
     } else {
         format!("process {pid}")
     };
-    let pid_t = Pid::from_raw(pid)
-        .filter(|p| p.as_raw_nonzero().get() > 0)
+    let pid_t = if pid > 0 { Pid::from_raw(pid) } else { None }
         .ok_or_else(|| Error::Invalid(format!("pid must be a positive process id, not {pid}")))?;
     let deadline = Deadline::after(timeout);
     let pidfd = open_pidfd(pid_t);
