@@ -64,6 +64,8 @@ pub fn unlink(name: &CStr) -> Result<(), Errno> {
 }
 
 /// `mq_getattr`.
+// c_long is i32 on 32-bit targets: the conversions are not useless there.
+#[allow(clippy::useless_conversion)]
 pub fn getattr(mqd: BorrowedFd<'_>) -> Result<Attr, Errno> {
     let mut attr = zeroed_attr();
     // SAFETY: `mqd` is a live queue descriptor; `attr` is writable storage for the call.
@@ -71,9 +73,9 @@ pub fn getattr(mqd: BorrowedFd<'_>) -> Result<Attr, Errno> {
         return Err(last_errno());
     }
     Ok(Attr {
-        max_messages: attr.mq_maxmsg as i64,
-        max_message_size: attr.mq_msgsize as i64,
-        current_messages: attr.mq_curmsgs as i64,
+        max_messages: i64::from(attr.mq_maxmsg),
+        max_message_size: i64::from(attr.mq_msgsize),
+        current_messages: i64::from(attr.mq_curmsgs),
         nonblocking: attr.mq_flags & libc::c_long::from(libc::O_NONBLOCK) != 0,
     })
 }

@@ -97,8 +97,10 @@ impl MsgBuf {
     }
 
     /// The message type.
+    // c_long is i32 on 32-bit targets: the conversion is not useless there.
+    #[allow(clippy::useless_conversion)]
     pub fn mtype(&self) -> i64 {
-        self.words[0] as i64
+        i64::from(self.words[0])
     }
 
     fn text_mut(&mut self) -> &mut [u8] {
