@@ -3,6 +3,7 @@ is left behind, and the Ctrl-C check of a blocking call in a child process."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -45,12 +46,10 @@ def no_queues_left():
     left_posix = posix_queues()
     left_sysv = sysv_queues() - sysv_before
     for name in left_posix:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(f"/dev/mqueue/{name}")
-        except OSError:
-            pass
     for qid in left_sysv:
-        os.system(f"ipcrm -q {qid} 2>/dev/null")  # noqa: S605 - test cleanup only
+        os.system(f"ipcrm -q {qid} 2>/dev/null")
     assert not left_posix, f"POSIX message queues left behind: {sorted(left_posix)}"
     assert not left_sysv, f"System V message queues left behind (ipcs -q): {sorted(left_sysv)}"
 

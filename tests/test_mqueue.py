@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
@@ -9,20 +10,17 @@ import stat
 import subprocess
 import time
 
+import fastipc
 import pytest
 from _classic import assert_ctrl_c, no_queues_left, unique  # noqa: F401
-
-import fastipc
 
 
 @pytest.fixture
 def qname():
     name = "/" + unique("mq")
     yield name
-    try:
+    with contextlib.suppress(FileNotFoundError, fastipc.NotSupportedError):
         fastipc.unlink_message_queue(name)
-    except (FileNotFoundError, fastipc.NotSupportedError):
-        pass
 
 
 def test_priorities_and_attributes(backend, qname):

@@ -4,6 +4,7 @@ runner's own signal handling stays untouched."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -160,7 +161,10 @@ def test_kill_and_wait(backend):
 
 
 def test_kill_and_wait_times_out_then_escalates(backend):
-    code = "import signal,sys,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(60)"
+    code = (
+        "import signal,sys,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print(1, flush=True); time.sleep(60)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     try:
         assert proc.stdout.readline() == b"1\n"
@@ -177,7 +181,10 @@ def test_kill_and_wait_times_out_then_escalates(backend):
 
 
 def test_kill_and_wait_group(backend):
-    code = "import subprocess,time; subprocess.Popen(['sleep','30']); print(1, flush=True); time.sleep(30)"
+    code = (
+        "import subprocess,time; subprocess.Popen(['sleep','30']); "
+        "print(1, flush=True); time.sleep(30)"
+    )
     proc = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True
     )
@@ -195,10 +202,8 @@ def test_kill_and_wait_group(backend):
             assert time.monotonic() < deadline, "the group did not end"
             time.sleep(0.01)
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait()
         proc.stdout.close()
 
