@@ -1,5 +1,8 @@
-//! POSIX message queues (Linux: the queue descriptor is a file descriptor, waited on with
-//! `poll`, usable with `select`).
+//! POSIX message queues (Linux: the queue descriptor is a file descriptor, usable with
+//! `select`). Waits are `mq_timedsend`/`mq_timedreceive` in slices of at most 50 ms on a
+//! blocking descriptor, so a message that arrives during a wait costs one system call. The
+//! slices are measured on CLOCK_REALTIME, as those calls require: a wall-clock step can lengthen
+//! or shorten one slice, never the deadline, which is on the monotonic clock.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -12,7 +15,9 @@ use rustix::io::Errno;
 use crate::error::{Error, Result};
 use crate::pipe::read_proc_number;
 use crate::sys::mqueue as sys;
-use crate::wait::{Deadline, Interrupt, Ready, Wait};
+use rustix::time::{ClockId, Timespec};
+
+use crate::wait::{Deadline, Interrupt, SLICE};
 
 pub use sys::Attr;
 
@@ -66,7 +71,7 @@ impl MessageQueue {
     ) -> Result<MessageQueue> {
         let name = normalize_name(name)?;
         let cname = c_name(&name)?;
-        let mut oflag = libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC;
+        let mut oflag = libc::O_RDWR | libc::O_CLOEXEC;
         let mut sizes = None;
         if create {
             oflag |= libc::O_CREAT | libc::O_EXCL;
@@ -142,12 +147,35 @@ impl MessageQueue {
         self.closed.store(true, Ordering::Release);
     }
 
-    fn wait<'a>(&'a self, timeout: Option<Duration>, interrupt: &'a mut dyn Interrupt) -> Wait<'a> {
-        Wait {
-            deadline: Deadline::after(timeout),
-            interrupt,
-            closed: Some(&self.closed),
-            sliced_fd: false,
+    /// Runs a timed call (`op(until)`) in slices of at most [`SLICE`]: the queue descriptor is
+    /// blocking, so a message arriving during a slice costs one system call.
+    fn sliced<T>(
+        &self,
+        op_name: &'static str,
+        timeout: Option<Duration>,
+        interrupt: &mut dyn Interrupt,
+        mut op: impl FnMut(&Timespec) -> std::result::Result<T, Errno>,
+    ) -> Result<T> {
+        let deadline = Deadline::after(timeout);
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(Error::os(Errno::BADF, op_name, &self.name));
+            }
+            let left = deadline.remaining();
+            let step = left.map_or(SLICE, |l| l.min(SLICE));
+            match op(&realtime_after(step)) {
+                Ok(value) => return Ok(value),
+                Err(Errno::TIMEDOUT | Errno::AGAIN) => {
+                    if left.is_some() && deadline.remaining() == Some(Duration::ZERO) {
+                        return Err(Error::Timeout {
+                            what: self.name.clone(),
+                        });
+                    }
+                    interrupt.check()?;
+                }
+                Err(Errno::INTR) => interrupt.check()?,
+                Err(e) => return Err(Error::os(e, op_name, &self.name)),
+            }
         }
     }
 
@@ -175,10 +203,9 @@ impl MessageQueue {
             });
         }
         let fd = self.fd.as_fd();
-        self.wait(timeout, interrupt)
-            .run_eager(fd, Ready::Write, "mq_send", &self.name, || {
-                sys::send(fd, data, priority)
-            })
+        self.sliced("mq_send", timeout, interrupt, |at| {
+            sys::send(fd, data, priority, at)
+        })
     }
 
     /// Receives the oldest message of the highest priority: `(bytes, priority)`, waiting while
@@ -190,13 +217,9 @@ impl MessageQueue {
     ) -> Result<(Vec<u8>, u32)> {
         let mut buf = self.rx.lock().unwrap_or_else(|e| e.into_inner());
         let fd = self.fd.as_fd();
-        let (n, prio) = self.wait(timeout, interrupt).run_eager(
-            fd,
-            Ready::Read,
-            "mq_receive",
-            &self.name,
-            || sys::receive(fd, &mut buf),
-        )?;
+        let (n, prio) = self.sliced("mq_receive", timeout, interrupt, |at| {
+            sys::receive(fd, &mut buf, at)
+        })?;
         Ok((buf[..n].to_vec(), prio))
     }
 
@@ -214,10 +237,26 @@ impl MessageQueue {
             )));
         }
         let fd = self.fd.as_fd();
-        self.wait(timeout, interrupt)
-            .run_eager(fd, Ready::Read, "mq_receive", &self.name, || {
-                sys::receive(fd, &mut *dst)
-            })
+        self.sliced("mq_receive", timeout, interrupt, |at| {
+            sys::receive(fd, &mut *dst, at)
+        })
+    }
+}
+
+/// CLOCK_REALTIME now plus `step` (the clock of mq_timedsend/mq_timedreceive); a zero step is
+/// a time already passed, so the call tries once.
+fn realtime_after(step: Duration) -> Timespec {
+    let now = rustix::time::clock_gettime(ClockId::Realtime);
+    if step.is_zero() {
+        return Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+    }
+    let nanos = now.tv_nsec + i64::from(step.subsec_nanos());
+    Timespec {
+        tv_sec: now.tv_sec + step.as_secs() as i64 + nanos / 1_000_000_000,
+        tv_nsec: nanos % 1_000_000_000,
     }
 }
 

@@ -287,13 +287,13 @@ class FastipcQueue(PairMechanism):
     def pair(self, env: Env) -> tuple[Client, Echo]:
         b = env.fastipc()
         size = max(env.max_size, 1)
-        queues = []
+        mine, theirs = [], []
         for name in _queue_names():
-            q = b.MessageQueue(name, create=True, max_messages=8, max_message_size=size)
-            q.unlink()  # the descriptors live on; nothing stays in /dev/mqueue
-            queues.append(q)
-        there, back = queues
-        return _QueueClient(there, back, there.send), _QueueEcho(there, back, back.send)
+            mine.append(b.MessageQueue(name, create=True, max_messages=8, max_message_size=size))
+            theirs.append(b.MessageQueue(name))  # the echo side's own descriptor
+            mine[-1].unlink()  # the descriptors live on; nothing stays in /dev/mqueue
+        client = _QueueClient(mine[0], mine[1], mine[0].send)
+        return client, _QueueEcho(theirs[0], theirs[1], theirs[1].send)
 
 
 @_classic
@@ -313,15 +313,17 @@ class PosixIpcQueue(PairMechanism):
         import posix_ipc  # type: ignore[import-not-found, unused-ignore]
 
         size = max(env.max_size, 1)
-        queues = []
+        mine, theirs = [], []
         for name in _queue_names():
-            q = posix_ipc.MessageQueue(
-                name, posix_ipc.O_CREX, mode=0o600, max_messages=8, max_message_size=size
+            mine.append(
+                posix_ipc.MessageQueue(
+                    name, posix_ipc.O_CREX, mode=0o600, max_messages=8, max_message_size=size
+                )
             )
-            q.unlink()
-            queues.append(q)
-        there, back = queues
-        return _QueueClient(there, back, there.send), _QueueEcho(there, back, back.send)
+            theirs.append(posix_ipc.MessageQueue(name))
+            mine[-1].unlink()
+        client = _QueueClient(mine[0], mine[1], mine[0].send)
+        return client, _QueueEcho(theirs[0], theirs[1], theirs[1].send)
 
 
 # -- running one without pytest -------------------------------------------------------------------

@@ -80,27 +80,59 @@ pub fn getattr(mqd: BorrowedFd<'_>) -> Result<Attr, Errno> {
     })
 }
 
-/// `mq_send`; on a non-blocking descriptor EAGAIN when the queue is full.
-pub fn send(mqd: BorrowedFd<'_>, data: &[u8], priority: u32) -> Result<(), Errno> {
-    // SAFETY: `data` is valid for reads of `data.len()` bytes during the call.
-    let rc = unsafe { libc::mq_send(mqd.as_raw_fd(), data.as_ptr().cast(), data.len(), priority) };
+fn timespec(at: &rustix::time::Timespec) -> libc::timespec {
+    // SAFETY: timespec is plain integers; all-zero bytes are a valid value (and cover the
+    // padding of 32-bit targets).
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    ts.tv_sec = at.tv_sec as libc::time_t;
+    ts.tv_nsec = at.tv_nsec as _;
+    ts
+}
+
+/// `mq_timedsend` until `at` (CLOCK_REALTIME): ETIMEDOUT when the queue stays full until then
+/// (at once if `at` has passed).
+pub fn send(
+    mqd: BorrowedFd<'_>,
+    data: &[u8],
+    priority: u32,
+    at: &rustix::time::Timespec,
+) -> Result<(), Errno> {
+    let ts = timespec(at);
+    // SAFETY: `data` is valid for reads of `data.len()` bytes and `ts` is a valid timespec,
+    // both during the call only.
+    let rc = unsafe {
+        libc::mq_timedsend(
+            mqd.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            priority,
+            &ts,
+        )
+    };
     if rc < 0 {
         return Err(last_errno());
     }
     Ok(())
 }
 
-/// `mq_receive` into `buf` (at least the queue's message size); returns `(length, priority)`.
-pub fn receive(mqd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, u32), Errno> {
+/// `mq_timedreceive` into `buf` (at least the queue's message size) until `at`
+/// (CLOCK_REALTIME); returns `(length, priority)`, ETIMEDOUT when the queue stays empty.
+pub fn receive(
+    mqd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    at: &rustix::time::Timespec,
+) -> Result<(usize, u32), Errno> {
     let mut priority: libc::c_uint = 0;
-    // SAFETY: `buf` is valid for writes of `buf.len()` bytes and `priority` for one c_uint,
-    // both during the call only.
+    let ts = timespec(at);
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes, `priority` for one c_uint and
+    // `ts` is a valid timespec, all during the call only.
     let n = unsafe {
-        libc::mq_receive(
+        libc::mq_timedreceive(
             mqd.as_raw_fd(),
             buf.as_mut_ptr().cast(),
             buf.len(),
             &mut priority,
+            &ts,
         )
     };
     if n < 0 {
