@@ -10,19 +10,34 @@ from ._addr import default_socket_dir, resolve
 from ._api import DEFAULT_MAX_MESSAGE, connect, listen, socketpair
 from ._conn import Connection
 from ._dgram import DatagramSocket
+from ._filelock import FileLock
 from ._listener import Listener
+from ._mq import MessageQueue, SysVMessageQueue, ftok, unlink_message_queue
+from ._pipes import FIFO, PipeReader, PipeWriter, pipe
+from ._signals import SignalReceiver, kill_and_wait
 
 BACKEND = "python"
 
 __all__ = [
     "BACKEND",
     "DEFAULT_MAX_MESSAGE",
+    "FIFO",
     "Connection",
     "DatagramSocket",
+    "FileLock",
     "Listener",
+    "MessageQueue",
+    "PipeReader",
+    "PipeWriter",
+    "SignalReceiver",
+    "SysVMessageQueue",
     "connect",
     "default_socket_dir",
+    "ftok",
+    "kill_and_wait",
     "listen",
+    "pipe",
     "resolve",
     "socketpair",
+    "unlink_message_queue",
 ]
