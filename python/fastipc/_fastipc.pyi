@@ -26,16 +26,27 @@ StreamKind = Literal["stream", "seqpacket"]
 __all__ = [
     "BACKEND",
     "DEFAULT_MAX_MESSAGE",
+    "FIFO",
     "SCM_MAX_FD",
     "Connection",
     "DatagramSocket",
+    "FileLock",
     "Listener",
+    "MessageQueue",
+    "PipeReader",
+    "PipeWriter",
+    "SignalReceiver",
+    "SysVMessageQueue",
     "connect",
     "default_socket_dir",
     "fromfd",
+    "ftok",
+    "kill_and_wait",
     "listen",
+    "pipe",
     "resolve",
     "socketpair",
+    "unlink_message_queue",
 ]
 
 DEFAULT_MAX_MESSAGE: Final[int]
@@ -344,7 +355,7 @@ def pipe(*, capacity: int | None = None) -> tuple[PipeReader, PipeWriter]:
 class FIFO:
     """A named pipe. ``create=True`` makes it (exclusively, with exactly ``mode``)."""
 
-    def __init__(self, path: _Path, create: bool = False, *, mode: int = 0o600) -> None: ...
+    def __new__(cls, path: _Path, create: bool = False, *, mode: int = 0o600) -> Self: ...
     @property
     def path(self) -> str: ...
     def open_reader(self, timeout: float | None = None) -> PipeReader:
@@ -364,15 +375,15 @@ class FIFO:
 class MessageQueue:
     """A POSIX message queue (Linux)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         name: str,
         create: bool = False,
         *,
         max_messages: int | None = None,
         max_message_size: int | None = None,
         mode: int = 0o600,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def name(self) -> str: ...
     @property
@@ -402,15 +413,15 @@ def unlink_message_queue(name: str) -> None: ...
 class SysVMessageQueue:
     """A System V message queue with typed retrieval (Linux)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         key: int | None = None,
         *,
         path: _Path | None = None,
         project_id: int | None = None,
         create: bool = False,
         mode: int = 0o600,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def key(self) -> int: ...
     @property
@@ -450,15 +461,15 @@ class FileLock:
     ``kind`` is ``"ofd"`` (open-file-description lock, the default on Linux) or ``"posix"``
     (classic ``fcntl(F_SETLK)`` lock, owned by the process)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         path: _Path,
         *,
         shared: bool = False,
         start: int = 0,
         length: int = 0,
         kind: Literal["ofd", "posix"] | None = None,
-    ) -> None: ...
+    ) -> Self: ...
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """True once held; False if not taken (non-blocking, or at the timeout)."""
     def release(self) -> None:
@@ -493,7 +504,7 @@ class FileLock:
 class SignalReceiver:
     """A pollable receiver of chosen signals (signalfd on Linux)."""
 
-    def __init__(self, signals: Iterable[int]) -> None: ...
+    def __new__(cls, signals: Iterable[int]) -> Self: ...
     @property
     def signals(self) -> list[int]: ...
     @property

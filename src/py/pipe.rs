@@ -196,7 +196,7 @@ common_methods!(PipeReader, "PipeReader", {
     }
 
     /// Whether a read would not wait (data, or end of file) within `timeout` seconds.
-    #[pyo3(signature = (timeout=Some(0.0)))]
+    #[pyo3(signature = (timeout=Some(0.0)), text_signature = "(self, timeout=0.0)")]
     fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let timeout = timeout_arg(timeout)?;
         let end = self.inner.get(&self.what)?;
