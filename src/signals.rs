@@ -30,6 +30,7 @@ pub struct SignalReceiver {
     newly_blocked: Vec<i32>,
     thread: std::thread::ThreadId,
     closed: AtomicBool,
+    restored: AtomicBool,
 }
 
 #[cfg(target_os = "linux")]
@@ -74,6 +75,7 @@ impl SignalReceiver {
             newly_blocked,
             thread: std::thread::current().id(),
             closed: AtomicBool::new(false),
+            restored: AtomicBool::new(false),
         })
     }
 
@@ -128,11 +130,21 @@ impl SignalReceiver {
     /// did. Pending instances are then delivered as usual (to Python's handler, or the default
     /// action).
     pub fn restore_mask(&self) -> Result<bool> {
-        if std::thread::current().id() != self.thread {
+        if std::thread::current().id() != self.thread || self.restored.swap(true, Ordering::AcqRel)
+        {
             return Ok(false);
         }
         restore(&self.newly_blocked).map_err(|e| Error::os(e, "pthread_sigmask", "signals"))?;
         Ok(true)
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for SignalReceiver {
+    /// A receiver dropped without [`SignalReceiver::restore_mask`] still gives its signals back
+    /// when dropped on the thread that created it.
+    fn drop(&mut self) {
+        let _ = self.restore_mask();
     }
 }
 

@@ -231,7 +231,16 @@ def test_detach(backend):
         assert r.read_exact(3) == b"raw"
 
 
-@pytest.mark.parametrize("call", ["r.read()", "r.read_exact(10)", "w.write_all(b'x' * (1 << 22))"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        "r.read()",
+        "r.read_exact(10)",
+        "r.readinto(bytearray(10))",
+        "r.poll(None)",
+        "w.write_all(b'x' * (1 << 22))",
+    ],
+)
 def test_ctrl_c(backend, spawn, call):
     assert_ctrl_c(
         spawn,

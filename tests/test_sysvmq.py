@@ -168,11 +168,17 @@ def test_cross_process_python(backend, keyfile, spawn):
         q.remove()
 
 
-@pytest.mark.parametrize("call", ["q.receive()", "q.receive(3)"])
+@pytest.mark.parametrize("call", ["q.receive()", "q.receive(3)", "q.send(b'x' * 1024)"])
 def test_ctrl_c(backend, spawn, call):
     assert_ctrl_c(
         spawn,
-        setup="q = B.SysVMessageQueue(create=True)",
+        setup="""
+            q = B.SysVMessageQueue(create=True)
+            if "send" in ARGS["call"]:  # fill the queue so that the send waits
+                for _ in range(q.max_bytes // 1024):
+                    q.send(b"x" * 1024, timeout=0)
+        """,
+        args={"call": call},
         call=call,
         cleanup="q.remove(); q.close()",
     )
