@@ -17,6 +17,10 @@ from ._waits import backoff, closed_error, deadline_of
 __all__ = ["FileLock"]
 
 LINUX = sys.platform.startswith("linux")
+WINDOWS = sys.platform == "win32"
+# msvcrt.locking takes a C long count of bytes from the current position.
+_MSVCRT_MAX = 2**31 - 1
+_EXCLUSIVE, _UNLOCK = 1, 0
 # struct flock of Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid.
 _FLOCK = "@hhqqi4x"
 
@@ -35,12 +39,15 @@ class FileLock:
         kind: str | None = None,
     ) -> None:
         self._fd = -1
-        if sys.platform == "win32":
-            raise NotSupportedError("fcntl record locks do not exist on Windows")
+        self._path = os.fspath(path)
+        if start < 0 or length < 0:
+            raise OverflowError("start and length must be non-negative")
+        if WINDOWS:
+            self._init_windows(shared, start, length, kind)
+            return
         import fcntl
 
         self._fcntl = fcntl
-        self._path = os.fspath(path)
         if kind is None:
             kind = "ofd" if LINUX else "posix"
         if kind not in ("ofd", "posix"):
@@ -50,8 +57,6 @@ class FileLock:
                 "open-file-description locks are not available here: use kind='posix' "
                 f"({self._path})"
             )
-        if start < 0 or length < 0:
-            raise OverflowError("start and length must be non-negative")
         self._kind = kind
         self._shared = shared
         self._start = start
@@ -74,6 +79,20 @@ class FileLock:
         else:
             self._fd = open_(os.O_RDWR)
 
+    def _init_windows(self, shared: bool, start: int, length: int, kind: str | None) -> None:
+        """msvcrt byte-range locks: exclusive only, no query of the holder."""
+        if shared:
+            raise NotSupportedError("shared file locks do not exist on Windows (msvcrt)")
+        if kind not in (None, "msvcrt"):
+            raise NotSupportedError(f"kind={kind!r}: Windows has msvcrt locks only")
+        if start + (length or 1) > _MSVCRT_MAX:
+            raise NotSupportedError("msvcrt locks cover the first 2 GiB of a file only")
+        self._kind, self._shared, self._start, self._length = "msvcrt", False, start, length
+        self._held = False
+        self._mutex = threading.Lock()
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOINHERIT", 0)
+        self._fd = os.open(self._path, flags, 0o600)
+
     def _check(self) -> int:
         if self._fd < 0:
             raise closed_error(self._path)
@@ -86,12 +105,34 @@ class FileLock:
         return f.F_SETLK, f.F_GETLK
 
     def _set(self, ltype: int) -> None:
+        if self._kind == "msvcrt":
+            self._set_msvcrt(ltype)
+            return
         setlk, _ = self._cmds()
         arg = struct.pack(_FLOCK, ltype, os.SEEK_SET, self._start, self._length, 0)
         self._fcntl.fcntl(self._check(), setlk, arg)
 
+    def _set_msvcrt(self, ltype: int) -> None:
+        import msvcrt
+
+        fd = self._check()
+        size = self._length or (_MSVCRT_MAX - self._start)
+        os.lseek(fd, self._start, os.SEEK_SET)
+        mode = msvcrt.LK_UNLCK if ltype == _UNLOCK else msvcrt.LK_NBLCK  # type: ignore[attr-defined, unused-ignore]
+        try:
+            msvcrt.locking(fd, mode, size)  # type: ignore[attr-defined, unused-ignore]
+        except OSError as exc:
+            if ltype != _UNLOCK:
+                raise BlockingIOError(errno.EAGAIN, "locked", self._path) from exc
+            raise
+
     def _ltype(self) -> int:
+        if self._kind == "msvcrt":
+            return _EXCLUSIVE
         return self._fcntl.F_RDLCK if self._shared else self._fcntl.F_WRLCK
+
+    def _unlock_type(self) -> int:
+        return _UNLOCK if self._kind == "msvcrt" else self._fcntl.F_UNLCK
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         self._check()
@@ -121,7 +162,7 @@ class FileLock:
         with self._mutex:
             if not self._held:
                 raise RuntimeError(f"release unlocked lock ({self._path})")
-            self._set(self._fcntl.F_UNLCK)
+            self._set(self._unlock_type())
             self._held = False
 
     @property
@@ -137,6 +178,8 @@ class FileLock:
         return LockHolder(pid, start, length, ltype == self._fcntl.F_RDLCK)
 
     def holder(self) -> LockHolder | None:
+        if self._kind == "msvcrt":
+            raise NotSupportedError("Windows cannot tell who holds a lock")
         posix = self._get(self._fcntl.F_GETLK)
         if self._kind == "posix":
             return posix
