@@ -258,13 +258,29 @@ pub struct PipeWriter(End);
 
 /// A new pipe: `(reader, writer)`, close-on-exec.
 pub fn pipe() -> Result<(PipeReader, PipeWriter)> {
-    use rustix::pipe::PipeFlags;
-    let (r, w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)
-        .map_err(|e| Error::os(e, "pipe", "pipe"))?;
+    let (r, w) = new_pipe().map_err(|e| Error::os(e, "pipe", "pipe"))?;
     Ok((
         PipeReader(End::new(r, "pipe".into(), true)),
         PipeWriter(End::new(w, "pipe".into(), true)),
     ))
+}
+
+#[cfg(not(target_vendor = "apple"))]
+fn new_pipe() -> std::result::Result<(OwnedFd, OwnedFd), Errno> {
+    use rustix::pipe::PipeFlags;
+    rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)
+}
+
+/// Apple has no `pipe2`: the flags are set right after `pipe` (a `fork` in another thread in
+/// between may inherit the descriptors).
+#[cfg(target_vendor = "apple")]
+fn new_pipe() -> std::result::Result<(OwnedFd, OwnedFd), Errno> {
+    let (r, w) = rustix::pipe::pipe()?;
+    for fd in [&r, &w] {
+        rustix::io::fcntl_setfd(fd, FdFlags::CLOEXEC)?;
+        rustix::fs::fcntl_setfl(fd, rustix::fs::fcntl_getfl(fd)? | OFlags::NONBLOCK)?;
+    }
+    Ok((r, w))
 }
 
 impl PipeReader {
@@ -402,14 +418,26 @@ impl PipeWriter {
 /// is there already.
 pub fn mkfifo(path: &Path, mode: u32) -> Result<()> {
     let what = path.display().to_string();
+    make_fifo(path, mode).map_err(|e| Error::os(e, "mkfifo", &what))?;
     let mode = Mode::from_bits_truncate(mode as _);
-    rustix::fs::mkfifoat(rustix::fs::CWD, path, mode).map_err(|e| Error::os(e, "mkfifo", &what))?;
     // mkfifo applied the umask: set the mode asked for, on the FIFO just made.
     if let Err(e) = rustix::fs::chmodat(rustix::fs::CWD, path, mode, rustix::fs::AtFlags::empty()) {
         let _ = rustix::fs::unlink(path);
         return Err(Error::os(e, "chmod", &what));
     }
     Ok(())
+}
+
+#[cfg(not(target_vendor = "apple"))]
+fn make_fifo(path: &Path, mode: u32) -> std::result::Result<(), Errno> {
+    rustix::fs::mkfifoat(rustix::fs::CWD, path, Mode::from_bits_truncate(mode as _))
+}
+
+#[cfg(target_vendor = "apple")]
+fn make_fifo(path: &Path, mode: u32) -> std::result::Result<(), Errno> {
+    let cpath =
+        std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Errno::INVAL)?;
+    crate::sys::fifo::mkfifo(&cpath, mode)
 }
 
 fn check_fifo(path: &Path, what: &str) -> Result<()> {

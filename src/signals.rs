@@ -1,5 +1,6 @@
 //! Signals as IPC: a pollable receiver (signalfd, Linux) and sending a signal to a process or
 //! group then waiting for it to exit (pidfd, Linux 5.3+, else polling).
+#![cfg_attr(not(target_os = "linux"), allow(unused_imports, dead_code))]
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};

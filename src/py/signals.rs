@@ -1,4 +1,5 @@
 //! `fastipc.SignalReceiver` and `fastipc.kill_and_wait`.
+#![cfg_attr(not(target_os = "linux"), allow(unused_imports, dead_code))]
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;

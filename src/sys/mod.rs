@@ -3,6 +3,8 @@
 //! buffer protocol's `unsafe` lives in `py/buffer.rs`, with the bindings it serves.)
 
 pub mod creds;
+#[cfg(target_vendor = "apple")]
+pub mod fifo;
 pub mod lock;
 #[cfg(target_os = "linux")]
 pub mod mqueue;
