@@ -16,7 +16,7 @@ from typing import Any, Self
 from typing_extensions import Buffer
 
 from .._errors import NotSupportedError, TruncatedMessage
-from ._waits import backoff, check_timeout, closed_error, deadline_of, run_fd, timed_out, wait_fd
+from ._waits import SLICE, backoff, check_timeout, closed_error, deadline_of, timed_out, wait_fd
 
 __all__ = ["FIFO", "PipeReader", "PipeWriter", "pipe"]
 
@@ -25,6 +25,12 @@ PIPE_BUF = 4096
 READ_CHUNK = 1 << 20
 F_GETPIPE_SZ = 1032
 F_SETPIPE_SZ = 1031
+
+
+def _ready(fd: int, events: int, timeout: float) -> bool:
+    poller = select.poll()
+    poller.register(fd, events)
+    return bool(poller.poll(max(0.0, timeout) * 1000))
 
 
 class _End:
@@ -36,9 +42,11 @@ class _End:
         self._timeout: float | None = None
         self._blocking = True
         self._lock = threading.Lock()
-        self._nonblocking_fd = not WINDOWS
         if not WINDOWS:
-            os.set_blocking(fd, False)
+            # An ordinary blocking descriptor, as os.pipe makes: waits without a timeout are
+            # plain blocking calls (Python runs signal handlers and retries, PEP 475); timed and
+            # non-blocking ones poll first.
+            os.set_blocking(fd, True)
         os.set_inheritable(fd, False)
 
     # -- state
@@ -82,9 +90,6 @@ class _End:
     def set_inheritable(self, inheritable: bool) -> None:
         fd = self._check()
         os.set_inheritable(fd, inheritable)
-        if not WINDOWS:
-            os.set_blocking(fd, inheritable)
-            self._nonblocking_fd = not inheritable
 
     def get_inheritable(self) -> bool:
         return os.get_inheritable(self._check())
@@ -140,34 +145,26 @@ class _End:
         return f"<fastipc.{self._label} {self._name} fd={self._fd}>"
 
     # -- the wait
+    def _plain(self) -> bool:
+        """Whether operations are plain blocking calls (blocking mode without a timeout)."""
+        return self._blocking and self._timeout is None
+
     def _run(self, events: int, deadline: float | None, op: Any) -> Any:
         fd = self._check()
-        if WINDOWS:
-            if not self._blocking or self._timeout is not None:
-                raise NotSupportedError(
-                    "pipes on Windows support blocking mode without timeout only"
-                )
+        if self._plain():
             return op()
-        if not self._nonblocking_fd:
-            plain = op
-
-            def op() -> Any:
-                want = [fd]
-                ready = (
-                    select.select(want, [], [], 0)
-                    if events == select.POLLIN
-                    else select.select([], want, [], 0)
-                )
-                if not (ready[0] or ready[1]):
-                    raise BlockingIOError(errno.EAGAIN, "not ready")
-                return plain()
-
+        if WINDOWS:
+            raise NotSupportedError("pipes on Windows support blocking mode without timeout only")
         if not self._blocking:
-            try:
+            if not _ready(fd, events, 0.0):
+                raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN), self._name)
+            return op()
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0 and not _ready(fd, events, 0.0):
+                raise timed_out(self._name)
+            if _ready(fd, events, SLICE if left is None else min(left, SLICE)):
                 return op()
-            except BlockingIOError as exc:
-                raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN), self._name) from exc
-        return run_fd(fd, events, deadline, self._name, op)
 
     def _deadline(self) -> float | None:
         return deadline_of(self._timeout) if self._blocking else None
@@ -201,11 +198,24 @@ class PipeReader(_End):
     def read_exact(self, n: int) -> bytes:
         if n < 0:
             raise ValueError("negative byte count")
-        out = bytearray(n)
-        view = memoryview(out)
-        got = 0
+        fd = self._check()
         deadline = self._deadline()
         with self._lock:
+            got = 0
+            out = None
+            if n and self._plain():
+                # One read usually brings the whole message: no copy.
+                first = os.read(fd, n)
+                if len(first) == n:
+                    return first
+                if not first:
+                    raise EOFError(f"end of file: every writer closed the pipe ({self._name})")
+                out = bytearray(first)
+                out.extend(bytes(n - len(first)))
+                got = len(first)
+            if out is None:
+                out = bytearray(n)
+            view = memoryview(out)
             while got < n:
                 rest = view[got:]
                 chunk = self._run(select.POLLIN, deadline, lambda r=rest: os.readv(self._fd, [r]))
@@ -216,6 +226,7 @@ class PipeReader(_End):
                         f"the pipe ended after {got} of {n} bytes ({self._name})", n, got
                     )
                 got += chunk
+            view.release()
         return bytes(out)
 
     def poll(self, timeout: float | None = 0.0) -> bool:
@@ -244,7 +255,8 @@ class PipeWriter(_End):
     _label = "PipeWriter"
 
     def _write_some(self, view: memoryview, deadline: float | None) -> int:
-        if not self._nonblocking_fd:
+        if not self._plain():
+            # after poll reports room, a write of at most PIPE_BUF bytes does not block
             view = view[:PIPE_BUF]
         return self._run(select.POLLOUT, deadline, lambda: os.write(self._fd, view))  # type: ignore[no-any-return]
 
@@ -256,10 +268,13 @@ class PipeWriter(_End):
         return self._write_some(view, self._deadline())
 
     def write_all(self, data: Buffer) -> None:
+        fd = self._check()
         view = memoryview(data).cast("B")
         deadline = self._deadline()
         with self._lock:
             sent = 0
+            if view and self._plain():
+                sent = os.write(fd, view)
             while sent < len(view):
                 sent += self._write_some(view[sent:], deadline)
 
