@@ -6,17 +6,18 @@ import ctypes
 import ctypes.util
 import errno
 import os
-import select
 import struct
 import sys
 import threading
+import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
 from typing_extensions import Buffer
 
 from .._errors import MessageTooLarge, NotSupportedError
-from ._waits import backoff, closed_error, deadline_of, read_proc_number, run_fd
+from ._waits import SLICE, backoff, closed_error, deadline_of, read_proc_number, timed_out
 
 __all__ = ["MessageQueue", "SysVMessageQueue", "ftok", "unlink_message_queue"]
 
@@ -46,14 +47,21 @@ def _lib() -> ctypes.CDLL:
         if not _LIB:
             lib = _libc()
             lib.mq_open.restype = ctypes.c_int
-            lib.mq_send.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint]
-            lib.mq_receive.argtypes = [
+            lib.mq_timedsend.argtypes = [
+                ctypes.c_int,
+                ctypes.c_char_p,
+                ctypes.c_size_t,
+                ctypes.c_uint,
+                ctypes.POINTER(_Timespec),
+            ]
+            lib.mq_timedreceive.argtypes = [
                 ctypes.c_int,
                 ctypes.c_void_p,
                 ctypes.c_size_t,
                 ctypes.POINTER(ctypes.c_uint),
+                ctypes.POINTER(_Timespec),
             ]
-            lib.mq_receive.restype = ctypes.c_ssize_t
+            lib.mq_timedreceive.restype = ctypes.c_ssize_t
             lib.mq_unlink.argtypes = [ctypes.c_char_p]
             lib.ftok.argtypes = [ctypes.c_char_p, ctypes.c_int]
             lib.msgget.argtypes = [ctypes.c_int, ctypes.c_int]
@@ -69,6 +77,19 @@ def _lib() -> ctypes.CDLL:
             lib.msgctl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
             _LIB.append(lib)
         return _LIB[0]
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def _realtime_after(step: float) -> _Timespec:
+    """CLOCK_REALTIME now plus ``step`` (the clock of mq_timed*); 0: a time already passed."""
+    if step <= 0:
+        return _Timespec(0, 0)
+    at = time.time() + step
+    sec = int(at)
+    return _Timespec(sec, int((at - sec) * 1e9))
 
 
 def _err(what: str, msg: str | None = None) -> OSError:
@@ -124,7 +145,7 @@ class MessageQueue:
         self._fd = -1
         lib = _lib()
         self._name = _normalize(name)
-        oflag = os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC
+        oflag = os.O_RDWR | os.O_CLOEXEC
         attr = None
         if create:
             oflag |= os.O_CREAT | os.O_EXCL
@@ -230,35 +251,39 @@ class MessageQueue:
                 f"{self._max_message_size} bytes ({self._name})"
             )
         lib = _lib()
-
-        def op() -> None:
-            if lib.mq_send(fd, payload, len(payload), priority) < 0:
-                code = ctypes.get_errno()
-                if code == errno.EAGAIN:
-                    raise BlockingIOError(code, os.strerror(code))
-                if code == errno.EINTR:
-                    raise BlockingIOError(code, os.strerror(code))
-                raise OSError(code, os.strerror(code), self._name)
-
-        run_fd(fd, select.POLLOUT, deadline_of(timeout), self._name, op)
+        self._sliced(
+            timeout,
+            lambda at: lib.mq_timedsend(fd, payload, len(payload), priority, ctypes.byref(at)),
+        )
 
     def receive(self, timeout: float | None = None) -> tuple[bytes, int]:
         fd = self._check()
         lib = _lib()
         prio = ctypes.c_uint(0)
-        deadline = deadline_of(timeout)
-
-        def op() -> tuple[bytes, int]:
-            n = lib.mq_receive(fd, self._buf, len(self._buf), ctypes.byref(prio))
-            if n < 0:
-                code = ctypes.get_errno()
-                if code in (errno.EAGAIN, errno.EINTR):
-                    raise BlockingIOError(code, os.strerror(code))
-                raise OSError(code, os.strerror(code), self._name)
+        with self._lock:
+            n = self._sliced(
+                timeout,
+                lambda at: lib.mq_timedreceive(
+                    fd, self._buf, len(self._buf), ctypes.byref(prio), ctypes.byref(at)
+                ),
+            )
             return self._buf.raw[:n], int(prio.value)
 
-        with self._lock:
-            return run_fd(fd, select.POLLIN, deadline, self._name, op)
+    def _sliced(self, timeout: float | None, op: Callable[[_Timespec], int]) -> int:
+        """The timed call in slices of at most 50 ms on the blocking descriptor; Python runs
+        signal handlers between slices (an EINTR ends the slice early)."""
+        deadline = deadline_of(timeout)
+        while True:
+            self._check()
+            left = None if deadline is None else deadline - time.monotonic()
+            rc = op(_realtime_after(SLICE if left is None else min(left, SLICE)))
+            if rc >= 0:
+                return rc
+            code = ctypes.get_errno()
+            if code not in (errno.ETIMEDOUT, errno.EAGAIN, errno.EINTR):
+                raise OSError(code, os.strerror(code), self._name)
+            if deadline is not None and deadline - time.monotonic() <= 0:
+                raise timed_out(self._name)
 
     def fileno(self) -> int:
         return self._check()
