@@ -17,12 +17,14 @@ from ._errors import (
     TruncatedMessage,
 )
 from ._records import LockHolder, SignalInfo
+from ._types import Credentials
 
 if TYPE_CHECKING:
     from ._fastipc import (
         BACKEND,
         DEFAULT_MAX_MESSAGE,
         FIFO,
+        SCM_MAX_FD,
         Address,
         Connection,
         DatagramSocket,
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
         SysVMessageQueue,
         connect,
         default_socket_dir,
+        fromfd,
         ftok,
         kill_and_wait,
         listen,
@@ -51,12 +54,14 @@ else:
     _LINUX_ONLY = "not available on this platform (Linux only)"
     BACKEND = _impl.BACKEND
     DEFAULT_MAX_MESSAGE = _impl.DEFAULT_MAX_MESSAGE
+    SCM_MAX_FD = _impl.SCM_MAX_FD
     Address = str | tuple[str, int]
     Connection = _impl.Connection
     DatagramSocket = _impl.DatagramSocket
     Listener = _impl.Listener
     connect = _impl.connect
     default_socket_dir = _impl.default_socket_dir
+    fromfd = _impl.fromfd
     listen = _impl.listen
     resolve = _impl.resolve
     socketpair = _impl.socketpair
@@ -85,9 +90,11 @@ __all__ = [
     "BACKEND",
     "DEFAULT_MAX_MESSAGE",
     "FIFO",
+    "SCM_MAX_FD",
     "Address",
     "BufferTooShort",
     "Connection",
+    "Credentials",
     "DatagramSocket",
     "FileLock",
     "IPCError",
@@ -106,6 +113,7 @@ __all__ = [
     "__version__",
     "connect",
     "default_socket_dir",
+    "fromfd",
     "ftok",
     "kill_and_wait",
     "listen",

@@ -7,9 +7,10 @@ describes the behaviour both backends share.
 from __future__ import annotations
 
 from ._addr import default_socket_dir, resolve
-from ._api import DEFAULT_MAX_MESSAGE, connect, listen, socketpair
+from ._api import DEFAULT_MAX_MESSAGE, connect, fromfd, listen, socketpair
 from ._conn import Connection
 from ._dgram import DatagramSocket
+from ._fds import SCM_MAX_FD
 from ._filelock import FileLock
 from ._listener import Listener
 from ._mq import MessageQueue, SysVMessageQueue, ftok, unlink_message_queue
@@ -22,6 +23,7 @@ __all__ = [
     "BACKEND",
     "DEFAULT_MAX_MESSAGE",
     "FIFO",
+    "SCM_MAX_FD",
     "Connection",
     "DatagramSocket",
     "FileLock",
@@ -33,6 +35,7 @@ __all__ = [
     "SysVMessageQueue",
     "connect",
     "default_socket_dir",
+    "fromfd",
     "ftok",
     "kill_and_wait",
     "listen",
