@@ -18,6 +18,17 @@ pub enum Error {
         /// The logical address, path or name involved.
         what: String,
     },
+    /// An operating-system call failed, with an explanation better than the errno's text (a
+    /// system limit, a wrong kind of file ...).
+    #[error("{msg}: {what}")]
+    OsMsg {
+        /// The errno.
+        errno: Errno,
+        /// The explanation.
+        msg: String,
+        /// The path or name involved.
+        what: String,
+    },
     /// The deadline passed before the operation could complete.
     #[error("timed out: {what}")]
     Timeout {
@@ -104,7 +115,9 @@ impl Error {
     /// The errno, for OS errors.
     pub fn errno(&self) -> Option<Errno> {
         match self {
-            Error::Os { errno, .. } | Error::UnsafeDir { errno, .. } => Some(*errno),
+            Error::Os { errno, .. }
+            | Error::UnsafeDir { errno, .. }
+            | Error::OsMsg { errno, .. } => Some(*errno),
             _ => None,
         }
     }

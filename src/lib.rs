@@ -10,9 +10,16 @@
 pub mod addr;
 pub mod creds;
 pub mod error;
+pub mod filelock;
 pub mod frame;
+#[cfg(target_os = "linux")]
+pub mod mqueue;
+pub mod pipe;
+pub mod signals;
 pub mod sockdir;
 pub mod socket;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub mod sysvmq;
 pub mod wait;
 
 #[allow(dead_code)]

@@ -146,6 +146,80 @@ impl Wait<'_> {
     }
 }
 
+impl Wait<'_> {
+    /// Like [`Wait::run`] for descriptors whose calls never block (`O_NONBLOCK`): tries `op`
+    /// first and polls only when it reports EAGAIN, so a ready descriptor costs one system call.
+    /// The interrupt check runs when a slice passes without readiness (or on EINTR).
+    pub fn run_eager<T>(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        ready: Ready,
+        op_name: &'static str,
+        what: &str,
+        mut op: impl FnMut() -> Result<T, Errno>,
+    ) -> Result<T> {
+        loop {
+            if self.closed.is_some_and(|c| c.load(Ordering::Acquire)) {
+                return Err(Error::os(Errno::BADF, op_name, what));
+            }
+            match op() {
+                Ok(value) => return Ok(value),
+                Err(Errno::AGAIN | Errno::INTR) => {}
+                Err(errno) => return Err(Error::os(errno, op_name, what)),
+            }
+            let left = match self.deadline.remaining() {
+                Some(left) if left.is_zero() => {
+                    return Err(Error::Timeout {
+                        what: what.to_string(),
+                    })
+                }
+                Some(left) => left.min(SLICE),
+                None => SLICE,
+            };
+            if !poll_once(fd, ready, left).map_err(|e| Error::os(e, op_name, what))? {
+                self.interrupt.check()?;
+            }
+        }
+    }
+}
+
+/// Retries `attempt` (which returns `Ok(None)` for "not yet") with exponential backoff from
+/// `first` up to `cap` between attempts, until it succeeds, fails, the deadline passes
+/// (`Error::Timeout`) or the interrupt check fails (at least every [`SLICE`]). For the primitives
+/// that have no descriptor to wait on: the latency after the awaited event is at most `cap`.
+pub fn backoff<T>(
+    deadline: Deadline,
+    interrupt: &mut dyn Interrupt,
+    first: Duration,
+    cap: Duration,
+    what: &str,
+    mut attempt: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let mut delay = first;
+    let mut since_check = Duration::ZERO;
+    loop {
+        if let Some(value) = attempt()? {
+            return Ok(value);
+        }
+        let nap = match deadline.remaining() {
+            Some(left) if left.is_zero() => {
+                return Err(Error::Timeout {
+                    what: what.to_string(),
+                })
+            }
+            Some(left) => left.min(delay),
+            None => delay,
+        };
+        std::thread::sleep(nap);
+        since_check += nap;
+        if since_check >= SLICE / 2 {
+            since_check = Duration::ZERO;
+            interrupt.check()?;
+        }
+        delay = (delay * 2).min(cap);
+    }
+}
+
 /// Converts a Python-style timeout in seconds (`None` forever, `>= 0`) to a duration.
 pub fn timeout_from_secs(secs: Option<f64>) -> Result<Option<Duration>> {
     match secs {

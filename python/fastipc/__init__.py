@@ -16,28 +16,42 @@ from ._errors import (
     SharedSocketDirWarning,
     TruncatedMessage,
 )
+from ._records import LockHolder, SignalInfo
 from ._types import Credentials
 
 if TYPE_CHECKING:
     from ._fastipc import (
         BACKEND,
         DEFAULT_MAX_MESSAGE,
+        FIFO,
         SCM_MAX_FD,
         Address,
         Connection,
         DatagramSocket,
+        FileLock,
         Listener,
+        MessageQueue,
+        PipeReader,
+        PipeWriter,
+        SignalReceiver,
+        SysVMessageQueue,
         connect,
         default_socket_dir,
         fromfd,
+        ftok,
+        kill_and_wait,
         listen,
+        pipe,
         resolve,
         socketpair,
+        unlink_message_queue,
     )
 else:
     from ._backend import load as _load
+    from ._records import unsupported as _unsupported
 
     _impl = _load()
+    _LINUX_ONLY = "not available on this platform (Linux only)"
     BACKEND = _impl.BACKEND
     DEFAULT_MAX_MESSAGE = _impl.DEFAULT_MAX_MESSAGE
     SCM_MAX_FD = _impl.SCM_MAX_FD
@@ -51,30 +65,60 @@ else:
     listen = _impl.listen
     resolve = _impl.resolve
     socketpair = _impl.socketpair
-    del _load, _impl
+    FIFO = _impl.FIFO
+    FileLock = _impl.FileLock
+    MessageQueue = getattr(_impl, "MessageQueue", None) or _unsupported("MessageQueue", _LINUX_ONLY)
+    PipeReader = _impl.PipeReader
+    PipeWriter = _impl.PipeWriter
+    SignalReceiver = getattr(_impl, "SignalReceiver", None) or _unsupported(
+        "SignalReceiver", _LINUX_ONLY
+    )
+    SysVMessageQueue = getattr(_impl, "SysVMessageQueue", None) or _unsupported(
+        "SysVMessageQueue", _LINUX_ONLY
+    )
+    ftok = getattr(_impl, "ftok", None) or _unsupported("ftok", _LINUX_ONLY)
+    kill_and_wait = _impl.kill_and_wait
+    pipe = _impl.pipe
+    unlink_message_queue = getattr(_impl, "unlink_message_queue", None) or _unsupported(
+        "unlink_message_queue", _LINUX_ONLY
+    )
+    del _load, _impl, _unsupported, _LINUX_ONLY
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BACKEND",
     "DEFAULT_MAX_MESSAGE",
+    "FIFO",
     "SCM_MAX_FD",
     "Address",
     "BufferTooShort",
     "Connection",
     "Credentials",
     "DatagramSocket",
+    "FileLock",
     "IPCError",
     "Listener",
+    "LockHolder",
+    "MessageQueue",
     "MessageTooLarge",
     "NotSupportedError",
+    "PipeReader",
+    "PipeWriter",
     "SharedSocketDirWarning",
+    "SignalInfo",
+    "SignalReceiver",
+    "SysVMessageQueue",
     "TruncatedMessage",
     "__version__",
     "connect",
     "default_socket_dir",
     "fromfd",
+    "ftok",
+    "kill_and_wait",
     "listen",
+    "pipe",
     "resolve",
     "socketpair",
+    "unlink_message_queue",
 ]

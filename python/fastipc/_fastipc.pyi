@@ -4,12 +4,14 @@ The pure-Python fallback (``fastipc._fallback``) implements exactly this API; th
 (``fastipc``) re-exports whichever backend is active, typed by this file.
 """
 
+import os
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Final, Literal, Protocol, Self, final, overload
 
 from typing_extensions import Buffer
 
+from ._records import LockHolder, SignalInfo
 from ._types import Credentials
 
 Address = str | tuple[str, int]
@@ -24,16 +26,27 @@ StreamKind = Literal["stream", "seqpacket"]
 __all__ = [
     "BACKEND",
     "DEFAULT_MAX_MESSAGE",
+    "FIFO",
     "SCM_MAX_FD",
     "Connection",
     "DatagramSocket",
+    "FileLock",
     "Listener",
+    "MessageQueue",
+    "PipeReader",
+    "PipeWriter",
+    "SignalReceiver",
+    "SysVMessageQueue",
     "connect",
     "default_socket_dir",
     "fromfd",
+    "ftok",
+    "kill_and_wait",
     "listen",
+    "pipe",
     "resolve",
     "socketpair",
+    "unlink_message_queue",
 ]
 
 DEFAULT_MAX_MESSAGE: Final[int]
@@ -276,3 +289,239 @@ def fromfd(
 ) -> Connection | DatagramSocket:
     """A Connection or DatagramSocket on a duplicate of ``fd`` (which stays the caller's), of
     the kind the socket is. ``address`` names the peer in errors and reprs."""
+
+# ---------------------------------------------------------------------------------------------
+# The classic mechanisms: pipes, FIFOs, message queues, file locks, signals (docs/classic.md)
+
+_Path = str | os.PathLike[str]
+
+class _PipeEnd:
+    @property
+    def name(self) -> str:
+        """``"pipe"``, or the FIFO's path."""
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def capacity(self) -> int:
+        """The pipe's capacity in bytes (Linux; ``NotSupportedError`` elsewhere)."""
+    def set_capacity(self, size: int) -> int:
+        """Sets the capacity (``F_SETPIPE_SZ``); returns the size the kernel chose."""
+    def fileno(self) -> int: ...
+    def settimeout(self, timeout: float | None) -> None:
+        """Timeout of later operations: None waits forever, 0 tries once (TimeoutError)."""
+    def gettimeout(self) -> float | None: ...
+    def setblocking(self, flag: bool) -> None:
+        """``False``: operations try once and raise ``BlockingIOError``."""
+    def getblocking(self) -> bool: ...
+    def set_inheritable(self, inheritable: bool) -> None:
+        """Let the descriptor survive exec (for a child), which also makes it blocking."""
+    def get_inheritable(self) -> bool: ...
+    def detach(self) -> int:
+        """Give up the descriptor without closing it and return it."""
+    def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+@final
+class PipeReader(_PipeEnd):
+    """The reading end of a pipe or FIFO."""
+
+    def read(self, n: int = 65536) -> bytes:
+        """At most ``n`` bytes (1 MiB per call); ``b""`` at end of file."""
+    def readinto(self, buffer: Buffer, nbytes: int = 0) -> int: ...
+    def read_exact(self, n: int) -> bytes:
+        """Exactly ``n`` bytes; ``EOFError`` (``TruncatedMessage`` part way) if the pipe ends."""
+    def poll(self, timeout: float | None = 0.0) -> bool: ...
+    def available(self) -> int:
+        """Bytes waiting in the pipe."""
+
+@final
+class PipeWriter(_PipeEnd):
+    """The writing end of a pipe or FIFO."""
+
+    def write(self, data: Buffer) -> int:
+        """Writes some of ``data``; ``BrokenPipeError`` once every reader is gone."""
+    def write_all(self, data: Buffer) -> None: ...
+
+def pipe(*, capacity: int | None = None) -> tuple[PipeReader, PipeWriter]:
+    """A new pipe ``(reader, writer)``, close-on-exec."""
+
+@final
+class FIFO:
+    """A named pipe. ``create=True`` makes it (exclusively, with exactly ``mode``)."""
+
+    def __new__(cls, path: _Path, create: bool = False, *, mode: int = 0o600) -> Self: ...
+    @property
+    def path(self) -> str: ...
+    def open_reader(self, timeout: float | None = None) -> PipeReader:
+        """Waits until a writer opens the FIFO too; TimeoutError at the deadline."""
+    def open_writer(self, timeout: float | None = None) -> PipeWriter:
+        """Waits until a reader opens the FIFO too; TimeoutError at the deadline."""
+    def unlink(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+@final
+class MessageQueue:
+    """A POSIX message queue (Linux)."""
+
+    def __new__(
+        cls,
+        name: str,
+        create: bool = False,
+        *,
+        max_messages: int | None = None,
+        max_message_size: int | None = None,
+        mode: int = 0o600,
+    ) -> Self: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def max_messages(self) -> int: ...
+    @property
+    def max_message_size(self) -> int: ...
+    @property
+    def current_messages(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def send(self, data: Buffer, priority: int = 0, timeout: float | None = None) -> None: ...
+    def receive(self, timeout: float | None = None) -> tuple[bytes, int]: ...
+    def fileno(self) -> int: ...
+    def unlink(self) -> None: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+def unlink_message_queue(name: str) -> None: ...
+
+@final
+class SysVMessageQueue:
+    """A System V message queue with typed retrieval (Linux)."""
+
+    def __new__(
+        cls,
+        key: int | None = None,
+        *,
+        path: _Path | None = None,
+        project_id: int | None = None,
+        create: bool = False,
+        mode: int = 0o600,
+    ) -> Self: ...
+    @property
+    def key(self) -> int: ...
+    @property
+    def id(self) -> int: ...
+    @property
+    def current_messages(self) -> int: ...
+    @property
+    def max_bytes(self) -> int: ...
+    @property
+    def last_send_pid(self) -> int: ...
+    @property
+    def last_receive_pid(self) -> int: ...
+    @property
+    def mode(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def send(self, data: Buffer, type: int = 1, timeout: float | None = None) -> None: ...
+    def receive(self, type: int = 0, timeout: float | None = None) -> tuple[bytes, int]:
+        """type 0: the first message; > 0: the first of that type; < 0: the first of the
+        lowest type up to its absolute value."""
+    def remove(self) -> None: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+def ftok(path: _Path, project_id: int) -> int: ...
+
+@final
+class FileLock:
+    """A record lock on a byte range (``length`` 0: to the end of the file).
+
+    ``kind`` is ``"ofd"`` (open-file-description lock, the default on Linux) or ``"posix"``
+    (classic ``fcntl(F_SETLK)`` lock, owned by the process)."""
+
+    def __new__(
+        cls,
+        path: _Path,
+        *,
+        shared: bool = False,
+        start: int = 0,
+        length: int = 0,
+        kind: Literal["ofd", "posix"] | None = None,
+    ) -> Self: ...
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """True once held; False if not taken (non-blocking, or at the timeout)."""
+    def release(self) -> None:
+        """RuntimeError if this object does not hold the lock."""
+    @property
+    def held(self) -> bool: ...
+    def holder(self) -> LockHolder | None:
+        """Who holds a conflicting lock (``F_GETLK``), or None."""
+    @property
+    def path(self) -> str: ...
+    @property
+    def shared(self) -> bool: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def length(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+@final
+class SignalReceiver:
+    """A pollable receiver of chosen signals (signalfd on Linux)."""
+
+    def __new__(cls, signals: Iterable[int]) -> Self: ...
+    @property
+    def signals(self) -> list[int]: ...
+    @property
+    def closed(self) -> bool: ...
+    def receive(self, timeout: float | None = None) -> SignalInfo: ...
+    def drain(self) -> list[SignalInfo]: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+def kill_and_wait(
+    pid: int, sig: int = 15, *, timeout: float | None = None, group: bool = False
+) -> None:
+    """Send ``sig`` to ``pid`` (or process group ``pid``) and wait until it has exited."""

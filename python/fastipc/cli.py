@@ -266,6 +266,38 @@ def _capabilities() -> list[tuple[str, str]]:
         ),
         ("unix:<path> addresses", "yes" if hasattr(socket, "AF_UNIX") else "no"),
         ("TCP", "yes"),
+        *_classic_capabilities(works, linux),
+    ]
+
+
+def _classic_capabilities(
+    works: Callable[[Callable[[], Any]], str], linux: bool
+) -> list[tuple[str, str]]:
+    """Pipes, FIFOs, message queues, file locks, signals (docs/classic.md)."""
+    from . import pipe
+
+    posix = sys.platform != "win32"
+    linux_only = "no (Linux only)"
+    return [
+        ("pipes", works(pipe)),
+        ("pipe capacity (F_SETPIPE_SZ)", "yes" if linux else linux_only),
+        ("FIFOs", "yes" if posix and hasattr(os, "mkfifo") else "no (NotSupportedError)"),
+        (
+            "POSIX message queues",
+            ("yes" if os.path.isdir("/proc/sys/fs/mqueue") else "no (kernel without mqueue)")
+            if linux
+            else linux_only,
+        ),
+        ("System V message queues", "yes" if linux else linux_only),
+        ("file locks (fcntl record locks)", "yes" if posix else "no (NotSupportedError)"),
+        ("file locks (open-file-description)", "yes" if linux else "no (kind='posix' only)"),
+        (
+            "signal receiver",
+            ("signalfd" if BACKEND == "rust" else "self-pipe")
+            if linux
+            else ("self-pipe (python backend)" if posix else "no (NotSupportedError)"),
+        ),
+        ("kill_and_wait", ("pidfd" if linux else "polling") if posix else "no (NotSupportedError)"),
     ]
 
 

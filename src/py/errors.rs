@@ -20,6 +20,7 @@ pub fn to_py(err: Error, pending: Option<PyErr>) -> PyErr {
         Error::Os { errno, op: _, what } => {
             PyOSError::new_err((errno.raw_os_error(), errno_text(errno), what))
         }
+        Error::OsMsg { errno, msg, what } => PyOSError::new_err((errno.raw_os_error(), msg, what)),
         Error::UnsafeDir { errno, msg, path } => {
             PyOSError::new_err((errno.raw_os_error(), msg, path.display().to_string()))
         }

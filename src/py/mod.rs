@@ -17,7 +17,15 @@ mod connection;
 mod datagram;
 mod errors;
 mod fds;
+mod filelock;
 mod listener;
+#[cfg(target_os = "linux")]
+mod mqueue;
+mod pipe;
+mod signals;
+mod slot;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod sysvmq;
 
 use blocking::detached;
 use connection::Connection;
@@ -244,5 +252,27 @@ fn _fastipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fromfd, m)?)?;
     m.add("SCM_MAX_FD", socket::SCM_MAX_FD)?;
     m.add_function(wrap_pyfunction!(default_socket_dir, m)?)?;
+    add_classic(m)
+}
+
+/// Pipes, FIFOs, message queues, file locks and signals.
+fn add_classic(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<pipe::PipeReader>()?;
+    m.add_class::<pipe::PipeWriter>()?;
+    m.add_class::<pipe::Fifo>()?;
+    m.add_function(wrap_pyfunction!(pipe::pipe, m)?)?;
+    m.add_class::<filelock::FileLock>()?;
+    m.add_function(wrap_pyfunction!(signals::kill_and_wait, m)?)?;
+    #[cfg(target_os = "linux")]
+    {
+        m.add_class::<mqueue::MessageQueue>()?;
+        m.add_function(wrap_pyfunction!(mqueue::unlink_message_queue, m)?)?;
+        m.add_class::<signals::SignalReceiver>()?;
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        m.add_class::<sysvmq::SysVMessageQueue>()?;
+        m.add_function(wrap_pyfunction!(sysvmq::ftok, m)?)?;
+    }
     Ok(())
 }

@@ -11,21 +11,36 @@ from ._api import DEFAULT_MAX_MESSAGE, connect, fromfd, listen, socketpair
 from ._conn import Connection
 from ._dgram import DatagramSocket
 from ._fds import SCM_MAX_FD
+from ._filelock import FileLock
 from ._listener import Listener
+from ._mq import MessageQueue, SysVMessageQueue, ftok, unlink_message_queue
+from ._pipes import FIFO, PipeReader, PipeWriter, pipe
+from ._signals import SignalReceiver, kill_and_wait
 
 BACKEND = "python"
 
 __all__ = [
     "BACKEND",
     "DEFAULT_MAX_MESSAGE",
+    "FIFO",
     "SCM_MAX_FD",
     "Connection",
     "DatagramSocket",
+    "FileLock",
     "Listener",
+    "MessageQueue",
+    "PipeReader",
+    "PipeWriter",
+    "SignalReceiver",
+    "SysVMessageQueue",
     "connect",
     "default_socket_dir",
     "fromfd",
+    "ftok",
+    "kill_and_wait",
     "listen",
+    "pipe",
     "resolve",
     "socketpair",
+    "unlink_message_queue",
 ]
