@@ -10,11 +10,15 @@
 pub mod addr;
 pub mod error;
 pub mod frame;
+pub mod lock;
+pub mod names;
+pub mod registry;
+pub mod sem;
+pub mod shm;
 pub mod sockdir;
 pub mod socket;
 pub mod wait;
 
-#[allow(dead_code)]
 pub(crate) mod sys;
 
 #[cfg(feature = "python")]

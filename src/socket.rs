@@ -577,7 +577,11 @@ impl Listener {
     }
 
     /// Waits up to `timeout` for a connection and accepts it.
-    pub fn accept(&self, timeout: Option<Duration>, interrupt: &mut dyn Interrupt) -> Result<Stream> {
+    pub fn accept(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: &mut dyn Interrupt,
+    ) -> Result<Stream> {
         let mut wait = Wait {
             deadline: Deadline::after(timeout),
             interrupt,
@@ -585,13 +589,23 @@ impl Listener {
             // The listening descriptor is non-blocking: wait in poll.
             sliced_fd: false,
         };
-        let fd = wait.run(self.fd.as_fd(), Ready::Read, "accept", &self.address, |_| {
-            rustix::net::accept_with(&self.fd, SocketFlags::CLOEXEC)
-        })?;
+        let fd = wait.run(
+            self.fd.as_fd(),
+            Ready::Read,
+            "accept",
+            &self.address,
+            |_| rustix::net::accept_with(&self.fd, SocketFlags::CLOEXEC),
+        )?;
         // BSD-derived systems hand the listener's O_NONBLOCK on to the accepted socket.
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         set_blocking(fd.as_fd(), &self.address)?;
-        Stream::adopt(fd, self.kind, self.address.clone(), self.tcp, self.max_message)
+        Stream::adopt(
+            fd,
+            self.kind,
+            self.address.clone(),
+            self.tcp,
+            self.max_message,
+        )
     }
 
     /// Marks the listener closed: an `accept` in another thread ends at its next slice.
@@ -892,7 +906,11 @@ impl Stream {
     }
 
     /// A wait bounded by `deadline`.
-    pub fn wait_until<'a>(&'a self, deadline: Deadline, interrupt: &'a mut dyn Interrupt) -> Wait<'a> {
+    pub fn wait_until<'a>(
+        &'a self,
+        deadline: Deadline,
+        interrupt: &'a mut dyn Interrupt,
+    ) -> Wait<'a> {
         Wait {
             deadline,
             interrupt,

@@ -99,7 +99,8 @@ impl Fresh {
             return Err(PyErr::fetch(py));
         }
         // SAFETY: `raw` is a new, owned reference to a bytes object.
-        let bytes: Py<PyBytes> = unsafe { Bound::from_owned_ptr(py, raw).cast_into_unchecked() }.unbind();
+        let bytes: Py<PyBytes> =
+            unsafe { Bound::from_owned_ptr(py, raw).cast_into_unchecked() }.unbind();
         // SAFETY: PyBytes_AsString on a bytes object returns its internal buffer of `len` bytes.
         let ptr = unsafe { ffi::PyBytes_AsString(raw) } as *mut u8;
         Ok(Fresh { bytes, ptr, len })

@@ -80,7 +80,8 @@ impl Connection {
             match incoming {
                 Incoming::Small(v) => Ok(Received::Vec(v)),
                 Incoming::Large(len) => {
-                    let mut fresh = Python::attach(|py| Fresh::new(py, len)).map_err(|e| check.fail(e))?;
+                    let mut fresh =
+                        Python::attach(|py| Fresh::new(py, len)).map_err(|e| check.fail(e))?;
                     let mut wait = stream.wait_until(deadline, check);
                     reader.read_payload(fresh.as_mut_slice(), &mut wait)?;
                     Ok(Received::Bytes(fresh.bytes))
@@ -90,7 +91,9 @@ impl Connection {
         if let Err(err) = &result {
             // A too-long frame leaves a stream impossible to resynchronise: close it, as
             // multiprocessing does (a seqpacket socket just dropped the packet).
-            if self.kind == Kind::Stream && err.is_instance_of::<crate::py::errors::MessageTooLarge>(py) {
+            if self.kind == Kind::Stream
+                && err.is_instance_of::<crate::py::errors::MessageTooLarge>(py)
+            {
                 self.close_inner();
             }
         }
@@ -115,7 +118,10 @@ impl Connection {
     /// Whether `close()` was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
     }
 
     /// Always True (as in multiprocessing).
@@ -138,7 +144,13 @@ impl Connection {
 
     /// Sends one message (`buf[offset:offset+size]`).
     #[pyo3(signature = (buf, offset=0, size=None))]
-    fn send_bytes(&self, py: Python<'_>, buf: &Bound<'_, PyAny>, offset: isize, size: Option<isize>) -> PyResult<()> {
+    fn send_bytes(
+        &self,
+        py: Python<'_>,
+        buf: &Bound<'_, PyAny>,
+        offset: isize,
+        size: Option<isize>,
+    ) -> PyResult<()> {
         let stream = self.stream()?;
         if let Ok(bytes) = buf.cast::<PyBytes>() {
             let data = slice_arg(bytes.as_bytes(), offset, size)?;
@@ -162,10 +174,16 @@ impl Connection {
 
     /// Receives one message into `buf` at `offset`; returns its length.
     #[pyo3(signature = (buf, offset=0))]
-    fn recv_bytes_into(&self, py: Python<'_>, buf: &Bound<'_, PyAny>, offset: isize) -> PyResult<usize> {
+    fn recv_bytes_into(
+        &self,
+        py: Python<'_>,
+        buf: &Bound<'_, PyAny>,
+        offset: isize,
+    ) -> PyResult<usize> {
         let mut view = Buffer::writable(buf)?;
         let total = view.len();
-        let offset = usize::try_from(offset).map_err(|_| PyValueError::new_err("negative offset"))?;
+        let offset =
+            usize::try_from(offset).map_err(|_| PyValueError::new_err("negative offset"))?;
         if offset > total {
             return Err(PyValueError::new_err("offset too large"));
         }
@@ -226,13 +244,22 @@ impl Connection {
 
     /// Reads at most `nbytes` (default: len(buffer)) raw bytes into `buffer`; 0 at end of file.
     #[pyo3(signature = (buffer, nbytes=0))]
-    fn recv_into(&self, py: Python<'_>, buffer: &Bound<'_, PyAny>, nbytes: isize) -> PyResult<usize> {
+    fn recv_into(
+        &self,
+        py: Python<'_>,
+        buffer: &Bound<'_, PyAny>,
+        nbytes: isize,
+    ) -> PyResult<usize> {
         let mut view = Buffer::writable(buffer)?;
         let total = view.len();
         let n = match usize::try_from(nbytes) {
             Ok(0) => total,
             Ok(n) if n <= total => n,
-            Ok(_) => return Err(PyValueError::new_err("buffer too small for requested bytes")),
+            Ok(_) => {
+                return Err(PyValueError::new_err(
+                    "buffer too small for requested bytes",
+                ))
+            }
             Err(_) => return Err(PyValueError::new_err("negative buffersize in recv_into")),
         };
         let stream = self.stream()?;
@@ -281,7 +308,11 @@ impl Connection {
             0 => Shutdown::Read,
             1 => Shutdown::Write,
             2 => Shutdown::Both,
-            _ => return Err(PyValueError::new_err("how must be SHUT_RD, SHUT_WR or SHUT_RDWR")),
+            _ => {
+                return Err(PyValueError::new_err(
+                    "how must be SHUT_RD, SHUT_WR or SHUT_RDWR",
+                ))
+            }
         };
         self.stream()?.shutdown(how).py_err()
     }
@@ -304,7 +335,11 @@ impl Connection {
         match self.stream() {
             Ok(s) => {
                 use std::os::fd::AsRawFd;
-                format!("<fastipc.Connection {} fd={}>", self.address, s.as_fd().as_raw_fd())
+                format!(
+                    "<fastipc.Connection {} fd={}>",
+                    self.address,
+                    s.as_fd().as_raw_fd()
+                )
             }
             Err(_) => format!("<fastipc.Connection {} closed>", self.address),
         }
@@ -313,7 +348,8 @@ impl Connection {
 
 /// `buf[offset:offset+size]` with multiprocessing's checks.
 fn slice_arg(buf: &[u8], offset: isize, size: Option<isize>) -> PyResult<&[u8]> {
-    let offset = usize::try_from(offset).map_err(|_| PyValueError::new_err("offset is negative"))?;
+    let offset =
+        usize::try_from(offset).map_err(|_| PyValueError::new_err("offset is negative"))?;
     if offset > buf.len() {
         return Err(PyValueError::new_err("buffer length < offset"));
     }

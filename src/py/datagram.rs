@@ -31,12 +31,17 @@ impl DatagramSocket {
     }
 
     fn what(&self) -> String {
-        self.address.clone().unwrap_or_else(|| "datagram socket".into())
+        self.address
+            .clone()
+            .unwrap_or_else(|| "datagram socket".into())
     }
 
     fn get(&self) -> PyResult<Arc<Datagram>> {
         let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().cloned().ok_or_else(|| closed_error(&self.what()))
+        guard
+            .as_ref()
+            .cloned()
+            .ok_or_else(|| closed_error(&self.what()))
     }
 
     fn close_inner(&self) {
@@ -80,11 +85,19 @@ impl DatagramSocket {
     /// Whether `close()` was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
     }
 
     /// Sends one datagram to `address` (remapped like every address).
-    fn sendto(&self, py: Python<'_>, data: &Bound<'_, PyAny>, address: &Bound<'_, PyAny>) -> PyResult<usize> {
+    fn sendto(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        address: &Bound<'_, PyAny>,
+    ) -> PyResult<usize> {
         let address = address_arg(address)?;
         let sock = self.get()?;
         let view = Buffer::readable(data)?;
@@ -154,7 +167,11 @@ impl DatagramSocket {
     fn __repr__(&self) -> String {
         let what = self.what();
         match self.get() {
-            Ok(s) => format!("<fastipc.DatagramSocket {} fd={}>", what, s.as_fd().as_raw_fd()),
+            Ok(s) => format!(
+                "<fastipc.DatagramSocket {} fd={}>",
+                what,
+                s.as_fd().as_raw_fd()
+            ),
             Err(_) => format!("<fastipc.DatagramSocket {} closed>", what),
         }
     }

@@ -36,9 +36,9 @@ pub fn to_py(err: Error, pending: Option<PyErr>) -> PyErr {
             expected, received, ..
         } => TruncatedMessage::new_err((e.to_string(), expected, received)),
         e @ Error::Eof { .. } => PyEOFError::new_err(e.to_string()),
-        Error::BufferTooShort { message } => Python::attach(|py| {
-            BufferTooShort::new_err((PyBytes::new(py, &message).unbind(),))
-        }),
+        Error::BufferTooShort { message } => {
+            Python::attach(|py| BufferTooShort::new_err((PyBytes::new(py, &message).unbind(),)))
+        }
         Error::NotSupported(msg) => NotSupportedError::new_err(msg),
         Error::Invalid(msg) => PyValueError::new_err(msg),
         e @ Error::Resolve { .. } => gaierror::new_err(e.to_string()),

@@ -27,7 +27,11 @@ use listener::Listener;
 /// `OSError(EBADF)` for an operation on a closed object.
 pub(crate) fn closed_error(what: &str) -> PyErr {
     let errno = rustix::io::Errno::BADF;
-    PyOSError::new_err((errno.raw_os_error(), "the socket is closed", what.to_string()))
+    PyOSError::new_err((
+        errno.raw_os_error(),
+        "the socket is closed",
+        what.to_string(),
+    ))
 }
 
 /// A timeout argument in seconds.
@@ -131,7 +135,9 @@ fn connect(
     let max_message = max_message_arg(max_message)?;
     let dir = socket_dir.as_deref();
     if kind == Kind::Datagram {
-        let sock = py.detach(|| Datagram::connect_new(&address, dir)).py_err()?;
+        let sock = py
+            .detach(|| Datagram::connect_new(&address, dir))
+            .py_err()?;
         return Ok(Py::new(py, DatagramSocket::wrap(sock))?.into_any());
     }
     let stream = detached(py, |check| {
@@ -187,4 +193,3 @@ fn _fastipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(default_socket_dir, m)?)?;
     Ok(())
 }
-

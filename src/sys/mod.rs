@@ -1,3 +1,30 @@
 //! The operating-system calls that `rustix` does not cover, through `libc`. The only place of the
 //! core with `unsafe`: every block says why it holds in a `// SAFETY:` comment. (The Python
 //! buffer protocol's `unsafe` lives in `py/buffer.rs`, with the bindings it serves.)
+
+pub mod mutex;
+pub mod sem;
+pub mod shm;
+
+use rustix::io::Errno;
+
+/// The errno of the last failed libc call of this thread.
+pub(crate) fn last_errno() -> Errno {
+    Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+}
+
+/// An absolute `CLOCK_REALTIME` time `after` from now, as the timed waits of POSIX want it.
+#[allow(dead_code)]
+pub(crate) fn realtime_after(after: std::time::Duration) -> libc::timespec {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    let mut sec = now.tv_sec.saturating_add(after.as_secs() as i64);
+    let mut nsec = now.tv_nsec as i64 + i64::from(after.subsec_nanos());
+    if nsec >= 1_000_000_000 {
+        sec = sec.saturating_add(1);
+        nsec -= 1_000_000_000;
+    }
+    libc::timespec {
+        tv_sec: sec as libc::time_t,
+        tv_nsec: nsec as _,
+    }
+}
