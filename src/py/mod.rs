@@ -17,6 +17,9 @@ mod connection;
 mod datagram;
 mod errors;
 mod listener;
+mod lock;
+mod sem;
+mod shm;
 
 use blocking::detached;
 use connection::Connection;
@@ -186,6 +189,12 @@ fn _fastipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Listener>()?;
     m.add_class::<Connection>()?;
     m.add_class::<DatagramSocket>()?;
+    m.add_class::<shm::SharedMemory>()?;
+    m.add_class::<shm::Segment>()?;
+    m.add_class::<sem::Semaphore>()?;
+    m.add_class::<lock::Lock>()?;
+    m.add("SEMAPHORE_TIMED_WAIT", crate::sem::REAL_TIMED_WAIT)?;
+    m.add("ROBUST_LOCKS", crate::sys::mutex::ROBUST)?;
     m.add_function(wrap_pyfunction!(listen, m)?)?;
     m.add_function(wrap_pyfunction!(connect, m)?)?;
     m.add_function(wrap_pyfunction!(socketpair, m)?)?;

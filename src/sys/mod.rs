@@ -28,3 +28,17 @@ pub(crate) fn realtime_after(after: std::time::Duration) -> libc::timespec {
         tv_nsec: nsec as _,
     }
 }
+
+/// Duplicates a descriptor number handed over from Python (close-on-exec); `EBADF` if it is not
+/// open. The caller keeps its own descriptor.
+pub fn dup_raw(fd: i32) -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_DUPFD_CLOEXEC only reads the descriptor number; on a number that is not open it
+    // fails with EBADF and touches nothing.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if new < 0 {
+        return Err(last_errno());
+    }
+    // SAFETY: `new` was just returned by the kernel and nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(new) })
+}
