@@ -28,16 +28,16 @@ class IPCError(Exception):
 
 
 class MessageTooLarge(IPCError, ValueError):
-    """A message is larger than the limit (``max_message``, ``maxlength``, or what the kernel accepts
-    as one packet).  On receive it is raised after reading only the length prefix: nothing is
-    allocated, and the connection is closed because the stream can no longer be resynchronised."""
+    """A message is larger than the limit (``max_message``, ``maxlength``, or what the kernel
+    accepts as one packet). On receive it is raised after reading only the length prefix: nothing
+    is allocated, and the connection is closed because the stream cannot be resynchronised."""
 
 
 class TruncatedMessage(IPCError, EOFError):
     """The peer closed the connection in the middle of a message (or of a ``recv_exact``).
 
-    It is an ``EOFError`` as in ``multiprocessing``; ``expected`` and ``received`` say how many bytes
-    were due and how many arrived."""
+    It is an ``EOFError`` as in ``multiprocessing``; ``expected`` and ``received`` say how many
+    bytes were due and how many arrived."""
 
     def __init__(self, message: str, expected: int = 0, received: int = 0) -> None:
         super().__init__(message)
@@ -48,7 +48,8 @@ class TruncatedMessage(IPCError, EOFError):
 class BufferTooShort(IPCError, multiprocessing.BufferTooShort):
     """``recv_bytes_into`` was given a buffer too small for the message.
 
-    As in ``multiprocessing``, ``args[0]`` holds the whole message as ``bytes``, so nothing is lost."""
+    As in ``multiprocessing``, ``args[0]`` holds the whole message as ``bytes``: nothing is lost.
+    """
 
 
 class NotSupportedError(IPCError, NotImplementedError):

@@ -5,12 +5,25 @@ The pure-Python fallback (``fastipc._fallback``) implements exactly this API; th
 """
 
 from types import TracebackType
-from typing import Final, Literal, overload
+from typing import Final, Literal, Self, final, overload
 
-from typing_extensions import Buffer, Self
+from typing_extensions import Buffer
 
 Address = str | tuple[str, int]
 StreamKind = Literal["stream", "seqpacket"]
+
+__all__ = [
+    "BACKEND",
+    "DEFAULT_MAX_MESSAGE",
+    "Connection",
+    "DatagramSocket",
+    "Listener",
+    "connect",
+    "default_socket_dir",
+    "listen",
+    "resolve",
+    "socketpair",
+]
 
 DEFAULT_MAX_MESSAGE: Final[int]
 BACKEND: Final[str]
@@ -24,6 +37,7 @@ def resolve(address: Address, *, socket_dir: str | None = None) -> str:
     remapped or Unix address, ``"unix:@name"`` for an abstract one, ``"tcp:<host>:<port>"`` for TCP.
     Raises ``ValueError`` for an address that cannot be parsed."""
 
+@final
 class Listener:
     """A listening stream or seqpacket socket. Created by :func:`listen`."""
 
@@ -52,6 +66,7 @@ class Listener:
         tb: TracebackType | None,
     ) -> None: ...
 
+@final
 class Connection:
     """A connected stream or seqpacket socket carrying framed messages and raw bytes.
 
@@ -83,11 +98,12 @@ class Connection:
         """Receive one message into ``buf`` at ``offset``; returns its length. ``BufferTooShort``
         (holding the message) if it does not fit."""
     def poll(self, timeout: float | None = 0.0) -> bool:
-        """Whether a message (or end of file) can be read without blocking; ``None`` waits forever."""
+        """Whether a message (or end of file) can be read within ``timeout`` seconds;
+        ``None`` waits forever."""
     def send(self, obj: object) -> None:
         """Send a picklable object (pickle: for trusted peers only)."""
     def recv(self) -> object:
-        """Receive a pickled object (unpickling runs code chosen by the peer: trusted peers only)."""
+        """Receive a pickled object (unpickling runs the peer's code: trusted peers only)."""
     def sendall(self, data: Buffer) -> None:
         """Send every byte of ``data`` on the raw stream (no framing)."""
     def recv_into(self, buffer: Buffer, nbytes: int = 0) -> int:
@@ -110,6 +126,7 @@ class Connection:
         tb: TracebackType | None,
     ) -> None: ...
 
+@final
 class DatagramSocket:
     """A datagram socket (Unix datagram when remapped, UDP otherwise)."""
 

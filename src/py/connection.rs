@@ -212,7 +212,7 @@ impl Connection {
     }
 
     /// Whether a message (or end of file) can be read within `timeout` seconds (None: forever).
-    #[pyo3(signature = (timeout=Some(0.0)))]
+    #[pyo3(signature = (timeout=Some(0.0)), text_signature = "(self, timeout=0.0)")]
     fn poll(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let timeout = timeout_arg(timeout)?;
         let stream = self.stream()?;

@@ -1,0 +1,159 @@
+"""Fixtures of the round-trip benchmarks (pytest-benchmark).
+
+Run with ``python -m pytest benches`` (they are outside ``testpaths``, so the test suite never
+collects them). The echo side runs in another process: a ``python -m fastipc._benchpeer serve``
+child for listening mechanisms, a forked child for connected pairs. The pytest process is the
+client, and the mechanisms are those of ``fastipc bench`` (``fastipc._benchmech``).
+
+Options: ``--fastipc-placement same-core|cross-core|none`` (default same-core: the client and the
+echo side pinned to one CPU, the stable measurement) and ``--fastipc-backends rust,python``
+(default: each backend that can be imported; stdlib mechanisms run once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import ModuleType
+
+import pytest
+from fastipc._bench import echo_server
+from fastipc._benchmech import REGISTRY, Client, Env, ListenerMechanism, PairMechanism, fork_echo
+from fastipc._benchpeer import payload_for
+
+BACKEND_MODULES = {"rust": "fastipc._fastipc", "python": "fastipc._fallback"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("fastipc benchmarks")
+    group.addoption(
+        "--fastipc-placement",
+        choices=("same-core", "cross-core", "none"),
+        default="same-core",
+        help="pin the client and the echo side to one CPU, to two, or not at all",
+    )
+    group.addoption(
+        "--fastipc-backends",
+        default="rust,python",
+        help="fastipc backends to measure, comma separated (those that cannot load are skipped)",
+    )
+
+
+def backend_module(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(BACKEND_MODULES[name])
+    except ImportError as exc:
+        pytest.skip(f"fastipc backend {name!r} cannot be loaded: {exc}")
+
+
+@pytest.fixture(scope="session")
+def placement(pytestconfig: pytest.Config) -> tuple[str, int | None, int | None]:
+    """(placement, echo CPU, client CPU)."""
+    name: str = pytestconfig.getoption("--fastipc-placement")
+    if name == "none" or not hasattr(os, "sched_setaffinity"):
+        return "none", None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if name == "same-core":
+        return name, cpus[0], cpus[0]
+    if len(cpus) < 2:
+        pytest.skip("cross-core placement needs two CPUs")
+    return name, cpus[0], cpus[1]
+
+
+@pytest.fixture(scope="session")
+def backends(pytestconfig: pytest.Config) -> list[str]:
+    names = [n.strip() for n in pytestconfig.getoption("--fastipc-backends").split(",")]
+    unknown = set(names) - set(BACKEND_MODULES)
+    if unknown:
+        raise pytest.UsageError(f"--fastipc-backends: unknown {', '.join(sorted(unknown))}")
+    return names
+
+
+@pytest.fixture(scope="session")
+def socket_dir() -> Iterator[str]:
+    path = tempfile.mkdtemp(prefix="fastipc-bench-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _pinned(cpu: int | None) -> Iterator[None]:
+    if cpu is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+@dataclass
+class RoundTrip:
+    """One connected client, its payload and a call that does one round trip."""
+
+    mechanism: str
+    backend: str | None
+    size: int
+    placement: str
+    payload: bytes
+    run: Callable[[], None]
+
+
+@pytest.fixture
+def round_trip(
+    socket_dir: str,
+    placement: tuple[str, int | None, int | None],
+    backends: list[str],
+) -> Iterator[Callable[[str, str | None, int], RoundTrip]]:
+    """A factory: ``round_trip(mechanism, backend, size)`` connects to a fresh echo side."""
+    stack = contextlib.ExitStack()
+    where, echo_cpu, client_cpu = placement
+
+    def make(mechanism_name: str, backend: str | None, size: int) -> RoundTrip:
+        if backend is not None and backend not in backends:
+            pytest.skip(f"backend {backend} not selected (--fastipc-backends)")
+        mechanism = REGISTRY[mechanism_name]
+        reason = mechanism.unavailable()
+        if reason is not None:
+            pytest.skip(reason)
+        impl = backend_module(backend) if backend is not None else None
+        env = Env(socket_dir=socket_dir, max_size=size, impl=impl)
+        client: Client
+        if isinstance(mechanism, PairMechanism):
+            client, echo = mechanism.pair(env)
+            pid = fork_echo(echo, client, echo_cpu)
+            stack.callback(os.waitpid, pid, 0)
+        else:
+            assert isinstance(mechanism, ListenerMechanism)
+            address, _ = stack.enter_context(
+                echo_server(
+                    mechanism_name,
+                    max_size=size,
+                    socket_dir=socket_dir,
+                    backend=backend,
+                    cpu=echo_cpu,
+                )
+            )
+            client = mechanism.connect(env, address)
+        stack.callback(client.close)
+        stack.enter_context(_pinned(client_cpu))
+        payload = payload_for(size)
+        send, recv = client.sender(), client.receiver()
+        send(payload)
+        assert client.received(recv()) == payload, "the echo returned different bytes"
+
+        def run() -> None:
+            send(payload)
+            recv()
+
+        return RoundTrip(mechanism_name, backend, size, where, payload, run)
+
+    with stack:
+        yield make

@@ -1,0 +1,258 @@
+"""The processes of ``fastipc bench``: ``python -m fastipc._benchpeer ROLE CONFIG_JSON``.
+
+Roles:
+
+- ``probe``: report the fastipc version and backend, then exit.
+- ``serve``: set up a mechanism's echo side, report its address, serve one client, exit.
+- ``client``: connect (or create a pair and fork its echo side), verify one round trip, warm up,
+  time round trips, report the statistics, exit.
+
+Each process reports JSON lines on stdout (``{"event": ...}``) and exits when its stdin reaches end
+of file, which is how it dies with the process that started it, whatever killed that one.
+"""
+
+from __future__ import annotations
+
+import errno
+import gc
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import threading
+import time
+import traceback
+from array import array
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import BACKEND, MessageTooLarge, NotSupportedError, __version__
+from ._benchmech import REGISTRY, Client, Env, ListenerMechanism, PairMechanism, fork_echo, pin
+
+__all__ = ["TimingPlan", "main", "measure", "summarize"]
+
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+
+
+class TimingPlan:
+    """How long to warm up and how many round trips to time."""
+
+    def __init__(
+        self,
+        *,
+        iterations: int | None = None,
+        budget_s: float = 1.0,
+        max_iterations: int = 20000,
+        min_iterations: int = 200,
+        warmup_s: float = 0.2,
+        min_warmup: int = 10,
+    ) -> None:
+        self.iterations = iterations
+        self.budget_s = budget_s
+        self.max_iterations = max_iterations
+        self.min_iterations = min_iterations
+        self.warmup_s = warmup_s
+        self.min_warmup = min_warmup
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TimingPlan:
+        return cls(**data)
+
+
+def measure(
+    send: Callable[[bytes], object],
+    recv: Callable[[], object],
+    payload: bytes,
+    plan: TimingPlan,
+) -> tuple[array[int], int, int]:
+    """Warm up, then time each round trip; returns (samples in ns, warm-up count, warm-up ns).
+
+    Without a fixed number of iterations the warm-up also calibrates: as many round trips are
+    timed as fit in the budget at the warm-up's pace, within the plan's bounds.
+    """
+    clock = time.perf_counter_ns
+    warmup = 0
+    start = clock()
+    deadline = start + int(plan.warmup_s * 1e9)
+    while warmup < plan.min_warmup or clock() < deadline:
+        send(payload)
+        recv()
+        warmup += 1
+    warmup_ns = clock() - start
+    if plan.iterations is not None:
+        n = plan.iterations
+    else:
+        per_round_trip = warmup_ns / warmup
+        n = int(plan.budget_s * 1e9 / per_round_trip)
+        n = max(plan.min_iterations, min(plan.max_iterations, n))
+    samples = array("q", bytes(8 * n))
+    gc.collect()
+    gc.disable()
+    try:
+        for i in range(n):
+            t0 = clock()
+            send(payload)
+            recv()
+            samples[i] = clock() - t0
+    finally:
+        gc.enable()
+    return samples, warmup, warmup_ns
+
+
+def percentile(ordered: Sequence[int], p: float) -> float:
+    """The ``p``-th percentile of sorted data, interpolating linearly between ranks."""
+    if not ordered:
+        raise ValueError("no samples")
+    rank = (len(ordered) - 1) * p / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summarize(samples: Sequence[int]) -> dict[str, float]:
+    """Statistics of round-trip times in nanoseconds."""
+    ordered = sorted(samples)
+    n = len(ordered)
+    mean = sum(ordered) / n
+    var = sum((x - mean) ** 2 for x in ordered) / (n - 1) if n > 1 else 0.0
+    stats: dict[str, float] = {
+        "count": n,
+        "min_ns": ordered[0],
+        "max_ns": ordered[-1],
+        "mean_ns": mean,
+        "stdev_ns": math.sqrt(var),
+        "total_ns": sum(ordered),
+    }
+    for p in PERCENTILES:
+        stats[f"p{p:g}_ns".replace(".", "_")] = percentile(ordered, p)
+    stats["median_ns"] = stats["p50_ns"]
+    return stats
+
+
+def payload_for(size: int) -> bytes:
+    """A reproducible, incompressible payload (never all zeros)."""
+    return random.Random(size).randbytes(size)
+
+
+def _emit(event: str, **data: Any) -> None:
+    sys.stdout.write(json.dumps({"event": event, **data}) + "\n")
+    sys.stdout.flush()
+
+
+def _die_with_parent(socket_dir: str | None) -> None:
+    """Exit at once when the parent closes our stdin while we run (it died, or it gave up).
+
+    The socket directory is private to the run that started us: with the parent gone, nobody
+    else will remove it.
+    """
+
+    def watch() -> None:
+        try:
+            while os.read(0, 4096):
+                pass
+        except OSError:
+            pass
+        if socket_dir:
+            shutil.rmtree(socket_dir, ignore_errors=True)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="fastipc-bench-parent", daemon=True).start()
+
+
+def _env(config: dict[str, Any]) -> Env:
+    return Env(socket_dir=config["socket_dir"], max_size=int(config["max_size"]))
+
+
+def _probe() -> None:
+    _emit("probe", version=__version__, backend=BACKEND)
+
+
+def _serve(config: dict[str, Any]) -> None:
+    mechanism = REGISTRY[config["mechanism"]]
+    assert isinstance(mechanism, ListenerMechanism)
+    if config.get("cpu") is not None:
+        pin(config["cpu"])
+    server = mechanism.listen(_env(config))
+    try:
+        _emit("ready", address=server.address, pid=os.getpid())
+        echo = server.accept(float(config.get("accept_timeout", 30.0)))
+    finally:
+        server.close()
+    try:
+        echo.serve()
+    finally:
+        echo.close()
+
+
+def _client(config: dict[str, Any]) -> None:
+    mechanism = REGISTRY[config["mechanism"]]
+    env = _env(config)
+    size = int(config["size"])
+    plan = TimingPlan.from_json(config["plan"])
+    if config.get("cpu") is not None:
+        pin(config["cpu"])
+    echo_pid: int | None = None
+    client: Client
+    if isinstance(mechanism, PairMechanism):
+        client, echo = mechanism.pair(env)
+        echo_pid = fork_echo(echo, client, config.get("peer_cpu"))
+    else:
+        assert isinstance(mechanism, ListenerMechanism)
+        client = mechanism.connect(env, config["address"])
+    try:
+        payload = payload_for(size)
+        send, recv = client.sender(), client.receiver()
+        send(payload)
+        echoed = client.received(recv())
+        if echoed != payload:
+            raise AssertionError(f"the echo returned {len(echoed)} different bytes for {size}")
+        samples, warmup, warmup_ns = measure(send, recv, payload, plan)
+    finally:
+        client.close()
+        if echo_pid is not None:
+            os.waitpid(echo_pid, 0)
+    _emit(
+        "result",
+        iterations=len(samples),
+        warmup_iterations=warmup,
+        warmup_ns=warmup_ns,
+        stats=summarize(samples),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one role; the exit status is 0, 1 after reporting an error event, 2 for bad usage."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2 or args[0] not in ("probe", "serve", "client"):
+        sys.stderr.write("usage: python -m fastipc._benchpeer probe|serve|client CONFIG_JSON\n")
+        return 2
+    role, config = args[0], json.loads(args[1])
+    _die_with_parent(config.get("socket_dir"))
+    try:
+        if role == "probe":
+            _probe()
+        elif role == "serve":
+            _serve(config)
+        else:
+            _client(config)
+    except BaseException as exc:
+        message = str(exc) or type(exc).__name__
+        _emit(
+            "error",
+            type=type(exc).__name__,
+            unsupported=isinstance(exc, (MessageTooLarge, NotSupportedError))
+            or (isinstance(exc, OSError) and exc.errno == errno.EMSGSIZE),
+            message=message,
+            traceback=traceback.format_exc(),
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

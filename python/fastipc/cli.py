@@ -1,0 +1,302 @@
+"""The ``fastipc`` command: ``fastipc bench`` and ``fastipc info``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any
+
+from . import BACKEND, __version__, default_socket_dir, listen, socketpair
+from . import _bench as bench
+from ._benchmech import REGISTRY
+from ._benchpeer import TimingPlan
+
+__all__ = ["main"]
+
+DEFAULT_SIZES = (64, 65536, 1048576)
+
+
+def _sizes(text: str) -> list[int]:
+    sizes: list[int] = []
+    for item in text.split(","):
+        number = item.strip().lower()
+        scale = 1
+        for suffix, factor in (("kib", 1 << 10), ("k", 1 << 10), ("mib", 1 << 20), ("m", 1 << 20)):
+            if number.endswith(suffix):
+                number, scale = number[: -len(suffix)], factor
+                break
+        try:
+            size = int(number) * scale
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r}") from None
+        if not 0 <= size <= 1 << 30:
+            raise argparse.ArgumentTypeError(f"sizes must be 0 to 1 GiB, not {size}")
+        sizes.append(size)
+    return sizes
+
+
+def _mechanisms(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if names == ["all"]:
+        return list(REGISTRY)
+    unknown = [name for name in names if name not in REGISTRY]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown mechanism {', '.join(unknown) or text!r}; choose from {', '.join(REGISTRY)}"
+            " or 'all'"
+        )
+    return names
+
+
+def _cpus(text: str) -> list[int]:
+    try:
+        cpus = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of CPU numbers: {text!r}") from None
+    if not cpus or len(set(cpus)) != len(cpus) or min(cpus) < 0:
+        raise argparse.ArgumentTypeError(f"need distinct CPU numbers, not {text!r}")
+    return cpus
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fastipc", description="fastipc: fast, safe interprocess communication."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    mechanisms = "\n".join(
+        f"  {name:<19} {m.summary}{'' if m.default else ' (not run by default)'}"
+        for name, m in REGISTRY.items()
+    )
+    bench = commands.add_parser(
+        "bench",
+        help="time round trips against the standard library",
+        description="Time round trips (client -> echo in another process -> client) for each "
+        "mechanism and message size, with multiprocessing.Pipe as the reference in the same run.",
+        epilog=f"mechanisms:\n{mechanisms}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=None,
+        metavar="N,N,...",
+        help="message sizes in bytes, suffixes k and m allowed (default: 64,65536,1048576)",
+    )
+    bench.add_argument(
+        "--mechanisms",
+        type=_mechanisms,
+        default=None,
+        metavar="NAME,...",
+        help="mechanisms to run, or 'all' (default: every default one; see below)",
+    )
+    bench.add_argument(
+        "--placement",
+        choices=("same-core", "cross-core", "both"),
+        default=None,
+        help="pin client and echo to one CPU, to two, or run both "
+        "(default: both; same-core with --quick)",
+    )
+    bench.add_argument(
+        "--cpus",
+        type=_cpus,
+        default=None,
+        metavar="A[,B]",
+        help="CPUs to use: A for the echo side (and both, same-core), B for the client cross-core "
+        "(default: the first two this process may use)",
+    )
+    bench.add_argument(
+        "--quick", action="store_true", help="short timings, same-core only: under 30 s"
+    )
+    bench.add_argument(
+        "--iterations",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="time exactly N round trips per row (default: as many as fit in the time budget)",
+    )
+    bench.add_argument(
+        "--backend",
+        choices=("rust", "python"),
+        default=None,
+        help="fastipc backend of the benchmark processes (sets FASTIPC_BACKEND for them)",
+    )
+    bench.add_argument(
+        "--json",
+        metavar="PATH",
+        default=None,
+        help="also write every statistic as JSON ('-': stdout)",
+    )
+    bench.set_defaults(func=_bench)
+
+    info = commands.add_parser("info", help="version, backend, platform and capabilities")
+    info.set_defaults(func=_info)
+    return parser
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+def _progress_printer() -> Callable[[str, bool], None]:
+    tty = sys.stderr.isatty()
+
+    def show(line: str, final: bool) -> None:
+        if tty:
+            width = max(20, os.get_terminal_size(sys.stderr.fileno()).columns - 1)
+            sys.stderr.write("\r\x1b[K" + line[:width])
+        elif final:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def _bench(args: argparse.Namespace) -> int:
+    placement = args.placement or ("same-core" if args.quick else "both")
+    placements = list(bench.PLACEMENTS) if placement == "both" else [placement]
+    if args.quick:
+        plan = TimingPlan(
+            iterations=args.iterations,
+            budget_s=0.25,
+            max_iterations=5000,
+            min_iterations=100,
+            warmup_s=0.05,
+        )
+    else:
+        plan = TimingPlan(iterations=args.iterations, budget_s=1.0, warmup_s=0.2)
+    mechanisms = args.mechanisms or [name for name, m in REGISTRY.items() if m.default]
+    if args.cpus is not None and hasattr(os, "sched_getaffinity"):
+        allowed = os.sched_getaffinity(0)
+        if not set(args.cpus) <= allowed:
+            print(
+                f"fastipc bench: --cpus {','.join(map(str, args.cpus))}: this process may only use "
+                f"CPUs {','.join(map(str, sorted(allowed)))}",
+                file=sys.stderr,
+            )
+            return 2
+    progress = _progress_printer()
+
+    def show_machine(machine: dict[str, Any]) -> None:
+        print(bench.format_machine(machine), flush=True)
+
+    options = bench.Options(
+        sizes=args.sizes or list(DEFAULT_SIZES),
+        mechanisms=mechanisms,
+        placements=placements,
+        plan=plan,
+        backend=args.backend,
+        cpus=args.cpus,
+        quick=args.quick,
+        progress=progress,
+        on_machine=show_machine,
+    )
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        report = bench.run(options)
+    except bench.BenchError as exc:
+        print(f"fastipc bench: {exc}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, _Terminated):
+        sys.stderr.write("\nfastipc bench: interrupted; every benchmark process was stopped\n")
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+    report.command = ["fastipc", *args.argv]
+    print()
+    print(bench.format_report(report, machine=False))
+    if args.json is not None:
+        try:
+            bench.write_json(report, args.json)
+        except OSError as exc:
+            print(f"fastipc bench: cannot write {args.json}: {exc}", file=sys.stderr)
+            return 1
+    return 1 if report.failed else 0
+
+
+def _capabilities() -> list[tuple[str, str]]:
+    """What exists here, tried for real where that creates no file."""
+
+    def works(action: Callable[[], Any]) -> str:
+        try:
+            resource = action()
+        except (OSError, NotImplementedError, ValueError) as exc:
+            return f"no ({type(exc).__name__})"
+        for end in resource if isinstance(resource, tuple) else (resource,):
+            end.close()
+        return "yes"
+
+    linux = sys.platform.startswith("linux")
+    return [
+        ("stream socketpair", works(lambda: socketpair("stream"))),
+        ("seqpacket socketpair", works(lambda: socketpair("seqpacket"))),
+        ("datagram socketpair", works(lambda: socketpair("datagram"))),
+        (
+            "loopback remapping to Unix sockets",
+            "no (TCP loopback)" if sys.platform == "win32" else "yes",
+        ),
+        (
+            "abstract sockets (unix:@name)",
+            works(lambda: listen(f"unix:@fastipc-info-{os.getpid()}"))
+            if linux
+            else "no (Linux only)",
+        ),
+        ("unix:<path> addresses", "yes" if hasattr(socket, "AF_UNIX") else "no"),
+        ("TCP", "yes"),
+    ]
+
+
+def _info(args: argparse.Namespace) -> int:
+    rows = [
+        ("fastipc", __version__),
+        ("backend", BACKEND),
+        ("python", f"{platform.python_implementation()} {platform.python_version()}"),
+        ("platform", platform.platform()),
+        ("socket dir", default_socket_dir()),
+    ]
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    print()
+    capabilities = _capabilities()
+    width = max(len(key) for key, _ in capabilities)
+    for key, value in capabilities:
+        print(f"  {key:<{width}}  {value}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``fastipc`` command; returns the exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(arguments)
+    args.argv = arguments
+    status: int = args.func(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
