@@ -175,6 +175,11 @@ impl SharedMemory {
         self.fd.as_fd()
     }
 
+    /// The parts: the descriptor, the mapping and the name, to be dropped separately.
+    pub fn into_parts(self) -> (OwnedFd, Mapping, Option<String>) {
+        (self.fd, self.map, self.name)
+    }
+
     /// What to call it in messages.
     pub fn describe(&self) -> &str {
         self.name.as_deref().unwrap_or("anonymous segment")

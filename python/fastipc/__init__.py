@@ -25,6 +25,9 @@ if TYPE_CHECKING:
         Connection,
         DatagramSocket,
         Listener,
+        Lock,
+        Semaphore,
+        SharedMemory,
         connect,
         default_socket_dir,
         listen,
@@ -41,6 +44,9 @@ else:
     Connection = _impl.Connection
     DatagramSocket = _impl.DatagramSocket
     Listener = _impl.Listener
+    Lock = _impl.Lock
+    Semaphore = _impl.Semaphore
+    SharedMemory = _impl.SharedMemory
     connect = _impl.connect
     default_socket_dir = _impl.default_socket_dir
     listen = _impl.listen
@@ -59,8 +65,11 @@ __all__ = [
     "DatagramSocket",
     "IPCError",
     "Listener",
+    "Lock",
     "MessageTooLarge",
     "NotSupportedError",
+    "Semaphore",
+    "SharedMemory",
     "SharedSocketDirWarning",
     "TruncatedMessage",
     "__version__",

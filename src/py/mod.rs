@@ -193,8 +193,6 @@ fn _fastipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<shm::Segment>()?;
     m.add_class::<sem::Semaphore>()?;
     m.add_class::<lock::Lock>()?;
-    m.add("SEMAPHORE_TIMED_WAIT", crate::sem::REAL_TIMED_WAIT)?;
-    m.add("ROBUST_LOCKS", crate::sys::mutex::ROBUST)?;
     m.add_function(wrap_pyfunction!(listen, m)?)?;
     m.add_function(wrap_pyfunction!(connect, m)?)?;
     m.add_function(wrap_pyfunction!(socketpair, m)?)?;

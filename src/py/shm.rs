@@ -1,7 +1,7 @@
 //! `fastipc.SharedMemory`: a mapped shared memory segment, with `buf` a zero-copy memoryview.
 
 use std::ffi::c_int;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -13,12 +13,16 @@ use pyo3::types::{PyMemoryView, PyType};
 use crate::py::buffer::export;
 use crate::py::errors::IntoPy;
 use crate::shm::{self, SharedMemory as Core};
+use crate::sys::shm::Mapping;
 
 /// The mapping behind `SharedMemory.buf`: exports the segment's bytes through the buffer
-/// protocol and counts the exports, so that the segment is never unmapped under a view.
+/// protocol and counts the exports. The memory is unmapped only when this object dies, so a
+/// consumer that keeps a reference to it instead of an export (numpy's `ndarray(buffer=...)`
+/// does) never sees it vanish.
 #[pyclass(frozen, module = "fastipc._fastipc", name = "_Segment")]
 pub struct Segment {
-    core: Mutex<Option<Core>>,
+    map: Mapping,
+    fd: Mutex<Option<OwnedFd>>,
     exports: AtomicUsize,
 }
 
@@ -30,15 +34,9 @@ impl Segment {
         flags: c_int,
     ) -> PyResult<()> {
         let this = slf.get();
-        let guard = this.core.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(core) = guard.as_ref() else {
-            return Err(PyValueError::new_err("the shared memory segment is closed"));
-        };
-        let map = core.mapping();
-        // SAFETY: `view` comes from CPython's bf_getbuffer; the mapping stays mapped while the
-        // export count is non-zero (`close` refuses), and the count is raised before the guard
-        // that keeps `close` out is dropped.
-        unsafe { export(view, slf.as_any(), map.as_ptr(), map.len(), flags) }?;
+        // SAFETY: `view` comes from CPython's bf_getbuffer; the mapping lives as long as this
+        // object, which the view keeps alive.
+        unsafe { export(view, slf.as_any(), this.map.as_ptr(), this.map.len(), flags) }?;
         this.exports.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
@@ -49,22 +47,17 @@ impl Segment {
 }
 
 impl Segment {
-    fn close(&self) -> PyResult<()> {
-        let mut guard = self.core.lock().unwrap_or_else(|e| e.into_inner());
-        let n = self.exports.load(Ordering::Acquire);
-        if n > 0 && guard.is_some() {
-            return Err(PyBufferError::new_err(format!(
-                "cannot close a shared memory segment while {n} view(s) of it are exported \
-                 (release the memoryviews and arrays made from .buf first)"
-            )));
-        }
-        drop(guard.take());
-        Ok(())
+    fn exports(&self) -> usize {
+        self.exports.load(Ordering::Acquire)
     }
 
     fn fd(&self) -> Option<i32> {
-        let guard = self.core.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().map(|c| c.as_fd().as_raw_fd())
+        let guard = self.fd.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().map(|fd| fd.as_raw_fd())
+    }
+
+    fn close_fd(&self) {
+        drop(self.fd.lock().unwrap_or_else(|e| e.into_inner()).take());
     }
 }
 
@@ -72,7 +65,7 @@ impl Segment {
 /// mode, reserved pages and nothing tracked behind the user's back.
 #[pyclass(frozen, module = "fastipc", name = "SharedMemory")]
 pub struct SharedMemory {
-    segment: Py<Segment>,
+    segment: Mutex<Option<Py<Segment>>>,
     view: Mutex<Option<Py<PyMemoryView>>>,
     name: Option<String>,
     size: usize,
@@ -89,21 +82,32 @@ fn closed(name: &str) -> PyErr {
 
 impl SharedMemory {
     fn wrap(py: Python<'_>, core: Core) -> PyResult<SharedMemory> {
-        let name = core.name().map(str::to_string);
         let size = core.size();
+        let (fd, map, name) = core.into_parts();
         let segment = Py::new(
             py,
             Segment {
-                core: Mutex::new(Some(core)),
+                map,
+                fd: Mutex::new(Some(fd)),
                 exports: AtomicUsize::new(0),
             },
         )?;
         Ok(SharedMemory {
-            segment,
+            segment: Mutex::new(Some(segment)),
             view: Mutex::new(None),
             name,
             size,
         })
+    }
+
+    fn segment(&self, py: Python<'_>) -> Option<Py<Segment>> {
+        let guard = self.segment.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().map(|s| s.clone_ref(py))
+    }
+
+    fn fd_of(&self) -> Option<i32> {
+        let guard = self.segment.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().and_then(|s| s.get().fd())
     }
 
     fn label(&self) -> &str {
@@ -197,10 +201,10 @@ impl SharedMemory {
         if let Some(view) = guard.as_ref() {
             return Ok(view.clone_ref(py));
         }
-        if self.segment.get().fd().is_none() {
+        let Some(segment) = self.segment(py) else {
             return Err(closed(self.label()));
-        }
-        let view = PyMemoryView::from(self.segment.bind(py).as_any())?.unbind();
+        };
+        let view = PyMemoryView::from(segment.bind(py).as_any())?.unbind();
         *guard = Some(view.clone_ref(py));
         Ok(view)
     }
@@ -208,18 +212,18 @@ impl SharedMemory {
     /// The descriptor (-1 once closed).
     #[getter]
     fn fd(&self) -> i32 {
-        self.segment.get().fd().unwrap_or(-1)
+        self.fd_of().unwrap_or(-1)
     }
 
     /// The descriptor; `OSError(EBADF)` once closed.
     fn fileno(&self) -> PyResult<i32> {
-        self.segment.get().fd().ok_or_else(|| closed(self.label()))
+        self.fd_of().ok_or_else(|| closed(self.label()))
     }
 
     /// Whether `close()` was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.segment.get().fd().is_none()
+        self.fd_of().is_none()
     }
 
     /// Unmaps the segment and closes the descriptor; the segment itself lives on until
@@ -240,7 +244,21 @@ impl SharedMemory {
                 });
             }
         }
-        self.segment.get().close()
+        let mut guard = self.segment.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(segment) = guard.as_ref() {
+            let n = segment.get().exports();
+            if n > 0 {
+                return Err(PyBufferError::new_err(format!(
+                    "cannot close {}: {n} view(s) of its buf are still exported (release the \
+                     memoryviews and arrays made from it first)",
+                    self.label()
+                )));
+            }
+            segment.get().close_fd();
+        }
+        // The memory is unmapped when the last reference to the segment object goes.
+        drop(guard.take());
+        Ok(())
     }
 
     /// Removes the segment's name (the memory lives while anyone maps it).
@@ -278,7 +296,7 @@ impl SharedMemory {
     }
 
     fn __repr__(&self) -> String {
-        match self.segment.get().fd() {
+        match self.fd_of() {
             Some(fd) => format!(
                 "<fastipc.SharedMemory {} size={} fd={fd}>",
                 self.label(),
