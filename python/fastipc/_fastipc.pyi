@@ -294,7 +294,9 @@ class Lock:
     the next :meth:`acquire` succeeds and :attr:`recovered` is true. Not reentrant; released by
     the thread that acquired it. ``NotSupportedError`` where robust mutexes do not exist."""
 
-    def __new__(cls, name: str | None = None, create: bool = False, *, mode: int = 0o600) -> Self: ...
+    def __new__(
+        cls, name: str | None = None, create: bool = False, *, mode: int = 0o600
+    ) -> Self: ...
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take the lock; ``False`` if ``blocking`` is false or ``timeout`` seconds pass first.
         ``RuntimeError`` if this thread holds it already and would wait."""

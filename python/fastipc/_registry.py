@@ -95,12 +95,12 @@ def record(kind: str, name: str, size: int) -> None:
     if directory is None:
         return
     pid = os.getpid()
-    text = (
-        f"{_HEADER}\nkind={kind}\nname={name}\nsize={size}\npid={pid}\nstart={start_time(pid)}\n"
-    )
+    text = f"{_HEADER}\nkind={kind}\nname={name}\nsize={size}\npid={pid}\nstart={start_time(pid)}\n"
     tmp = os.path.join(directory, f".{kind}.{pid}.{secrets.token_hex(8)}")
     try:
-        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        fd = os.open(
+            tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o600
+        )
         try:
             os.write(fd, text.encode())
         finally:
@@ -164,7 +164,7 @@ def _exists(kind: str, name: str) -> bool:
 
         return _posixsem.exists(name)
     try:
-        import _posixshmem
+        import _posixshmem  # type: ignore[import-not-found]
     except ImportError:  # pragma: no cover - Windows
         return False
     try:
@@ -227,9 +227,7 @@ def _unlink(entry: Entry) -> None:
     _posixshmem.shm_unlink(entry.name)
 
 
-def clean(
-    dry_run: bool = False, report: Callable[[str, Entry], None] | None = None
-) -> list[Entry]:
+def clean(dry_run: bool = False, report: Callable[[str, Entry], None] | None = None) -> list[Entry]:
     """Remove the resources whose creator is gone (and entries whose resource is gone).
 
     Returns the entries acted on (or that would be, with ``dry_run``); ``report(action, entry)``
@@ -241,6 +239,10 @@ def clean(
             continue
         action = "unlink" if entry.exists else "forget"
         if not dry_run:
+            # The entry may have been replaced since it was read (the name unlinked and made
+            # again by a live process): act only on the very entry that was judged.
+            if _parse(entry.path) != entry:
+                continue
             if action == "unlink":
                 try:
                     _unlink(entry)

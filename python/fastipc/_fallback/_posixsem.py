@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import functools
 import os
 import sys
 import time
@@ -18,34 +19,29 @@ __all__ = ["HAS_TIMEDWAIT", "VALUE_MAX", "NamedSem", "exists", "unlink"]
 HAS_TIMEDWAIT = sys.platform != "darwin"
 VALUE_MAX = 32767 if sys.platform == "darwin" else 2**31 - 1
 
-_libc: ctypes.CDLL | None = None
-
 
 class _Timespec(ctypes.Structure):
     _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
 
 
+@functools.cache
 def _lib() -> ctypes.CDLL:
-    global _libc
-    if _libc is None:
-        lib = ctypes.CDLL(None, use_errno=True)
-        if not hasattr(lib, "sem_open"):  # glibc before 2.34 keeps them in libpthread
-            path = ctypes.util.find_library("pthread")
-            lib = ctypes.CDLL(path, use_errno=True)
-        lib.sem_open.restype = ctypes.c_void_p
-        lib.sem_open.argtypes = (ctypes.c_char_p, ctypes.c_int)
-        for fn in ("sem_post", "sem_wait", "sem_trywait", "sem_close"):
-            getattr(lib, fn).restype = ctypes.c_int
-            getattr(lib, fn).argtypes = (ctypes.c_void_p,)
-        lib.sem_unlink.restype = ctypes.c_int
-        lib.sem_unlink.argtypes = (ctypes.c_char_p,)
-        if HAS_TIMEDWAIT:
-            lib.sem_timedwait.restype = ctypes.c_int
-            lib.sem_timedwait.argtypes = (ctypes.c_void_p, ctypes.POINTER(_Timespec))
-            lib.sem_getvalue.restype = ctypes.c_int
-            lib.sem_getvalue.argtypes = (ctypes.c_void_p, ctypes.POINTER(ctypes.c_int))
-        _libc = lib
-    return _libc
+    lib = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(lib, "sem_open"):  # glibc before 2.34 keeps them in libpthread
+        lib = ctypes.CDLL(ctypes.util.find_library("pthread"), use_errno=True)
+    lib.sem_open.restype = ctypes.c_void_p
+    lib.sem_open.argtypes = (ctypes.c_char_p, ctypes.c_int)
+    for fn in ("sem_post", "sem_wait", "sem_trywait", "sem_close"):
+        getattr(lib, fn).restype = ctypes.c_int
+        getattr(lib, fn).argtypes = (ctypes.c_void_p,)
+    lib.sem_unlink.restype = ctypes.c_int
+    lib.sem_unlink.argtypes = (ctypes.c_char_p,)
+    if HAS_TIMEDWAIT:
+        lib.sem_timedwait.restype = ctypes.c_int
+        lib.sem_timedwait.argtypes = (ctypes.c_void_p, ctypes.POINTER(_Timespec))
+        lib.sem_getvalue.restype = ctypes.c_int
+        lib.sem_getvalue.argtypes = (ctypes.c_void_p, ctypes.POINTER(ctypes.c_int))
+    return lib
 
 
 def _oserror(op: str, name: str) -> OSError:

@@ -9,8 +9,10 @@ not available.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
+import os
 import sys
 import threading
 import time
@@ -18,7 +20,6 @@ from types import TracebackType
 from typing import Any
 
 from .. import _registry
-from .._errors import NotSupportedError
 from . import _names
 
 __all__ = ["Semaphore"]
@@ -26,7 +27,7 @@ __all__ = ["Semaphore"]
 _WINDOWS = sys.platform == "win32"
 _SLICE = 0.05
 
-if _WINDOWS:  # pragma: no cover - exercised on Windows only
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     from . import _winsem as _impl
 else:
     from . import _posixsem as _impl
@@ -174,10 +175,8 @@ class Semaphore:
         self.release()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
     def __repr__(self) -> str:
         return f"<fastipc.Semaphore {self._name}{' closed' if self.closed else ''}>"
@@ -186,9 +185,5 @@ class Semaphore:
 def _fix_mode(name: str, mode: int) -> None:
     """sem_open applies the umask; give the semaphore exactly ``mode`` where it is a file."""
     if sys.platform.startswith("linux"):
-        import contextlib
-        import os
-
         with contextlib.suppress(OSError):
             os.chmod(f"/dev/shm/sem.{name[1:]}", mode)
-

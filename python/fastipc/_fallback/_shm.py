@@ -11,6 +11,7 @@ tracker, and a segment lives while a handle to it is open.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import mmap
@@ -28,8 +29,8 @@ __all__ = ["SharedMemory"]
 _WINDOWS = sys.platform == "win32"
 _LINUX = sys.platform.startswith("linux")
 
-if not _WINDOWS:
-    import _posixshmem
+if sys.platform != "win32":
+    import _posixshmem  # type: ignore[import-not-found]
 
 
 def _closed(name: str) -> OSError:
@@ -42,6 +43,8 @@ class SharedMemory:
 
     _mmap: mmap.mmap | None
     _buf: memoryview | None
+    _name: str | None
+    _size: int
 
     def __init__(
         self, name: str | None = None, create: bool = False, size: int = 0, *, mode: int = 0o600
@@ -72,7 +75,7 @@ class SharedMemory:
                     break
             else:
                 self._create(_names.posix_name(name, "shm"), size, mode)
-            _registry.record("shm", self._name, size)
+            _registry.record("shm", self._name or "", size)
         else:
             assert name is not None
             self._name = _names.posix_name(name, "shm")
@@ -81,14 +84,14 @@ class SharedMemory:
                 self._size = os.fstat(self._fd).st_size
                 if self._size == 0:
                     raise ValueError(
-                        f"the shared memory segment {self._name} is empty (size 0): "
-                        "nothing to map"
+                        f"the shared memory segment {self._name} is empty (size 0): nothing to map"
                     )
                 self._mmap = mmap.mmap(self._fd, self._size)
             except BaseException:
                 os.close(self._fd)
                 self._fd = -1
                 raise
+        assert self._mmap is not None
         self._buf = memoryview(self._mmap)
 
     def _create(self, name: str, size: int, mode: int) -> None:
@@ -163,7 +166,7 @@ class SharedMemory:
     def _adopt(cls, fd: int) -> SharedMemory:
         self = cls.__new__(cls)
         self._win = None
-        self._name = None  # type: ignore[assignment]
+        self._name = None
         self._size = os.fstat(fd).st_size
         if self._size == 0:
             raise ValueError("the received segment is empty (size 0): nothing to map")
@@ -274,10 +277,8 @@ class SharedMemory:
         return (type(self), (self._name, False, self._size))
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
     def __repr__(self) -> str:
         state = f"fd={self._fd}" if self._buf is not None else "closed"

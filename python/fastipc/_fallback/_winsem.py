@@ -26,7 +26,12 @@ _WAIT_TIMEOUT = 0x102
 def _k32() -> Any:
     k32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
     k32.CreateSemaphoreW.restype = ctypes.c_void_p
-    k32.CreateSemaphoreW.argtypes = (ctypes.c_void_p, ctypes.c_long, ctypes.c_long, ctypes.c_wchar_p)
+    k32.CreateSemaphoreW.argtypes = (
+        ctypes.c_void_p,
+        ctypes.c_long,
+        ctypes.c_long,
+        ctypes.c_wchar_p,
+    )
     k32.OpenSemaphoreW.restype = ctypes.c_void_p
     k32.OpenSemaphoreW.argtypes = (ctypes.c_uint32, ctypes.c_int, ctypes.c_wchar_p)
     k32.ReleaseSemaphore.restype = ctypes.c_int
@@ -72,7 +77,9 @@ class NamedSem:
 
     def post(self, n: int = 1) -> None:
         if not self._k32.ReleaseSemaphore(self._h(), n, None):
-            raise OSError(errno.EOVERFLOW, "the semaphore's value would pass its maximum", self.name)
+            raise OSError(
+                errno.EOVERFLOW, "the semaphore's value would pass its maximum", self.name
+            )
 
     def try_wait(self) -> bool:
         return self.wait_for(0.0)
