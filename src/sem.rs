@@ -4,6 +4,7 @@
 use rustix::io::Errno;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::names::{self, Kind};
@@ -23,6 +24,11 @@ fn c_name(name: &str) -> Result<CString> {
     CString::new(name)
         .map_err(|_| Error::Invalid(format!("semaphore name {name:?} contains a NUL byte")))
 }
+
+/// Longest time [`Semaphore::acquire`] polls before it sleeps in the kernel.
+pub const SPIN: Duration = Duration::from_micros(50);
+/// Most tries of the polling phase.
+pub const SPIN_TRIES: u32 = 100;
 
 /// Whether timed waits are real kernel waits here (false on macOS: a polling loop).
 pub const REAL_TIMED_WAIT: bool = sys::HAS_TIMEDWAIT;
@@ -88,15 +94,24 @@ impl Semaphore {
         &self.name
     }
 
-    /// Makes waits in other threads end (with EBADF) at their next slice.
+    /// Makes waits in other threads end (with EBADF) at their next slice, and every later
+    /// operation fail with EBADF. The handle itself is closed when the value is dropped.
     pub fn mark_closed(&self) {
         self.closed.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Semaphore::mark_closed`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Decrements the value, waiting until `deadline` if it is zero: `Ok(false)` when the
     /// deadline passes first. Waits in slices of at most [`SLICE`], running `interrupt` between
     /// them; a zero deadline tries once.
     pub fn acquire(&self, deadline: Deadline, interrupt: &mut dyn Interrupt) -> Result<bool> {
+        if deadline.remaining() != Some(Duration::ZERO) && self.spin(deadline)? {
+            return Ok(true);
+        }
         loop {
             if self.closed.load(Ordering::Acquire) {
                 return Err(Error::os(Errno::BADF, "sem_wait", &self.name));
@@ -115,6 +130,34 @@ impl Semaphore {
                 Err(e) => return Err(Error::os(e, "sem_wait", &self.name)),
             }
         }
+    }
+
+    /// The adaptive first phase of a wait: poll with `sem_trywait`, yielding the CPU between
+    /// tries (so that a peer on the same core runs at once), for at most [`SPIN`] or
+    /// [`SPIN_TRIES`]. A peer that answers within microseconds is caught without a sleep in the
+    /// kernel and without a wake-up system call on its side; a slower one costs these few
+    /// microseconds, then the real wait begins.
+    fn spin(&self, deadline: Deadline) -> Result<bool> {
+        let start = Instant::now();
+        for _ in 0..SPIN_TRIES {
+            match self.sem.try_wait() {
+                Ok(()) => return Ok(true),
+                Err(Errno::AGAIN | Errno::INTR) => {}
+                Err(e) => return Err(Error::os(e, "sem_trywait", &self.name)),
+            }
+            if start.elapsed() >= SPIN || deadline.remaining() == Some(Duration::ZERO) {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        Ok(false)
+    }
+
+    /// Yields the CPU once (a peer runnable on this core runs now), then tries again; nothing
+    /// happens if no other task is runnable here. The callers' cheap first step before a wait.
+    pub fn yield_then_try(&self) -> Result<bool> {
+        std::thread::yield_now();
+        self.try_acquire()
     }
 
     /// Decrements the value if that needs no waiting.
@@ -178,7 +221,7 @@ pub fn unlink(name: &str) -> Result<()> {
 mod tests {
     use super::*;
     use crate::wait::Uninterrupted;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     #[test]
     fn post_wait_timeout() {

@@ -1,7 +1,5 @@
 //! `fastipc.Semaphore`: a POSIX named semaphore.
 
-use std::sync::{Arc, Mutex};
-
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
@@ -12,23 +10,27 @@ use crate::sem::{self, Semaphore as Core};
 use crate::wait::Deadline;
 
 /// A named semaphore shared with other processes, C programs (`sem_open`) and posix_ipc.
+///
+/// `close()` marks the object closed (every later call raises `OSError(EBADF)`, a wait in another
+/// thread ends at its next slice); the handle itself is closed with the object, so that no thread
+/// can ever use a closed `sem_t`.
 #[pyclass(frozen, module = "fastipc", name = "Semaphore")]
 pub struct Semaphore {
-    inner: Mutex<Option<Arc<Core>>>,
+    core: Core,
     name: String,
 }
 
 impl Semaphore {
-    fn get(&self) -> PyResult<Arc<Core>> {
-        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().cloned().ok_or_else(|| {
+    fn get(&self) -> PyResult<&Core> {
+        if self.core.is_closed() {
             let errno = rustix::io::Errno::BADF;
-            PyOSError::new_err((
+            return Err(PyOSError::new_err((
                 errno.raw_os_error(),
                 "the semaphore is closed",
                 self.name.clone(),
-            ))
-        })
+            )));
+        }
+        Ok(&self.core)
     }
 }
 
@@ -81,7 +83,7 @@ impl Semaphore {
         };
         Ok(Semaphore {
             name: core.name().to_string(),
-            inner: Mutex::new(Some(Arc::new(core))),
+            core,
         })
     }
 
@@ -96,6 +98,12 @@ impl Semaphore {
         }
         if !blocking || timeout == Some(0.0) {
             return Ok(false);
+        }
+        // One sched_yield before the GIL is released: a peer waiting to run on this core (the
+        // other end of a ping-pong) answers at once, and the GIL round trip is saved. Holding
+        // the GIL across one yield costs other threads no more than an ordinary preemption.
+        if core.yield_then_try().py_err()? {
+            return Ok(true);
         }
         detached(py, |check| core.acquire(deadline, check))
     }
@@ -129,10 +137,7 @@ impl Semaphore {
     /// Whether `close()` was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
+        self.core.is_closed()
     }
 
     /// Removes the name; handles already open keep working.
@@ -144,10 +149,7 @@ impl Semaphore {
     /// Closes this handle (the semaphore lives on until unlinked). Idempotent; a wait in another
     /// thread ends with `OSError(EBADF)`.
     fn close(&self) {
-        let taken = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(core) = taken {
-            core.mark_closed();
-        }
+        self.core.mark_closed();
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
