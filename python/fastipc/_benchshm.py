@@ -241,7 +241,6 @@ def segment_handoff(
     finally:
         if pid:
             _reap(pid)
-        del buf
         full.close()
         empty.close()
         seg.close()
