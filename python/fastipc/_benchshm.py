@@ -17,6 +17,7 @@ the segment). Unix only (fork).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import signal
 import time
@@ -40,7 +41,7 @@ def unavailable(impl: str) -> str | None:
         return "the benchmarks fork a peer process (Unix only)"
     if impl == "posix_ipc":
         try:
-            import posix_ipc  # noqa: F401
+            importlib.import_module("posix_ipc")
         except ImportError:
             return "posix_ipc is not installed (pip install posix_ipc)"
     elif impl not in IMPLS:
@@ -71,8 +72,7 @@ def _semaphores(impl: str, module: ModuleType | None, n: int) -> list[_Sem]:
             s.unlink()  # the handles inherited by the peer are all that is needed
             sems.append(_Sem(s.acquire, s.release, s.close))
         elif impl == "posix_ipc":
-            import posix_ipc
-
+            posix_ipc: Any = importlib.import_module("posix_ipc")
             p = posix_ipc.Semaphore(None, posix_ipc.O_CREX, mode=0o600, initial_value=0)
             p.unlink()
             sems.append(_Sem(p.acquire, p.release, p.close))

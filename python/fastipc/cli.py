@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
-from . import BACKEND, __version__, default_socket_dir, listen, socketpair
+from . import BACKEND, SharedMemory, __version__, default_socket_dir, listen, socketpair
 from . import _bench as bench
 from . import _registry as registry
 from ._benchmech import REGISTRY
@@ -287,6 +287,17 @@ def _capabilities() -> list[tuple[str, str]]:
         ),
         ("unix:<path> addresses", "yes" if hasattr(socket, "AF_UNIX") else "no"),
         ("TCP", "yes"),
+        ("anonymous shared memory (sealed memfd)", works(lambda: SharedMemory.anonymous(4096))),
+        (
+            "semaphore timed waits",
+            "polling (no sem_timedwait)" if sys.platform == "darwin" else "sem_timedwait",
+        ),
+        (
+            "crash-robust Lock",
+            "yes"
+            if BACKEND == "rust" and sys.platform.startswith(("linux", "freebsd"))
+            else "no (NotSupportedError)",
+        ),
     ]
 
 

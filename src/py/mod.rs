@@ -190,7 +190,6 @@ fn _fastipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Connection>()?;
     m.add_class::<DatagramSocket>()?;
     m.add_class::<shm::SharedMemory>()?;
-    m.add_class::<shm::Segment>()?;
     m.add_class::<sem::Semaphore>()?;
     m.add_class::<lock::Lock>()?;
     m.add_function(wrap_pyfunction!(listen, m)?)?;

@@ -46,7 +46,7 @@ pub(crate) fn acquire_deadline(blocking: bool, timeout: Option<f64>) -> PyResult
     }
     // threading accepts -1 as "forever".
     let timeout = match timeout {
-        Some(t) if t == -1.0 => None,
+        Some(-1.0) => None,
         other => other,
     };
     Ok(Deadline::after(timeout_arg(timeout)?))

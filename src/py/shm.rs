@@ -71,6 +71,9 @@ pub struct SharedMemory {
     size: usize,
 }
 
+/// What `SharedMemory(name, create, size)` is called with to unpickle.
+type ReduceArgs = (Option<String>, bool, usize);
+
 fn closed(name: &str) -> PyErr {
     let errno = rustix::io::Errno::BADF;
     PyOSError::new_err((
@@ -285,7 +288,7 @@ impl SharedMemory {
         self.close(py)
     }
 
-    fn __reduce__(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, (Option<String>, bool, usize))> {
+    fn __reduce__(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, ReduceArgs)> {
         if self.name.is_none() {
             return Err(PyValueError::new_err(
                 "an anonymous segment cannot be pickled: pass its descriptor instead",

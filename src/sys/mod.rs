@@ -31,6 +31,7 @@ pub(crate) fn realtime_after(after: std::time::Duration) -> libc::timespec {
 
 /// Duplicates a descriptor number handed over from Python (close-on-exec); `EBADF` if it is not
 /// open. The caller keeps its own descriptor.
+#[cfg(feature = "python")]
 pub fn dup_raw(fd: i32) -> Result<std::os::fd::OwnedFd, Errno> {
     use std::os::fd::FromRawFd;
     // SAFETY: F_DUPFD_CLOEXEC only reads the descriptor number; on a number that is not open it
