@@ -3,7 +3,7 @@
 
 use rustix::io::Errno;
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -18,6 +18,8 @@ pub struct Semaphore {
     sem: NamedSem,
     name: String,
     closed: AtomicBool,
+    /// How long the last wait of this handle lasted, in ns (0: none yet), for [`spin_budget`].
+    last_wait_ns: AtomicU64,
 }
 
 fn c_name(name: &str) -> Result<CString> {
@@ -25,10 +27,19 @@ fn c_name(name: &str) -> Result<CString> {
         .map_err(|_| Error::Invalid(format!("semaphore name {name:?} contains a NUL byte")))
 }
 
-/// Longest time [`Semaphore::acquire`] polls before it sleeps in the kernel.
-pub const SPIN: Duration = Duration::from_micros(50);
-/// Most tries of the polling phase.
-pub const SPIN_TRIES: u32 = 100;
+/// Least time the first phase of [`Semaphore::acquire`] polls before it sleeps in the kernel.
+pub const SPIN_MIN: Duration = Duration::from_micros(50);
+/// Most time it polls, reached only while the waits of this handle keep ending that soon.
+pub const SPIN_MAX: Duration = Duration::from_micros(250);
+
+/// The polling budget after a wait that lasted `last`: a little more than that wait if it was
+/// short (the peer answers at a steady pace: catch its answer awake), the minimum otherwise.
+pub fn spin_budget(last: Duration) -> Duration {
+    if last.is_zero() || last > SPIN_MAX {
+        return SPIN_MIN;
+    }
+    (last * 3 / 2 + Duration::from_micros(20)).clamp(SPIN_MIN, SPIN_MAX)
+}
 
 /// Whether timed waits are real kernel waits here (false on macOS: a polling loop).
 pub const REAL_TIMED_WAIT: bool = sys::HAS_TIMEDWAIT;
@@ -74,6 +85,7 @@ impl Semaphore {
             sem,
             name,
             closed: AtomicBool::new(false),
+            last_wait_ns: AtomicU64::new(0),
         })
     }
 
@@ -86,6 +98,7 @@ impl Semaphore {
             sem,
             name,
             closed: AtomicBool::new(false),
+            last_wait_ns: AtomicU64::new(0),
         })
     }
 
@@ -109,6 +122,16 @@ impl Semaphore {
     /// deadline passes first. Waits in slices of at most [`SLICE`], running `interrupt` between
     /// them; a zero deadline tries once.
     pub fn acquire(&self, deadline: Deadline, interrupt: &mut dyn Interrupt) -> Result<bool> {
+        let start = Instant::now();
+        let got = self.wait(deadline, interrupt);
+        if let Ok(true) = got {
+            let took = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.last_wait_ns.store(took, Ordering::Relaxed);
+        }
+        got
+    }
+
+    fn wait(&self, deadline: Deadline, interrupt: &mut dyn Interrupt) -> Result<bool> {
         if deadline.remaining() != Some(Duration::ZERO) && self.spin(deadline)? {
             return Ok(true);
         }
@@ -133,24 +156,29 @@ impl Semaphore {
     }
 
     /// The adaptive first phase of a wait: poll with `sem_trywait`, yielding the CPU between
-    /// tries (so that a peer on the same core runs at once), for at most [`SPIN`] or
-    /// [`SPIN_TRIES`]. A peer that answers within microseconds is caught without a sleep in the
-    /// kernel and without a wake-up system call on its side; a slower one costs these few
-    /// microseconds, then the real wait begins.
+    /// tries (so that a peer on the same core runs at once), for the [`spin_budget`] of the last
+    /// wait. A peer that answers within that time is caught awake: no sleep in the kernel here,
+    /// no wake-up system call on its side, and no cross-CPU wake-up (an inter-processor interrupt,
+    /// tens of microseconds in a virtual machine). A slower one costs [`SPIN_MIN`], then the real
+    /// wait begins. Other tasks on this CPU run whenever it yields.
     fn spin(&self, deadline: Deadline) -> Result<bool> {
         let start = Instant::now();
-        for _ in 0..SPIN_TRIES {
+        let last = Duration::from_nanos(self.last_wait_ns.load(Ordering::Relaxed));
+        let budget = spin_budget(last);
+        loop {
             match self.sem.try_wait() {
                 Ok(()) => return Ok(true),
                 Err(Errno::AGAIN | Errno::INTR) => {}
                 Err(e) => return Err(Error::os(e, "sem_trywait", &self.name)),
             }
-            if start.elapsed() >= SPIN || deadline.remaining() == Some(Duration::ZERO) {
-                break;
+            if start.elapsed() >= budget
+                || deadline.remaining() == Some(Duration::ZERO)
+                || self.closed.load(Ordering::Relaxed)
+            {
+                return Ok(false);
             }
             std::thread::yield_now();
         }
-        Ok(false)
     }
 
     /// Yields the CPU once (a peer runnable on this core runs now), then tries again; nothing
@@ -222,6 +250,18 @@ mod tests {
     use super::*;
     use crate::wait::Uninterrupted;
     use std::time::Instant;
+
+    #[test]
+    fn spin_budget_follows_short_waits_only() {
+        assert_eq!(spin_budget(Duration::ZERO), SPIN_MIN);
+        assert_eq!(spin_budget(Duration::from_micros(5)), SPIN_MIN);
+        assert_eq!(
+            spin_budget(Duration::from_micros(100)),
+            Duration::from_micros(170)
+        );
+        assert_eq!(spin_budget(Duration::from_micros(200)), SPIN_MAX);
+        assert_eq!(spin_budget(Duration::from_millis(3)), SPIN_MIN);
+    }
 
     #[test]
     fn post_wait_timeout() {

@@ -87,6 +87,31 @@ def test_timed_wait_is_a_real_wait_not_a_busy_loop(sem):
     assert cpu < 0.1, f"{cpu:.3f} s of CPU for a 0.6 s wait"
 
 
+def test_long_waits_do_not_poll(sem, spawn):
+    """Waits longer than the polling budget sleep in the kernel: 20 waits of 50 ms each cost
+    a few milliseconds of CPU, not 1 s."""
+    child = spawn(
+        """
+        import time
+        s = fastipc.Semaphore(ARGS["name"])
+        for _ in range(20):
+            time.sleep(0.05)
+            s.release()
+        s.close()
+        report(done=True)
+        """,
+        args={"name": sem.name},
+    )
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    for _ in range(20):
+        assert sem.acquire(timeout=10)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    child.expect("done")
+    child.finish()
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert cpu < 0.1, f"{cpu:.3f} s of CPU for 1 s of waiting"
+
+
 def test_acquire_argument_rules(sem):
     with pytest.raises(ValueError, match="non-blocking"):
         sem.acquire(blocking=False, timeout=1)
