@@ -59,6 +59,12 @@ pub enum Error {
         /// The whole message, so that nothing is lost.
         message: Vec<u8>,
     },
+    /// More descriptors arrived than there was room for; every one that arrived was closed.
+    #[error("control message truncated: more descriptors arrived than maxfds allows; every descriptor that arrived was closed ({what})")]
+    FdsTruncated {
+        /// The address involved.
+        what: String,
+    },
     /// The operation does not exist for this socket kind, address or platform.
     #[error("{0}")]
     NotSupported(String),

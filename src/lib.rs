@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod creds;
 pub mod error;
 pub mod frame;
 pub mod lock;

@@ -2,6 +2,7 @@
 //! types that own their descriptors. Addresses are remapped as described in [`crate::addr`].
 
 use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -12,8 +13,9 @@ use std::time::Duration;
 use rustix::fs::{FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvFlags, SendAncillaryBuffer, SendFlags, Shutdown,
-    SocketAddrAny, SocketAddrUnix, SocketFlags, SocketType,
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, Shutdown, SocketAddrAny, SocketAddrUnix,
+    SocketFlags, SocketType,
 };
 
 use crate::addr::{Address, EPHEMERAL};
@@ -28,6 +30,102 @@ pub const DEFAULT_MAX_MESSAGE: u64 = 64 * 1024 * 1024;
 const RX_BUFFER: usize = 64 * 1024;
 /// Kernel send buffer size asked for on seqpacket and datagram Unix sockets.
 const KERNEL_BUFFER: usize = 4 * 1024 * 1024;
+/// Most descriptors one message can carry (Linux's `SCM_MAX_FD`), checked before sending.
+pub const SCM_MAX_FD: usize = 253;
+/// Control-message space for [`SCM_MAX_FD`] descriptors and one set of credentials.
+const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(SCM_MAX_FD), ScmCredentials(1));
+
+/// What a `recvmsg` brought besides the bytes.
+#[derive(Debug, Default)]
+struct Ancillary {
+    fds: Vec<OwnedFd>,
+    creds: Option<crate::creds::Credentials>,
+    truncated: bool,
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const CMSG_CLOEXEC: RecvFlags = RecvFlags::CMSG_CLOEXEC;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const CMSG_CLOEXEC: RecvFlags = RecvFlags::empty();
+
+/// `recvmsg` into `dst`, collecting descriptors (close-on-exec from the start where the platform
+/// can, at once otherwise) and credentials. A truncated control message closes every descriptor
+/// that did arrive and reports `truncated`.
+fn recv_ancillary(
+    fd: BorrowedFd<'_>,
+    dst: &mut [u8],
+    flags: RecvFlags,
+    out: &mut Ancillary,
+) -> Result<(usize, Option<SocketAddrAny>), Errno> {
+    let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut iov = [IoSliceMut::new(dst)];
+    let msg = rustix::net::recvmsg(fd, &mut iov, &mut control, flags | CMSG_CLOEXEC)?;
+    for message in control.drain() {
+        match message {
+            RecvAncillaryMessage::ScmRights(fds) => {
+                for received in fds {
+                    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+                    let _ = rustix::io::fcntl_setfd(&received, rustix::io::FdFlags::CLOEXEC);
+                    out.fds.push(received);
+                }
+            }
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            RecvAncillaryMessage::ScmCredentials(ucred) => {
+                out.creds = Some(crate::creds::Credentials {
+                    pid: Some(ucred.pid.as_raw_nonzero().get()),
+                    uid: ucred.uid.as_raw(),
+                    gid: ucred.gid.as_raw(),
+                });
+            }
+            _ => {}
+        }
+    }
+    if msg.flags.contains(ReturnFlags::CTRUNC) {
+        out.fds.clear();
+        out.truncated = true;
+    }
+    Ok((msg.bytes, msg.address))
+}
+
+/// `sendmsg` of `iov` with `fds` attached (and our credentials when `creds`).
+fn send_ancillary(
+    fd: BorrowedFd<'_>,
+    iov: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+    creds: bool,
+    flags: SendFlags,
+    addr: Option<&SocketAddrAny>,
+) -> Result<usize, Errno> {
+    let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        control.push(SendAncillaryMessage::ScmRights(fds));
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if creds {
+        control.push(SendAncillaryMessage::ScmCredentials(rustix::net::UCred {
+            pid: rustix::process::getpid(),
+            uid: rustix::process::geteuid(),
+            gid: rustix::process::getegid(),
+        }));
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = creds;
+    match addr {
+        None => rustix::net::sendmsg(fd, iov, &mut control, flags),
+        Some(addr) => rustix::net::sendmsg_addr(fd, addr, iov, &mut control, flags),
+    }
+}
+
+fn check_fd_count(count: usize, what: &str) -> Result<()> {
+    if count > SCM_MAX_FD {
+        return Err(Error::Invalid(format!(
+            "{count} descriptors in one message: at most {SCM_MAX_FD} can travel together ({what})"
+        )));
+    }
+    Ok(())
+}
 
 /// The kind of socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +184,20 @@ fn new_socket(family: AddressFamily, kind: Kind, nonblocking: bool, what: &str) 
     }
     rustix::net::socket_with(family, kind.socket_type(), flags, None)
         .map_err(|e| Error::os(e, "socket", what))
+}
+
+/// Turns on `SO_PASSCRED` on a Unix datagram socket before it is bound or used, so that every
+/// datagram it receives carries its sender's credentials (never placeholders: the cookbook's
+/// race of enabling it after the peer sent is closed by doing it first).
+fn pass_credentials(fd: BorrowedFd<'_>, kind: Kind, what: &str) -> Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if kind == Kind::Datagram {
+        rustix::net::sockopt::set_socket_passcred(fd, true)
+            .map_err(|e| Error::os(e, "setsockopt", what))?;
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (fd, kind, what);
+    Ok(())
 }
 
 fn set_blocking(fd: BorrowedFd<'_>, what: &str) -> Result<()> {
@@ -355,6 +467,7 @@ fn bind_owned(
     let addr = unix_addr(path, what)?;
     let (lock, lock_path) = take_lock(path, what)?;
     let fd = new_socket(AddressFamily::UNIX, kind, true, what)?;
+    pass_credentials(fd.as_fd(), kind, what)?;
     let bound = match rustix::net::bind(&fd, &addr) {
         Err(Errno::ADDRINUSE) if !path_is_live(path, kind) => {
             let _ = rustix::fs::unlink(path);
@@ -461,6 +574,7 @@ fn bind_any(address: &Address, kind: Kind, socket_dir: Option<&Path>) -> Result<
         Target::Abstract(name) => {
             let addr = abstract_addr(&name, &what)?;
             let fd = new_socket(AddressFamily::UNIX, kind, true, &what)?;
+            pass_credentials(fd.as_fd(), kind, &what)?;
             rustix::net::bind(&fd, &addr).map_err(|e| Error::os(e, "bind", &what))?;
             Ok(Bound {
                 fd,
@@ -509,6 +623,21 @@ fn bind_any(address: &Address, kind: Kind, socket_dir: Option<&Path>) -> Result<
     }
 }
 
+/// Who may connect to a listener: empty lists allow everyone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Allowed user ids (empty: any).
+    pub uids: Vec<u32>,
+    /// Allowed group ids (empty: any).
+    pub gids: Vec<u32>,
+}
+
+impl Policy {
+    fn is_open(&self) -> bool {
+        self.uids.is_empty() && self.gids.is_empty()
+    }
+}
+
 /// A listening stream or seqpacket socket.
 #[derive(Debug)]
 pub struct Listener {
@@ -521,21 +650,40 @@ pub struct Listener {
     shared_dir: bool,
     max_message: u64,
     closed: AtomicBool,
+    policy: Policy,
+    refused: AtomicU64,
 }
 
 impl Listener {
-    /// Binds and listens at `address`.
+    /// Binds and listens at `address`. `policy` (None: the default) says who may connect;
+    /// abstract sockets, which have no file permissions, default to the caller's own uid.
     pub fn bind(
         address: &Address,
         kind: Kind,
         backlog: i32,
         socket_dir: Option<&Path>,
         max_message: u64,
+        policy: Option<Policy>,
     ) -> Result<Listener> {
         if kind == Kind::Datagram {
             return Err(Error::Invalid(
                 "a datagram socket does not listen: use DatagramSocket".into(),
             ));
+        }
+        let policy = match (policy, address) {
+            (Some(p), _) => p,
+            (None, Address::Abstract(_)) => Policy {
+                uids: vec![rustix::process::geteuid().as_raw()],
+                gids: vec![],
+            },
+            (None, _) => Policy::default(),
+        };
+        let ip = matches!(address, Address::Ip { .. });
+        if ip && !policy.is_open() {
+            return Err(Error::NotSupported(format!(
+                "allow_uids and allow_gids need a Unix socket: TCP has no peer credentials ({})",
+                address.logical("tcp")
+            )));
         }
         let bound = bind_any(address, kind, socket_dir)?;
         let logical = bound.address.logical(kind.ip_prefix());
@@ -551,6 +699,8 @@ impl Listener {
             shared_dir: bound.dir.is_some_and(|d| d.shared),
             max_message,
             closed: AtomicBool::new(false),
+            policy,
+            refused: AtomicU64::new(0),
         })
     }
 
@@ -597,7 +747,16 @@ impl Listener {
             Ready::Read,
             "accept",
             &self.address,
-            |_| rustix::net::accept_with(&self.fd, SocketFlags::CLOEXEC),
+            |_| {
+                let fd = rustix::net::accept_with(&self.fd, SocketFlags::CLOEXEC)?;
+                if !self.policy.is_open() && !self.admits(fd.as_fd()) {
+                    // Refused: closed at once, counted, and the wait goes on.
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    drop(fd);
+                    return Err(Errno::AGAIN);
+                }
+                Ok(fd)
+            },
         )?;
         // BSD-derived systems hand the listener's O_NONBLOCK on to the accepted socket.
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -609,6 +768,23 @@ impl Listener {
             self.tcp,
             self.max_message,
         )
+    }
+
+    fn admits(&self, fd: BorrowedFd<'_>) -> bool {
+        match crate::creds::peer_credentials(fd, &self.address) {
+            Ok(creds) => crate::creds::allowed(&creds, &self.policy.uids, &self.policy.gids),
+            Err(_) => false,
+        }
+    }
+
+    /// How many connections the policy refused.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// The admission policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// Marks the listener closed: an `accept` in another thread ends at its next slice.
@@ -739,17 +915,92 @@ fn connect_fd(
     })
 }
 
-/// Receive-side state of a stream: bytes read ahead of the current message.
+/// A socket taken over from a descriptor.
+#[derive(Debug)]
+pub enum Adopted {
+    /// A stream or seqpacket socket.
+    Stream(Stream),
+    /// A datagram socket.
+    Datagram(Datagram),
+}
+
+/// Wraps a connected socket given as a descriptor (received from another process, say): its
+/// kind and family are read from the socket itself.
+pub fn adopt(fd: OwnedFd, peer: String, max_message: u64) -> Result<Adopted> {
+    let ty =
+        rustix::net::sockopt::socket_type(&fd).map_err(|e| Error::os(e, "getsockopt", &peer))?;
+    let tcp = match rustix::net::getsockname(&fd) {
+        Ok(local) => local.address_family() != AddressFamily::UNIX,
+        Err(Errno::NOTSOCK) => {
+            return Err(Error::Invalid(format!("{peer} is not a socket")));
+        }
+        Err(e) => return Err(Error::os(e, "getsockname", &peer)),
+    };
+    set_blocking(fd.as_fd(), &peer)?;
+    let kind = if ty == SocketType::STREAM {
+        Kind::Stream
+    } else if ty == SocketType::SEQPACKET {
+        Kind::SeqPacket
+    } else if ty == SocketType::DGRAM {
+        configure_connected(fd.as_fd(), Kind::Datagram, tcp, &peer)?;
+        return Ok(Adopted::Datagram(Datagram {
+            fd,
+            local: None,
+            path: None,
+            ownership: None,
+            dir: None,
+            ip: tcp,
+            peer: Mutex::new(Some(peer)),
+            closed: AtomicBool::new(false),
+            timeout_ns: AtomicU64::new(NO_TIMEOUT),
+        }));
+    } else {
+        return Err(Error::Invalid(format!("{peer}: unsupported socket type")));
+    };
+    Ok(Adopted::Stream(Stream::adopt(
+        fd,
+        kind,
+        peer,
+        tcp,
+        max_message,
+    )?))
+}
+
+/// Descriptors that arrived with the bytes at absolute stream offsets `from..to`.
+#[derive(Debug)]
+struct PendingFds {
+    from: u64,
+    to: u64,
+    fds: Vec<OwnedFd>,
+}
+
+/// Receive-side state of a stream: bytes read ahead of the current message, and descriptors
+/// that arrived with them.
+///
+/// Which message descriptors belong to: the kernel stops a read right after the segment that
+/// carries descriptors, and fastipc attaches them to the first segment of a frame. So the
+/// descriptors of a read that covered `from..to` belong to the frame whose header starts in
+/// that range and whose bytes reach `to` (no later frame can start inside the same segment).
 #[derive(Debug, Default)]
 pub struct RecvBuf {
     data: Vec<u8>,
     start: usize,
     end: usize,
+    /// Absolute stream offset of `data[end]`: every byte ever read into the buffer.
+    abs_end: u64,
+    pending: Vec<PendingFds>,
+    /// Descriptors of the message being received.
+    claimed: Vec<OwnedFd>,
 }
 
 impl RecvBuf {
     fn buffered(&self) -> &[u8] {
         &self.data[self.start..self.end]
+    }
+
+    /// Absolute stream offset of the first buffered byte.
+    fn abs_start(&self) -> u64 {
+        self.abs_end - (self.end - self.start) as u64
     }
 
     fn consume(&mut self, n: usize) {
@@ -773,12 +1024,55 @@ impl RecvBuf {
         &mut self.data[self.end..]
     }
 
+    /// Records `n` bytes read into the free tail, and the descriptors that came with them.
+    fn filled(&mut self, n: usize, fds: Vec<OwnedFd>) {
+        let from = self.abs_end;
+        self.end += n;
+        self.abs_end += n as u64;
+        if !fds.is_empty() {
+            self.pending.push(PendingFds {
+                from,
+                to: self.abs_end,
+                fds,
+            });
+        }
+    }
+
     /// Takes up to `dst.len()` buffered bytes into `dst`; returns how many.
     fn take_into(&mut self, dst: &mut [u8]) -> usize {
         let n = dst.len().min(self.end - self.start);
         dst[..n].copy_from_slice(&self.data[self.start..self.start + n]);
         self.consume(n);
         n
+    }
+
+    /// Claims the descriptors of the frame at `header..header + total`; closes those of bytes
+    /// before it that nobody claimed.
+    fn claim(&mut self, header: u64, total: u64) {
+        let mut keep = Vec::with_capacity(self.pending.len());
+        for entry in self.pending.drain(..) {
+            if entry.to <= header {
+                drop(entry.fds);
+            } else if entry.from <= header && header + total >= entry.to {
+                self.claimed.extend(entry.fds);
+            } else {
+                keep.push(entry);
+            }
+        }
+        self.pending = keep;
+    }
+
+    /// Every pending descriptor that arrived with bytes before absolute offset `upto`.
+    fn claim_before(&mut self, upto: u64) {
+        let mut keep = Vec::with_capacity(self.pending.len());
+        for entry in self.pending.drain(..) {
+            if entry.from < upto {
+                self.claimed.extend(entry.fds);
+            } else {
+                keep.push(entry);
+            }
+        }
+        self.pending = keep;
     }
 }
 
@@ -926,13 +1220,19 @@ impl Stream {
         Error::os(Errno::BADF, op, &self.peer)
     }
 
-    /// Sends one framed message (one packet on seqpacket sockets). Frames from several threads
-    /// never interleave.
-    pub fn send_message(&self, data: &[u8], interrupt: &mut dyn Interrupt) -> Result<()> {
+    /// Sends one framed message (one packet on seqpacket sockets) with `fds` attached to its
+    /// start. Frames from several threads never interleave.
+    pub fn send_message(
+        &self,
+        data: &[u8],
+        fds: &[BorrowedFd<'_>],
+        interrupt: &mut dyn Interrupt,
+    ) -> Result<()> {
+        self.check_fds(fds)?;
         let mut wait = self.wait(interrupt);
         let _guard = self.tx.lock().map_err(|_| self.err_closed("send"))?;
         if self.kind == Kind::SeqPacket {
-            return self.send_packet(data, &mut wait);
+            return self.send_packet(data, fds, &mut wait);
         }
         let mut header = [0u8; frame::LONG];
         let hlen = frame::encode_header(data.len() as u64, &mut header);
@@ -945,21 +1245,23 @@ impl Stream {
                 "send",
                 &self.peer,
                 |nonblocking| {
-                    let iov_data;
-                    let iov: [IoSlice<'_>; 2];
-                    let slices: &[IoSlice<'_>] = if sent < hlen {
-                        iov_data = &header[sent..hlen];
-                        iov = [IoSlice::new(iov_data), IoSlice::new(data)];
-                        &iov
+                    let iov_storage;
+                    let iov: &[IoSlice<'_>] = if sent < hlen {
+                        iov_storage = [IoSlice::new(&header[sent..hlen]), IoSlice::new(data)];
+                        &iov_storage
                     } else {
-                        iov = [IoSlice::new(&data[sent - hlen..]), IoSlice::new(&[])];
-                        &iov[..1]
+                        iov_storage = [IoSlice::new(&data[sent - hlen..]), IoSlice::new(&[])];
+                        &iov_storage[..1]
                     };
-                    rustix::net::sendmsg(
-                        &self.fd,
-                        slices,
-                        &mut SendAncillaryBuffer::default(),
+                    // The descriptors ride on the first bytes of the frame, and only on them.
+                    let fds = if sent == 0 { fds } else { &[] };
+                    send_ancillary(
+                        self.fd.as_fd(),
+                        iov,
+                        fds,
+                        false,
                         send_flags(nonblocking),
+                        None,
                     )
                 },
             )?;
@@ -968,13 +1270,35 @@ impl Stream {
         Ok(())
     }
 
-    fn send_packet(&self, data: &[u8], wait: &mut Wait<'_>) -> Result<()> {
+    fn check_fds(&self, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        if fds.is_empty() {
+            return Ok(());
+        }
+        if self.tcp {
+            return Err(Error::NotSupported(format!(
+                "descriptors travel only over Unix sockets, not TCP ({})",
+                self.peer
+            )));
+        }
+        check_fd_count(fds.len(), &self.peer)
+    }
+
+    fn send_packet(&self, data: &[u8], fds: &[BorrowedFd<'_>], wait: &mut Wait<'_>) -> Result<()> {
         let result = wait.run(
             self.fd.as_fd(),
             Ready::Write,
             "send",
             &self.peer,
-            |nonblocking| rustix::net::send(&self.fd, data, send_flags(nonblocking)),
+            |nonblocking| {
+                send_ancillary(
+                    self.fd.as_fd(),
+                    &[IoSlice::new(data)],
+                    fds,
+                    false,
+                    send_flags(nonblocking),
+                    None,
+                )
+            },
         );
         match result {
             Err(Error::Os {
@@ -992,24 +1316,73 @@ impl Stream {
         }
     }
 
-    /// Sends every byte of `data` on the raw stream (one packet on seqpacket sockets).
-    pub fn send_all(&self, data: &[u8], interrupt: &mut dyn Interrupt) -> Result<()> {
+    /// Sends every byte of `data` on the raw stream with `fds` attached to its first byte (one
+    /// packet on seqpacket sockets). A stream needs at least one byte to carry descriptors.
+    pub fn send_with_fds(
+        &self,
+        data: &[u8],
+        fds: &[BorrowedFd<'_>],
+        interrupt: &mut dyn Interrupt,
+    ) -> Result<()> {
+        self.check_fds(fds)?;
+        if data.is_empty() && !fds.is_empty() && self.kind == Kind::Stream {
+            return Err(Error::Invalid(
+                "descriptors need at least one byte of data to travel on a stream socket".into(),
+            ));
+        }
         let mut wait = self.wait(interrupt);
         let _guard = self.tx.lock().map_err(|_| self.err_closed("send"))?;
         if self.kind == Kind::SeqPacket {
-            return self.send_packet(data, &mut wait);
+            return self.send_packet(data, fds, &mut wait);
         }
         let mut sent = 0usize;
         while sent < data.len() {
+            let fds = if sent == 0 { fds } else { &[] };
             sent += wait.run(
                 self.fd.as_fd(),
                 Ready::Write,
                 "send",
                 &self.peer,
-                |nonblocking| rustix::net::send(&self.fd, &data[sent..], send_flags(nonblocking)),
+                |nonblocking| {
+                    send_ancillary(
+                        self.fd.as_fd(),
+                        &[IoSlice::new(&data[sent..])],
+                        fds,
+                        false,
+                        send_flags(nonblocking),
+                        None,
+                    )
+                },
             )?;
         }
         Ok(())
+    }
+
+    /// Sends every byte of `data` on the raw stream (one packet on seqpacket sockets).
+    pub fn send_all(&self, data: &[u8], interrupt: &mut dyn Interrupt) -> Result<()> {
+        self.send_with_fds(data, &[], interrupt)
+    }
+
+    /// The credentials of the peer, taken when the connection was made.
+    pub fn peer_credentials(&self) -> Result<crate::creds::Credentials> {
+        if self.tcp {
+            return Err(Error::NotSupported(format!(
+                "peer credentials exist only for Unix sockets, not TCP ({})",
+                self.peer
+            )));
+        }
+        crate::creds::peer_credentials(self.fd.as_fd(), &self.peer)
+    }
+
+    /// A pidfd of the peer process (Linux 6.5 and later).
+    pub fn peer_pidfd(&self) -> Result<OwnedFd> {
+        if self.tcp {
+            return Err(Error::NotSupported(format!(
+                "peer pidfds exist only for Unix sockets, not TCP ({})",
+                self.peer
+            )));
+        }
+        crate::creds::peer_pidfd(self.fd.as_fd(), &self.peer)
     }
 
     /// Locks the receive side for one operation.
@@ -1031,14 +1404,17 @@ impl Stream {
     ) -> Result<Vec<u8>> {
         let mut wait = self.wait(interrupt);
         let mut reader = self.reader()?;
-        match reader.next_message(limit, &mut wait)? {
-            Incoming::Small(bytes) => Ok(bytes),
+        let out = match reader.next_message(limit, &mut wait)? {
+            Incoming::Small(bytes) => bytes,
             Incoming::Large(len) => {
                 let mut out = vec![0u8; len];
                 reader.read_payload(&mut out, &mut wait)?;
-                Ok(out)
+                out
             }
-        }
+        };
+        // Descriptors that came with it are closed: this caller did not ask for them.
+        drop(reader.take_fds());
+        Ok(out)
     }
 }
 
@@ -1049,20 +1425,58 @@ pub struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    /// Reads more bytes into the buffer; `Ok(0)` at end of file.
-    fn fill(&mut self, want: usize, wait: &mut Wait<'_>) -> Result<usize> {
+    /// One `recvmsg` into `dst`, bounded by `wait`; the descriptors that came with it.
+    fn recv_some(
+        &self,
+        dst: &mut [u8],
+        extra: RecvFlags,
+        wait: &mut Wait<'_>,
+    ) -> Result<(usize, Vec<OwnedFd>)> {
         let stream = self.stream;
-        let space = self.buf.space(want);
-        let n = wait.run(
+        let mut anc = Ancillary::default();
+        let (n, _) = wait.run(
             stream.fd.as_fd(),
             Ready::Read,
             "recv",
             &stream.peer,
             |nonblocking| {
-                rustix::net::recv(&stream.fd, &mut *space, recv_flags(nonblocking)).map(|(_, n)| n)
+                recv_ancillary(
+                    stream.fd.as_fd(),
+                    dst,
+                    recv_flags(nonblocking) | extra,
+                    &mut anc,
+                )
             },
         )?;
-        self.buf.end += n;
+        if anc.truncated {
+            return Err(Error::FdsTruncated {
+                what: stream.peer.clone(),
+            });
+        }
+        Ok((n, anc.fds))
+    }
+
+    /// Reads more bytes into the buffer; `Ok(0)` at end of file.
+    fn fill(&mut self, want: usize, wait: &mut Wait<'_>) -> Result<usize> {
+        let stream = self.stream;
+        let space = self.buf.space(want);
+        let mut anc = Ancillary::default();
+        let (n, _) = wait.run(
+            stream.fd.as_fd(),
+            Ready::Read,
+            "recv",
+            &stream.peer,
+            |nonblocking| {
+                recv_ancillary(stream.fd.as_fd(), space, recv_flags(nonblocking), &mut anc)
+            },
+        )?;
+        let truncated = anc.truncated;
+        self.buf.filled(n, anc.fds);
+        if truncated {
+            return Err(Error::FdsTruncated {
+                what: stream.peer.clone(),
+            });
+        }
         Ok(n)
     }
 
@@ -1078,9 +1492,16 @@ impl Reader<'_> {
         Ok(())
     }
 
+    /// The descriptors that came with the message just received (theirs to own now).
+    pub fn take_fds(&mut self) -> Vec<OwnedFd> {
+        std::mem::take(&mut self.buf.claimed)
+    }
+
     /// Reads the next message's header (and the whole message when it is small).
     /// Errors: `Eof` at a clean end of file, `Truncated`, `MessageTooLarge`.
     pub fn next_message(&mut self, limit: Option<u64>, wait: &mut Wait<'_>) -> Result<Incoming> {
+        // Descriptors of an earlier message that nobody took are closed here.
+        self.buf.claimed.clear();
         if self.stream.kind == Kind::SeqPacket {
             return self.next_packet(limit, wait);
         }
@@ -1112,6 +1533,8 @@ impl Reader<'_> {
             }
         };
         self.check_limit(len, limit)?;
+        let at = self.buf.abs_start();
+        let total = header as u64 + len;
         let len = usize::try_from(len).map_err(|_| Error::MessageTooLarge {
             size: len,
             limit: usize::MAX as u64,
@@ -1119,6 +1542,7 @@ impl Reader<'_> {
         })?;
         self.buf.consume(header);
         if len > RX_BUFFER - frame::LONG {
+            self.buf.claim(at, total);
             return Ok(Incoming::Large(len));
         }
         while self.buf.buffered().len() < len {
@@ -1131,6 +1555,7 @@ impl Reader<'_> {
                 });
             }
         }
+        self.buf.claim(at, total);
         let out = self.buf.buffered()[..len].to_vec();
         self.buf.consume(len);
         Ok(Incoming::Small(out))
@@ -1154,26 +1579,24 @@ impl Reader<'_> {
             });
         }
         if let Err(e) = self.check_limit(len as u64, limit) {
-            // Drop the packet: the next message is intact on a seqpacket socket.
-            let _ = rustix::net::recv(&stream.fd, &mut [0u8; 0][..], RecvFlags::DONTWAIT);
+            // Drop the packet (and any descriptors on it): the next message is intact.
+            let mut anc = Ancillary::default();
+            let _ = recv_ancillary(stream.fd.as_fd(), &mut [], RecvFlags::DONTWAIT, &mut anc);
             return Err(e);
         }
         if len > RX_BUFFER {
             return Ok(Incoming::Large(len));
         }
         // Small: one receive into the buffer (consuming the packet), one copy out.
-        let space = self.buf.space(RX_BUFFER);
-        let got = wait.run(
-            stream.fd.as_fd(),
-            Ready::Read,
-            "recv",
-            &stream.peer,
-            |nonblocking| {
-                rustix::net::recv(&stream.fd, &mut *space, recv_flags(nonblocking)).map(|(_, n)| n)
-            },
-        )?;
-        let out = space[..got].to_vec();
-        Ok(Incoming::Small(out))
+        let mut small = std::mem::take(&mut self.buf.data);
+        small.resize(RX_BUFFER, 0);
+        let result = self.recv_some(&mut small, RecvFlags::empty(), wait);
+        let out = result.map(|(got, fds)| {
+            self.buf.claimed = fds;
+            small[..got].to_vec()
+        });
+        self.buf.data = small;
+        Ok(Incoming::Small(out?))
     }
 
     fn peer_hung_up(&self) -> bool {
@@ -1193,51 +1616,29 @@ impl Reader<'_> {
 
     /// Fills `dst` (exactly the announced length) with the message's payload.
     pub fn read_payload(&mut self, dst: &mut [u8], wait: &mut Wait<'_>) -> Result<()> {
-        let stream = self.stream;
-        if stream.kind == Kind::SeqPacket {
-            let n = wait.run(
-                stream.fd.as_fd(),
-                Ready::Read,
-                "recv",
-                &stream.peer,
-                |nonblocking| {
-                    let mut iov = [IoSliceMut::new(&mut *dst)];
-                    rustix::net::recvmsg(
-                        &stream.fd,
-                        &mut iov,
-                        &mut RecvAncillaryBuffer::default(),
-                        recv_flags(nonblocking),
-                    )
-                    .map(|m| m.bytes)
-                },
-            )?;
+        if self.stream.kind == Kind::SeqPacket {
+            let (n, fds) = self.recv_some(dst, RecvFlags::empty(), wait)?;
+            self.buf.claimed.extend(fds);
             if n != dst.len() {
                 return Err(Error::Truncated {
                     expected: dst.len() as u64,
                     received: n as u64,
-                    what: stream.peer.clone(),
+                    what: self.stream.peer.clone(),
                 });
             }
             return Ok(());
         }
         let mut got = self.buf.take_into(dst);
         while got < dst.len() {
-            let rest = &mut dst[got..];
-            let n = wait.run(
-                stream.fd.as_fd(),
-                Ready::Read,
-                "recv",
-                &stream.peer,
-                |nonblocking| {
-                    rustix::net::recv(&stream.fd, &mut *rest, recv_flags(nonblocking))
-                        .map(|(_, n)| n)
-                },
-            )?;
+            // Reads stay inside this frame, so whatever descriptors come are its own.
+            let (n, fds) = self.recv_some(&mut dst[got..], RecvFlags::empty(), wait)?;
+            self.buf.abs_end += n as u64;
+            self.buf.claimed.extend(fds);
             if n == 0 {
                 return Err(Error::Truncated {
                     expected: dst.len() as u64,
                     received: got as u64,
-                    what: stream.peer.clone(),
+                    what: self.stream.peer.clone(),
                 });
             }
             got += n;
@@ -1246,23 +1647,22 @@ impl Reader<'_> {
     }
 
     /// Reads at most `dst.len()` raw bytes (one packet on seqpacket sockets); 0 at end of file.
+    /// Descriptors that came with them are kept for [`Reader::take_fds`].
     pub fn read_some(&mut self, dst: &mut [u8], wait: &mut Wait<'_>) -> Result<usize> {
+        self.buf.claimed.clear();
         if dst.is_empty() {
             return Ok(0);
         }
         if !self.buf.buffered().is_empty() {
-            return Ok(self.buf.take_into(dst));
+            let n = self.buf.take_into(dst);
+            let upto = self.buf.abs_start();
+            self.buf.claim_before(upto);
+            return Ok(n);
         }
-        let stream = self.stream;
-        wait.run(
-            stream.fd.as_fd(),
-            Ready::Read,
-            "recv",
-            &stream.peer,
-            |nonblocking| {
-                rustix::net::recv(&stream.fd, &mut *dst, recv_flags(nonblocking)).map(|(_, n)| n)
-            },
-        )
+        let (n, fds) = self.recv_some(dst, RecvFlags::empty(), wait)?;
+        self.buf.abs_end += n as u64;
+        self.buf.claimed = fds;
+        Ok(n)
     }
 
     /// Reads exactly `dst.len()` raw bytes. `Eof` if the stream ends before any, `Truncated` if
@@ -1274,8 +1674,10 @@ impl Reader<'_> {
             ));
         }
         let mut got = 0;
+        let mut fds = Vec::new();
         while got < dst.len() {
             let n = self.read_some(&mut dst[got..], wait)?;
+            fds.append(&mut self.buf.claimed);
             if n == 0 {
                 return Err(if got == 0 {
                     Error::Eof {
@@ -1291,6 +1693,7 @@ impl Reader<'_> {
             }
             got += n;
         }
+        self.buf.claimed = fds;
         Ok(())
     }
 
@@ -1316,6 +1719,19 @@ impl Reader<'_> {
             interrupt.check()?;
         }
     }
+}
+
+/// One received datagram, with what came along.
+#[derive(Debug)]
+pub struct Received {
+    /// Bytes stored in the buffer.
+    pub len: usize,
+    /// The sender's logical address.
+    pub sender: Option<String>,
+    /// The sender's credentials, when the kernel gave them.
+    pub creds: Option<crate::creds::Credentials>,
+    /// Descriptors that came with the datagram (the caller's now).
+    pub fds: Vec<OwnedFd>,
 }
 
 /// A datagram socket.
@@ -1387,6 +1803,9 @@ impl Datagram {
 
     fn unbound(family: AddressFamily) -> Result<Datagram> {
         let fd = new_socket(family, Kind::Datagram, false, "datagram socket")?;
+        if family == AddressFamily::UNIX {
+            pass_credentials(fd.as_fd(), Kind::Datagram, "datagram socket")?;
+        }
         configure_connected(
             fd.as_fd(),
             Kind::Datagram,
@@ -1416,6 +1835,7 @@ impl Datagram {
         )
         .map_err(|e| Error::os(e, "socketpair", "socketpair"))?;
         let wrap = |fd: OwnedFd| -> Result<Datagram> {
+            pass_credentials(fd.as_fd(), Kind::Datagram, "socketpair")?;
             configure_connected(fd.as_fd(), Kind::Datagram, false, "socketpair")?;
             Ok(Datagram {
                 fd,
@@ -1534,37 +1954,57 @@ impl Datagram {
         Ok(())
     }
 
-    /// Sends one datagram to `address`.
+    fn check_extras(&self, fds: &[BorrowedFd<'_>], creds: bool, what: &str) -> Result<()> {
+        if self.ip && (creds || !fds.is_empty()) {
+            return Err(Error::NotSupported(format!(
+                "descriptors and credentials travel only over Unix sockets, not UDP ({what})"
+            )));
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        if creds {
+            return Err(Error::NotSupported(format!(
+                "sending credentials with a datagram is implemented on Linux only ({what})"
+            )));
+        }
+        check_fd_count(fds.len(), what)
+    }
+
+    /// Sends one datagram to `address` (or to the connected peer when `None`), with `fds`
+    /// attached and, when `creds`, this process's credentials.
     pub fn send_to(
         &self,
         data: &[u8],
-        address: &Address,
+        address: Option<&Address>,
+        fds: &[BorrowedFd<'_>],
+        creds: bool,
         interrupt: &mut dyn Interrupt,
     ) -> Result<usize> {
-        let (target, what) = self.target_of(address)?;
-        self.check_family(&target, &what)?;
+        let (dest, what) = match address {
+            Some(address) => {
+                let (target, what) = self.target_of(address)?;
+                self.check_family(&target, &what)?;
+                let dest: SocketAddrAny = match target {
+                    Target::Unix(path) => unix_addr(&path, &what)?.into(),
+                    Target::Abstract(name) => abstract_addr(&name, &what)?.into(),
+                    Target::Ip(host, port) => ip_addrs(&host, port, &what)?[0].into(),
+                };
+                (Some(dest), what)
+            }
+            None => (None, self.peer().unwrap_or_else(|| self.what())),
+        };
+        self.check_extras(fds, creds, &what)?;
         let mut wait = self.wait(interrupt);
         let fd = self.fd.as_fd();
-        match target {
-            Target::Unix(path) => {
-                let addr = unix_addr(&path, &what)?;
-                wait.run(fd, Ready::Write, "sendto", &what, |nb| {
-                    rustix::net::sendto(fd, data, send_flags(nb), &addr)
-                })
-            }
-            Target::Abstract(name) => {
-                let addr = abstract_addr(&name, &what)?;
-                wait.run(fd, Ready::Write, "sendto", &what, |nb| {
-                    rustix::net::sendto(fd, data, send_flags(nb), &addr)
-                })
-            }
-            Target::Ip(host, port) => {
-                let sa = ip_addrs(&host, port, &what)?[0];
-                wait.run(fd, Ready::Write, "sendto", &what, |nb| {
-                    rustix::net::sendto(fd, data, send_flags(nb), &sa)
-                })
-            }
-        }
+        wait.run(fd, Ready::Write, "sendto", &what, |nb| {
+            send_ancillary(
+                fd,
+                &[IoSlice::new(data)],
+                fds,
+                creds,
+                send_flags(nb),
+                dest.as_ref(),
+            )
+        })
     }
 
     /// Connects to `address`: `send` and `recv` then use it.
@@ -1585,28 +2025,40 @@ impl Datagram {
         Ok(())
     }
 
-    /// Sends one datagram to the connected peer.
-    pub fn send(&self, data: &[u8], interrupt: &mut dyn Interrupt) -> Result<usize> {
-        let what = self.peer().unwrap_or_else(|| self.what());
+    /// Receives one datagram into `dst` (a longer one is truncated): its length, the sender's
+    /// logical address, the sender's credentials (Unix sockets on Linux; `None` when the kernel
+    /// had none to give, never a placeholder), and the descriptors that came with it.
+    pub fn recv_full(&self, dst: &mut [u8], interrupt: &mut dyn Interrupt) -> Result<Received> {
+        let what = self.what();
         let mut wait = self.wait(interrupt);
-        wait.run(self.fd.as_fd(), Ready::Write, "send", &what, |nb| {
-            rustix::net::send(&self.fd, data, send_flags(nb))
+        let mut anc = Ancillary::default();
+        let fd = self.fd.as_fd();
+        let (n, from) = wait.run(fd, Ready::Read, "recvfrom", &what, |nb| {
+            anc = Ancillary::default();
+            recv_ancillary(fd, dst, recv_flags(nb), &mut anc)
+        })?;
+        if anc.truncated {
+            return Err(Error::FdsTruncated { what });
+        }
+        // pid 0 is the kernel's placeholder for "no credentials were attached".
+        let creds = anc.creds.filter(|c| c.pid.is_some_and(|p| p > 0));
+        Ok(Received {
+            len: n.min(dst.len()),
+            sender: from.and_then(|a| self.logical_sender(a)),
+            creds,
+            fds: anc.fds,
         })
     }
 
     /// Receives one datagram into `dst` (a longer one is truncated); returns its length and
-    /// the sender's logical address.
+    /// the sender's logical address. Descriptors that came with it are closed.
     pub fn recv_from(
         &self,
         dst: &mut [u8],
         interrupt: &mut dyn Interrupt,
     ) -> Result<(usize, Option<String>)> {
-        let what = self.what();
-        let mut wait = self.wait(interrupt);
-        let (n, from) = wait.run(self.fd.as_fd(), Ready::Read, "recvfrom", &what, |nb| {
-            rustix::net::recvfrom(&self.fd, &mut *dst, recv_flags(nb)).map(|(_, n, from)| (n, from))
-        })?;
-        Ok((n.min(dst.len()), from.and_then(|a| self.logical_sender(a))))
+        let got = self.recv_full(dst, interrupt)?;
+        Ok((got.len, got.sender))
     }
 
     fn logical_sender(&self, addr: SocketAddrAny) -> Option<String> {
@@ -1645,5 +2097,79 @@ impl Drop for Datagram {
         if let Some(own) = self.ownership.take() {
             own.release();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wait::Uninterrupted;
+    use std::os::fd::AsRawFd;
+
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+    }
+
+    fn recv_with_fds(s: &Stream) -> (Vec<u8>, Vec<OwnedFd>) {
+        let mut stop = Uninterrupted;
+        let mut wait = s.wait(&mut stop);
+        let mut reader = s.reader().expect("reader");
+        let out = match reader.next_message(None, &mut wait).expect("message") {
+            Incoming::Small(v) => v,
+            Incoming::Large(len) => {
+                let mut v = vec![0u8; len];
+                reader.read_payload(&mut v, &mut wait).expect("payload");
+                v
+            }
+        };
+        (out, reader.take_fds())
+    }
+
+    #[test]
+    fn descriptors_stay_with_their_message() {
+        let (a, b) = Stream::pair(Kind::Stream, DEFAULT_MAX_MESSAGE).expect("pair");
+        let (r, w) = rustix::pipe::pipe().expect("pipe");
+        let mut stop = Uninterrupted;
+        // Several frames queued before the reader looks: its read-ahead covers all of them.
+        a.send_message(b"one", &[], &mut stop).expect("send");
+        a.send_message(b"two", &[r.as_fd()], &mut stop)
+            .expect("send");
+        a.send_message(b"three", &[], &mut stop).expect("send");
+        a.send_message(&vec![7u8; 200_000], &[w.as_fd(), r.as_fd()], &mut stop)
+            .expect("send");
+        a.send_message(b"five", &[w.as_fd()], &mut stop)
+            .expect("send");
+        let counts: Vec<(usize, usize)> = (0..5)
+            .map(|_| {
+                let (m, fds) = recv_with_fds(&b);
+                (m.len(), fds.len())
+            })
+            .collect();
+        assert_eq!(counts, [(3, 0), (3, 1), (5, 0), (200_000, 2), (4, 1)]);
+    }
+
+    #[test]
+    fn unclaimed_descriptors_are_closed() {
+        let (a, b) = Stream::pair(Kind::Stream, DEFAULT_MAX_MESSAGE).expect("pair");
+        let (r, w) = rustix::pipe::pipe().expect("pipe");
+        let before = open_fds();
+        let mut stop = Uninterrupted;
+        for _ in 0..10 {
+            a.send_message(b"x", &[r.as_fd(), w.as_fd()], &mut stop)
+                .expect("send");
+            // recv_message does not ask for descriptors: they are closed, not leaked.
+            assert_eq!(b.recv_message(None, &mut stop).expect("recv"), b"x");
+        }
+        assert_eq!(open_fds(), before);
+        assert!(w.as_raw_fd() >= 0);
+    }
+
+    #[test]
+    fn too_many_descriptors_are_refused_before_sending() {
+        let (a, _b) = Stream::pair(Kind::SeqPacket, DEFAULT_MAX_MESSAGE).expect("pair");
+        let (r, _w) = rustix::pipe::pipe().expect("pipe");
+        let many = vec![r.as_fd(); SCM_MAX_FD + 1];
+        let err = a.send_message(b"x", &many, &mut Uninterrupted).unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)), "{err:?}");
     }
 }

@@ -4,17 +4,27 @@ The pure-Python fallback (``fastipc._fallback``) implements exactly this API; th
 (``fastipc``) re-exports whichever backend is active, typed by this file.
 """
 
+from collections.abc import Iterable
 from types import TracebackType
-from typing import Final, Literal, Self, final, overload
+from typing import Final, Literal, Protocol, Self, final, overload
 
 from typing_extensions import Buffer
 
+from ._types import Credentials
+
 Address = str | tuple[str, int]
+
+class _HasFileno(Protocol):
+    def fileno(self) -> int: ...
+
+_Fd = int | _HasFileno
+
 StreamKind = Literal["stream", "seqpacket"]
 
 __all__ = [
     "BACKEND",
     "DEFAULT_MAX_MESSAGE",
+    "SCM_MAX_FD",
     "Connection",
     "DatagramSocket",
     "Listener",
@@ -23,12 +33,14 @@ __all__ = [
     "SharedMemory",
     "connect",
     "default_socket_dir",
+    "fromfd",
     "listen",
     "resolve",
     "socketpair",
 ]
 
 DEFAULT_MAX_MESSAGE: Final[int]
+SCM_MAX_FD: Final[int]
 BACKEND: Final[str]
 
 def default_socket_dir() -> str:
@@ -56,6 +68,9 @@ class Listener:
     def closed(self) -> bool: ...
     @property
     def max_message(self) -> int: ...
+    @property
+    def refused(self) -> int:
+        """How many connections ``allow_uids``/``allow_gids`` refused (closed at once)."""
     def accept(self, timeout: float | None = None) -> Connection:
         """Wait for a connection. ``TimeoutError`` at the deadline; ``OSError(EBADF)`` if closed."""
     def fileno(self) -> int: ...
@@ -91,8 +106,32 @@ class Connection:
     def writable(self) -> bool: ...
     @property
     def max_message(self) -> int: ...
-    def send_bytes(self, buf: Buffer, offset: int = 0, size: int | None = None) -> None:
-        """Send one message. ``BrokenPipeError`` if the peer is gone."""
+    def send_bytes(
+        self,
+        buf: Buffer,
+        offset: int = 0,
+        size: int | None = None,
+        *,
+        fds: Iterable[_Fd] | None = None,
+    ) -> None:
+        """Send one message, with ``fds`` attached to it (Unix sockets; at most SCM_MAX_FD).
+        ``BrokenPipeError`` if the peer is gone."""
+    def recv_bytes_and_fds(
+        self, maxlength: int | None = None, *, maxfds: int = 253
+    ) -> tuple[bytes, list[int]]:
+        """Receive one message and the descriptors sent with it, which the caller owns.
+        More than ``maxfds``: all are closed and ``OSError(EMSGSIZE)``."""
+    def send_fds(self, data: Buffer, fds: Iterable[_Fd]) -> int:
+        """Send ``data`` on the raw stream with ``fds`` attached (as ``socket.send_fds``)."""
+    def recv_fds(
+        self, bufsize: int, maxfds: int, *, timeout: float | None = None
+    ) -> tuple[bytes, list[int]]:
+        """Receive raw bytes and descriptors (as ``socket.recv_fds``); ``timeout`` overrides
+        ``settimeout`` for this call."""
+    def peer_credentials(self) -> Credentials:
+        """Who is at the other end (taken when the connection was made). Unix sockets only."""
+    def peer_pidfd(self) -> int:
+        """A pidfd of the peer process, owned by the caller (Linux 6.5 and later)."""
     def recv_bytes(self, maxlength: int | None = None) -> bytes:
         """Receive one message. ``EOFError`` on a clean close between messages,
         ``TruncatedMessage`` if the peer closed inside one, ``MessageTooLarge`` if it is longer
@@ -104,7 +143,8 @@ class Connection:
         """Whether a message (or end of file) can be read within ``timeout`` seconds;
         ``None`` waits forever."""
     def send(self, obj: object) -> None:
-        """Send a picklable object (pickle: for trusted peers only)."""
+        """Send a picklable object (pickle: for trusted peers only). Sockets, files and
+        connections inside it travel as descriptors."""
     def recv(self) -> object:
         """Receive a pickled object (unpickling runs the peer's code: trusted peers only)."""
     def sendall(self, data: Buffer) -> None:
@@ -145,13 +185,39 @@ class DatagramSocket:
     def kind(self) -> str: ...
     @property
     def closed(self) -> bool: ...
-    def sendto(self, data: Buffer, address: Address) -> int: ...
-    def recvfrom(self, bufsize: int) -> tuple[bytes, str | None]:
+    def sendto(
+        self,
+        data: Buffer,
+        address: Address,
+        *,
+        fds: Iterable[_Fd] | None = None,
+        credentials: bool = False,
+    ) -> int:
+        """Send one datagram; ``fds`` attached, and this process's credentials when
+        ``credentials`` (Linux)."""
+    @overload
+    def recvfrom(
+        self, bufsize: int, *, credentials: Literal[False] = False
+    ) -> tuple[bytes, str | None]:
         """Receive one datagram (at most ``bufsize`` bytes: the rest of a longer one is
         discarded, as with ``socket.recvfrom``) and its sender's logical address."""
+    @overload
+    def recvfrom(
+        self, bufsize: int, *, credentials: Literal[True]
+    ) -> tuple[bytes, str | None, Credentials | None]: ...
     def connect(self, address: Address) -> None: ...
-    def send(self, data: Buffer) -> int: ...
+    def send(
+        self,
+        data: Buffer,
+        *,
+        fds: Iterable[_Fd] | None = None,
+        credentials: bool = False,
+    ) -> int: ...
     def recv(self, bufsize: int) -> bytes: ...
+    def send_fds(self, data: Buffer, fds: Iterable[_Fd], address: Address | None = None) -> int: ...
+    def recv_fds(
+        self, bufsize: int, maxfds: int, *, timeout: float | None = None
+    ) -> tuple[bytes, list[int], str | None]: ...
     def settimeout(self, timeout: float | None) -> None: ...
     def gettimeout(self) -> float | None: ...
     def fileno(self) -> int: ...
@@ -172,6 +238,8 @@ def listen(
     backlog: int = 128,
     socket_dir: str | None = None,
     max_message: int = ...,
+    allow_uids: Iterable[int] | None = None,
+    allow_gids: Iterable[int] | None = None,
 ) -> Listener: ...
 @overload
 def listen(
@@ -181,6 +249,8 @@ def listen(
     backlog: int = 128,
     socket_dir: str | None = None,
     max_message: int = ...,
+    allow_uids: Iterable[int] | None = None,
+    allow_gids: Iterable[int] | None = None,
 ) -> DatagramSocket: ...
 @overload
 def connect(
@@ -204,6 +274,11 @@ def connect(
 def socketpair(kind: StreamKind = "stream") -> tuple[Connection, Connection]: ...
 @overload
 def socketpair(kind: Literal["datagram"]) -> tuple[DatagramSocket, DatagramSocket]: ...
+def fromfd(
+    fd: _Fd, *, address: str | None = None, max_message: int = ...
+) -> Connection | DatagramSocket:
+    """A Connection or DatagramSocket on a duplicate of ``fd`` (which stays the caller's), of
+    the kind the socket is. ``address`` names the peer in errors and reprs."""
 
 @final
 class SharedMemory:

@@ -11,8 +11,10 @@ use crate::error::Error;
 use crate::py::blocking::detached;
 use crate::py::buffer::{Buffer, Fresh};
 use crate::py::errors::IntoPy;
+use crate::py::fds::{self, FdList};
 use crate::py::{closed_error, timeout_arg};
-use crate::socket::{Incoming, Kind, Stream};
+use crate::socket::{Incoming, Kind, Stream, SCM_MAX_FD};
+use crate::wait::Deadline;
 
 /// A connected stream or seqpacket socket carrying framed messages and raw bytes.
 #[pyclass(frozen, module = "fastipc", name = "Connection")]
@@ -38,11 +40,22 @@ impl Received {
     }
 }
 
-fn pickle(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
-    static PICKLE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    PICKLE
-        .get_or_try_init(py, || Ok::<_, PyErr>(py.import("pickle")?.unbind()))
+/// `fastipc._handles`: pickling with descriptors, shared by both backends.
+fn handles(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    static HANDLES: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    HANDLES
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("fastipc._handles")?.unbind())
+        })
         .map(|m| m.bind(py))
+}
+
+fn limit_arg(maxlength: Option<i64>) -> PyResult<Option<u64>> {
+    match maxlength {
+        Some(n) if n < 0 => Err(PyValueError::new_err("negative maxlength")),
+        Some(n) => Ok(Some(n as u64)),
+        None => Ok(None),
+    }
 }
 
 impl Connection {
@@ -70,23 +83,29 @@ impl Connection {
         }
     }
 
-    fn receive(&self, py: Python<'_>, limit: Option<u64>) -> PyResult<Received> {
+    /// Receives one message and the descriptors that came with it.
+    fn receive(
+        &self,
+        py: Python<'_>,
+        limit: Option<u64>,
+    ) -> PyResult<(Received, Vec<std::os::fd::OwnedFd>)> {
         let stream = self.stream()?;
         let result = detached(py, |check| {
             let mut reader = stream.reader()?;
             let mut wait = stream.wait(check);
             let incoming = reader.next_message(limit, &mut wait)?;
             let deadline = wait.deadline;
-            match incoming {
-                Incoming::Small(v) => Ok(Received::Vec(v)),
+            let received = match incoming {
+                Incoming::Small(v) => Received::Vec(v),
                 Incoming::Large(len) => {
                     let mut fresh =
                         Python::attach(|py| Fresh::new(py, len)).map_err(|e| check.fail(e))?;
                     let mut wait = stream.wait_until(deadline, check);
                     reader.read_payload(fresh.as_mut_slice(), &mut wait)?;
-                    Ok(Received::Bytes(fresh.bytes))
+                    Received::Bytes(fresh.bytes)
                 }
-            }
+            };
+            Ok((received, reader.take_fds()))
         });
         if let Err(err) = &result {
             // A too-long frame leaves a stream impossible to resynchronise: close it, as
@@ -142,34 +161,121 @@ impl Connection {
         self.max_message
     }
 
-    /// Sends one message (`buf[offset:offset+size]`).
-    #[pyo3(signature = (buf, offset=0, size=None))]
+    /// Sends one message (`buf[offset:offset+size]`), with `fds` attached to it.
+    #[pyo3(signature = (buf, offset=0, size=None, *, fds=None))]
     fn send_bytes(
         &self,
         py: Python<'_>,
         buf: &Bound<'_, PyAny>,
         offset: isize,
         size: Option<isize>,
+        fds: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let stream = self.stream()?;
+        let fds = FdList::extract(fds)?;
+        let borrowed = fds.borrow();
         if let Ok(bytes) = buf.cast::<PyBytes>() {
             let data = slice_arg(bytes.as_bytes(), offset, size)?;
-            return detached(py, |check| stream.send_message(data, check));
+            return detached(py, |check| stream.send_message(data, &borrowed, check));
         }
         let view = Buffer::readable(buf)?;
         let data = slice_arg(view.as_slice(), offset, size)?;
-        detached(py, |check| stream.send_message(data, check))
+        detached(py, |check| stream.send_message(data, &borrowed, check))
+    }
+
+    /// Receives one message and the descriptors sent with it (which the caller then owns).
+    #[pyo3(signature = (maxlength=None, *, maxfds=SCM_MAX_FD), text_signature = "(self, maxlength=None, *, maxfds=253)")]
+    fn recv_bytes_and_fds(
+        &self,
+        py: Python<'_>,
+        maxlength: Option<i64>,
+        maxfds: usize,
+    ) -> PyResult<(Py<PyBytes>, Vec<i32>)> {
+        let (received, fds) = self.receive(py, limit_arg(maxlength)?)?;
+        if fds.len() > maxfds {
+            let count = fds.len();
+            drop(fds);
+            return Err(crate::py::errors::to_py(
+                Error::FdsTruncated {
+                    what: format!("{}: {count} descriptors, maxfds={maxfds}", self.address),
+                },
+                None,
+            ));
+        }
+        Ok((received.into_py(py), fds::into_raw(fds)))
+    }
+
+    /// Sends `data` on the raw stream with `fds` attached (as `socket.send_fds`); returns
+    /// the number of bytes sent (all of them).
+    fn send_fds(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        fds: &Bound<'_, PyAny>,
+    ) -> PyResult<usize> {
+        let stream = self.stream()?;
+        let fds = FdList::extract(Some(fds))?;
+        let borrowed = fds.borrow();
+        let view = Buffer::readable(data)?;
+        let slice = view.as_slice();
+        detached(py, |check| stream.send_with_fds(slice, &borrowed, check))?;
+        Ok(slice.len())
+    }
+
+    /// Receives at most `bufsize` raw bytes and at most `maxfds` descriptors (as
+    /// `socket.recv_fds`). More descriptors than `maxfds`: all are closed and OSError(EMSGSIZE).
+    /// `timeout` (seconds) overrides `settimeout` for this call.
+    #[pyo3(signature = (bufsize, maxfds, *, timeout=None))]
+    fn recv_fds(
+        &self,
+        py: Python<'_>,
+        bufsize: isize,
+        maxfds: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<(Py<PyBytes>, Vec<i32>)> {
+        let n = usize::try_from(bufsize).map_err(|_| PyValueError::new_err("negative bufsize"))?;
+        let timeout = timeout_arg(timeout)?;
+        let stream = self.stream()?;
+        let mut buf = vec![0u8; n];
+        let (got, fds) = detached(py, |check| {
+            let deadline = match timeout {
+                Some(t) => Deadline::after(Some(t)),
+                None => Deadline::after(stream.timeout()),
+            };
+            let mut wait = stream.wait_until(deadline, check);
+            let mut reader = stream.reader()?;
+            let got = reader.read_some(&mut buf, &mut wait)?;
+            Ok((got, reader.take_fds()))
+        })?;
+        if fds.len() > maxfds {
+            drop(fds);
+            return Err(crate::py::errors::to_py(
+                Error::FdsTruncated {
+                    what: self.address.clone(),
+                },
+                None,
+            ));
+        }
+        Ok((PyBytes::new(py, &buf[..got]).unbind(), fds::into_raw(fds)))
+    }
+
+    /// The credentials of the process at the other end, taken when the connection was made.
+    fn peer_credentials(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let creds = self.stream()?.peer_credentials().py_err()?;
+        fds::credentials(py, creds)
+    }
+
+    /// A pidfd of the peer process, owned by the caller (Linux 6.5 and later).
+    fn peer_pidfd(&self) -> PyResult<i32> {
+        use std::os::fd::IntoRawFd;
+        Ok(self.stream()?.peer_pidfd().py_err()?.into_raw_fd())
     }
 
     /// Receives one message.
     #[pyo3(signature = (maxlength=None))]
     fn recv_bytes(&self, py: Python<'_>, maxlength: Option<i64>) -> PyResult<Py<PyBytes>> {
-        let limit = match maxlength {
-            Some(n) if n < 0 => return Err(PyValueError::new_err("negative maxlength")),
-            Some(n) => Some(n as u64),
-            None => None,
-        };
-        Ok(self.receive(py, limit)?.into_py(py))
+        // Descriptors that came with the message are closed: this caller did not ask for them.
+        Ok(self.receive(py, limit_arg(maxlength)?)?.0.into_py(py))
     }
 
     /// Receives one message into `buf` at `offset`; returns its length.
@@ -192,7 +298,7 @@ impl Connection {
         detached(py, |check| {
             let mut reader = stream.reader()?;
             let mut wait = stream.wait(check);
-            match reader.next_message(None, &mut wait)? {
+            let result = match reader.next_message(None, &mut wait)? {
                 Incoming::Small(v) if v.len() <= dst.len() => {
                     dst[..v.len()].copy_from_slice(&v);
                     Ok(v.len())
@@ -207,7 +313,9 @@ impl Connection {
                     reader.read_payload(&mut message, &mut wait)?;
                     Err(Error::BufferTooShort { message })
                 }
-            }
+            };
+            drop(reader.take_fds());
+            result
         })
     }
 
@@ -219,19 +327,26 @@ impl Connection {
         detached(py, |check| stream.reader()?.poll(timeout, check))
     }
 
-    /// Sends a picklable object (for trusted peers only).
+    /// Sends a picklable object (for trusted peers only). Sockets, files and connections in
+    /// it travel as descriptors with the message.
     fn send(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        let data = pickle(py)?.call_method1("dumps", (obj,))?;
-        let bytes = data.cast::<PyBytes>()?;
+        let (data, handles): (Bound<'_, PyBytes>, Bound<'_, PyAny>) =
+            handles(py)?.call_method1("dumps", (obj,))?.extract()?;
+        let fds = FdList::extract(Some(&handles))?;
+        let borrowed = fds.borrow();
         let stream = self.stream()?;
-        let slice = bytes.as_bytes();
-        detached(py, |check| stream.send_message(slice, check))
+        let slice = data.as_bytes();
+        detached(py, |check| stream.send_message(slice, &borrowed, check))
     }
 
-    /// Receives a pickled object (for trusted peers only).
+    /// Receives a pickled object (for trusted peers only); handed-over sockets, files and
+    /// connections come back as objects of the same kind.
     fn recv(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let data = self.receive(py, None)?.into_py(py);
-        Ok(pickle(py)?.call_method1("loads", (data,))?.unbind())
+        let (received, fds) = self.receive(py, None)?;
+        let data = received.into_py(py);
+        Ok(handles(py)?
+            .call_method1("loads", (data, fds::into_raw(fds)))?
+            .unbind())
     }
 
     /// Sends every byte of `data` on the raw stream.

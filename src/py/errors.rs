@@ -39,6 +39,12 @@ pub fn to_py(err: Error, pending: Option<PyErr>) -> PyErr {
         Error::BufferTooShort { message } => {
             Python::attach(|py| BufferTooShort::new_err((PyBytes::new(py, &message).unbind(),)))
         }
+        Error::FdsTruncated { what } => PyOSError::new_err((
+            rustix::io::Errno::MSGSIZE.raw_os_error(),
+            "control message truncated: more descriptors arrived than maxfds allows, \
+             and every descriptor that arrived was closed",
+            what,
+        )),
         Error::NotSupported(msg) => NotSupportedError::new_err(msg),
         Error::Invalid(msg) => PyValueError::new_err(msg),
         e @ Error::Resolve { .. } => gaierror::new_err(e.to_string()),

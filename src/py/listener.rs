@@ -78,6 +78,12 @@ impl Listener {
             .is_none()
     }
 
+    /// How many connections `allow_uids`/`allow_gids` refused (closed at once).
+    #[getter]
+    fn refused(&self) -> PyResult<u64> {
+        Ok(self.get()?.refused())
+    }
+
     /// The message limit of accepted connections.
     #[getter]
     fn max_message(&self) -> u64 {

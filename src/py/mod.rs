@@ -16,6 +16,7 @@ mod buffer;
 mod connection;
 mod datagram;
 mod errors;
+mod fds;
 mod listener;
 mod lock;
 mod sem;
@@ -96,7 +97,8 @@ fn dir_of(path: Option<&std::path::Path>) -> String {
 
 /// Listens at `address`: a Listener for "stream"/"seqpacket", a DatagramSocket for "datagram".
 #[pyfunction]
-#[pyo3(signature = (address, *, kind="stream", backlog=128, socket_dir=None, max_message=DEFAULT_MAX_MESSAGE as i64))]
+#[pyo3(signature = (address, *, kind="stream", backlog=128, socket_dir=None, max_message=DEFAULT_MAX_MESSAGE as i64, allow_uids=None, allow_gids=None))]
+#[allow(clippy::too_many_arguments)]
 fn listen(
     py: Python<'_>,
     address: &Bound<'_, PyAny>,
@@ -104,6 +106,8 @@ fn listen(
     backlog: i32,
     socket_dir: Option<PathBuf>,
     max_message: i64,
+    allow_uids: Option<Vec<u32>>,
+    allow_gids: Option<Vec<u32>>,
 ) -> PyResult<Py<PyAny>> {
     let address = address_arg(address)?;
     let kind = kind_arg(kind)?;
@@ -114,8 +118,15 @@ fn listen(
         warn_shared(py, sock.shared_dir(), &dir_of(sock.path()))?;
         return Ok(Py::new(py, DatagramSocket::wrap(sock))?.into_any());
     }
+    let policy = match (allow_uids, allow_gids) {
+        (None, None) => None,
+        (uids, gids) => Some(socket::Policy {
+            uids: uids.unwrap_or_default(),
+            gids: gids.unwrap_or_default(),
+        }),
+    };
     let listener = py
-        .detach(|| socket::Listener::bind(&address, kind, backlog, dir, max_message))
+        .detach(|| socket::Listener::bind(&address, kind, backlog, dir, max_message, policy))
         .py_err()?;
     warn_shared(py, listener.shared_dir(), &dir_of(listener.path()))?;
     Ok(Py::new(py, Listener::wrap(listener))?.into_any())
@@ -168,6 +179,37 @@ fn socketpair(py: Python<'_>, kind: &str) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
     ))
 }
 
+/// A Connection (stream or seqpacket) or DatagramSocket on a duplicate of `fd`, which stays
+/// the caller's. `address` names the peer in errors and reprs.
+#[pyfunction]
+#[pyo3(signature = (fd, *, address=None, max_message=DEFAULT_MAX_MESSAGE as i64))]
+fn fromfd(
+    py: Python<'_>,
+    fd: &Bound<'_, PyAny>,
+    address: Option<String>,
+    max_message: i64,
+) -> PyResult<Py<PyAny>> {
+    let raw: i32 = match fd.extract::<i32>() {
+        Ok(n) => n,
+        Err(_) => fd.call_method0("fileno")?.extract()?,
+    };
+    let max_message = max_message_arg(max_message)?;
+    let list = fds::FdList::extract(Some(&pyo3::types::PyList::new(py, [raw])?.into_any()))?;
+    let borrowed = list.borrow();
+    let dup = rustix::io::fcntl_dupfd_cloexec(borrowed[0], 0).map_err(|e| {
+        PyOSError::new_err((
+            e.raw_os_error(),
+            crate::error::errno_text(e),
+            format!("descriptor {raw}"),
+        ))
+    })?;
+    let peer = address.unwrap_or_else(|| format!("fd:{raw}"));
+    match socket::adopt(dup, peer, max_message).py_err()? {
+        socket::Adopted::Stream(stream) => Ok(Py::new(py, Connection::wrap(stream))?.into_any()),
+        socket::Adopted::Datagram(sock) => Ok(Py::new(py, DatagramSocket::wrap(sock))?.into_any()),
+    }
+}
+
 /// What `address` means here, without touching the file system.
 #[pyfunction]
 #[pyo3(signature = (address, *, socket_dir=None))]
@@ -196,6 +238,8 @@ fn _fastipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(connect, m)?)?;
     m.add_function(wrap_pyfunction!(socketpair, m)?)?;
     m.add_function(wrap_pyfunction!(resolve, m)?)?;
+    m.add_function(wrap_pyfunction!(fromfd, m)?)?;
+    m.add("SCM_MAX_FD", socket::SCM_MAX_FD)?;
     m.add_function(wrap_pyfunction!(default_socket_dir, m)?)?;
     Ok(())
 }

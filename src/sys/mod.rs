@@ -2,6 +2,7 @@
 //! core with `unsafe`: every block says why it holds in a `// SAFETY:` comment. (The Python
 //! buffer protocol's `unsafe` lives in `py/buffer.rs`, with the bindings it serves.)
 
+pub mod creds;
 pub mod mutex;
 pub mod sem;
 pub mod shm;
