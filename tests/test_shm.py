@@ -522,3 +522,39 @@ def test_multiprocessing_shared_memory_opens_fastipc_segments(backend, names):
     finally:
         s.close()
         s.unlink()
+
+
+@pytest.mark.skipif(not LINUX, reason="memfd")
+def test_anonymous_segment_over_a_fastipc_connection(backend, spawn):
+    """The segment object itself goes in ``fds=`` (it has ``fileno()``); the receiver maps the
+    descriptor it gets and owns it. The transport is the Rust backend's Connection."""
+    rust = pytest.importorskip("fastipc._fastipc")
+    seg = backend.SharedMemory.anonymous(65536)
+    listener = rust.listen("127.0.0.1:0")
+    try:
+        seg.buf[:5] = b"ready"
+        child = spawn(
+            """
+            from fastipc import _fastipc as rust
+            conn = rust.connect(ARGS["address"])
+            data, fds = conn.recv_bytes_and_fds()
+            seg = B.SharedMemory.from_fd(fds[0])
+            os.close(fds[0])
+            text = bytes(seg.buf[:5]).decode()
+            seg.buf[:5] = b"done!"
+            seg.close()
+            conn.send_bytes(b"ok")
+            conn.close()
+            report(data=data.decode(), text=text)
+            """,
+            args={"address": listener.address},
+        )
+        with listener.accept(timeout=30) as conn:
+            conn.send_bytes(b"segment", fds=[seg])
+            assert conn.recv_bytes() == b"ok"
+        assert child.expect("text") == {"data": "segment", "text": "ready"}
+        child.finish()
+        assert bytes(seg.buf[:5]) == b"done!"
+    finally:
+        listener.close()
+        seg.close()
