@@ -11,12 +11,15 @@ import ctypes.util
 import errno
 import functools
 import os
+import platform
 import sys
 import time
 
 __all__ = ["HAS_TIMEDWAIT", "VALUE_MAX", "NamedSem", "exists", "unlink"]
 
 HAS_TIMEDWAIT = sys.platform != "darwin"
+# Apple's arm64 ABI passes variadic arguments on the stack, which ctypes does not do.
+_VARIADIC_BROKEN = sys.platform == "darwin" and platform.machine() == "arm64"
 VALUE_MAX = 32767 if sys.platform == "darwin" else 2**31 - 1
 
 
@@ -56,6 +59,13 @@ class NamedSem:
     """An open semaphore handle; ``close()`` once."""
 
     def __init__(self, name: str, create: bool, mode: int = 0o600, value: int = 0) -> None:
+        if create and _VARIADIC_BROKEN:
+            from .._errors import NotSupportedError
+
+            raise NotSupportedError(
+                "creating a semaphore needs a variadic call (sem_open with a mode and a value), "
+                "which ctypes cannot make on this platform (Apple arm64): use the Rust backend"
+            )
         lib = _lib()
         raw = name.encode()
         while True:
