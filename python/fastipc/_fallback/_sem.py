@@ -75,7 +75,8 @@ class Semaphore:
                 self._sem = _impl.NamedSem(_names.posix_name(name, "sem"), True, mode, value)
             self._name: str = self._sem.name
             _fix_mode(self._name, mode)
-            _registry.record("sem", self._name, 0)
+            if not _WINDOWS:  # Win32 objects vanish with their last handle: nothing can leak
+                _registry.record("sem", self._name, 0)
         else:
             if name is None:
                 raise ValueError("'name' can only be None if create=True")
