@@ -34,7 +34,7 @@ impl Lock {
         })
     }
 
-    fn convert(&self, err: PyErr, py: Python<'_>, errno: Option<Errno>) -> PyErr {
+    fn convert(&self, err: PyErr, errno: Option<Errno>) -> PyErr {
         match errno {
             Some(Errno::DEADLK) => PyRuntimeError::new_err(format!(
                 "cannot acquire {}: this thread holds it already (fastipc.Lock is not reentrant)",
@@ -44,10 +44,7 @@ impl Lock {
                 "cannot release {}: this thread does not hold it",
                 self.name
             )),
-            _ => {
-                let _ = py;
-                err
-            }
+            _ => err,
         }
     }
 }
@@ -104,9 +101,9 @@ impl Lock {
                     errno = errno_of(&r);
                     r
                 });
-                result.map_err(|e| self.convert(e, py, errno))?
+                result.map_err(|e| self.convert(e, errno))?
             }
-            Err(e) => return Err(self.convert(e, py, errno)),
+            Err(e) => return Err(self.convert(e, errno)),
         };
         match outcome {
             Some(how) => {
@@ -119,11 +116,11 @@ impl Lock {
     }
 
     /// Releases the lock; `RuntimeError` if this thread does not hold it.
-    fn release(&self, py: Python<'_>) -> PyResult<()> {
+    fn release(&self) -> PyResult<()> {
         let core = self.get()?;
         let result = core.release();
         let errno = errno_of(&result);
-        result.py_err().map_err(|e| self.convert(e, py, errno))
+        result.py_err().map_err(|e| self.convert(e, errno))
     }
 
     /// True if the most recent successful `acquire` found that the previous holder had died
@@ -170,12 +167,11 @@ impl Lock {
 
     fn __exit__(
         &self,
-        py: Python<'_>,
         _exc_type: Option<&Bound<'_, PyAny>>,
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        self.release(py)
+        self.release()
     }
 
     fn __repr__(&self) -> String {
