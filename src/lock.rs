@@ -130,6 +130,32 @@ impl Lock {
         }
     }
 
+    /// A lock at a place in someone else's shared memory (see `SharedMutex::borrowed`):
+    /// initialised there when `init`, else waited for (briefly) until its initialiser is done.
+    /// `label` names it in messages.
+    #[cfg_attr(not(feature = "python"), allow(dead_code))]
+    pub(crate) fn in_region(mutex: SharedMutex, init: bool, label: String) -> Result<Lock> {
+        if !mutex::ROBUST {
+            return Err(unsupported(&label));
+        }
+        if init {
+            mutex
+                .init()
+                .map_err(|e| Error::os(e, "pthread_mutex_init", &label))?;
+        } else {
+            let start = Instant::now();
+            while !mutex.is_ready() {
+                if start.elapsed() > INIT_WAIT {
+                    return Err(Error::Invalid(format!(
+                        "no fastipc lock was initialised at {label} (create it with init=True)"
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        Ok(Lock::wrap(mutex, label))
+    }
+
     fn wrap(mutex: SharedMutex, name: String) -> Lock {
         Lock {
             mutex: Some(mutex),

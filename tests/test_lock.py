@@ -267,3 +267,93 @@ def test_kill_9_at_random_moments_of_a_busy_holder(lock_module, lock):
         lock.release()
     # some kills land while the child holds the lock
     assert recovered > 0
+
+
+# ---------------------------------------------------------------------------- Lock.in_buffer
+
+
+def test_in_buffer_lock_next_to_its_data(lock_module, names):
+    seg = lock_module.SharedMemory(names(), create=True, size=4096)
+    try:
+        assert lock_module.Lock.SIZE == 128
+        lk = lock_module.Lock.in_buffer(seg, 256, init=True)
+        assert lk.name == f"{seg.name}@256"
+        other = lock_module.Lock.in_buffer(lock_module.SharedMemory(seg.name), 256)
+        try:
+            with lk:
+                assert other.acquire(blocking=False) is False
+            assert other.acquire(timeout=1) is True
+            other.release()
+            with pytest.raises(ValueError, match="unlink the segment"):
+                lk.unlink()
+            with pytest.raises(BufferError):
+                seg.close()  # the lock keeps its bytes exported
+        finally:
+            other.close()
+            lk.close()
+        seg.close()
+    finally:
+        seg.close()
+        seg.unlink()
+
+
+def test_in_buffer_argument_checks(lock_module, names):
+    seg = lock_module.SharedMemory(names(), create=True, size=200)
+    try:
+        for offset in (-64, 10, 128):  # negative, misaligned, too little room left
+            with pytest.raises(ValueError):
+                lock_module.Lock.in_buffer(seg, offset, init=True)
+        with pytest.raises(TypeError, match="SharedMemory"):
+            lock_module.Lock.in_buffer(bytearray(4096), 0, init=True)
+        start = time.monotonic()
+        with pytest.raises(ValueError, match="init=True"):
+            lock_module.Lock.in_buffer(seg, 0)  # nobody initialised it
+        assert time.monotonic() - start < 5
+    finally:
+        seg.close()
+        seg.unlink()
+
+
+def test_in_buffer_lock_survives_kill_9(lock_module, names):
+    seg = lock_module.SharedMemory(names(), create=True, size=4096)
+    try:
+        lk = lock_module.Lock.in_buffer(seg, 0, init=True)
+        try:
+            for _ in range(50):
+                r, w = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - child
+                    try:
+                        os.close(r)
+                        mine = lock_module.Lock.in_buffer(lock_module.SharedMemory(seg.name), 0)
+                        mine.acquire()
+                        os.write(w, b"x")
+                        time.sleep(60)
+                    finally:
+                        os._exit(0)
+                os.close(w)
+                assert os.read(r, 1) == b"x"
+                os.close(r)
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                assert lk.acquire(timeout=5) and lk.recovered
+                lk.release()
+        finally:
+            lk.close()
+    finally:
+        seg.close()
+        seg.unlink()
+
+
+def test_fallback_in_buffer_is_not_supported(backend, backend_name, names):
+    if backend_name != "python":
+        pytest.skip("the Rust backend has Lock.in_buffer")
+    import fastipc
+
+    seg = backend.SharedMemory(names(), create=True, size=4096)
+    try:
+        with pytest.raises(fastipc.NotSupportedError):
+            backend.Lock.in_buffer(seg, 0, init=True)
+    finally:
+        seg.close()
+        seg.unlink()

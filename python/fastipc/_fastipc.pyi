@@ -6,7 +6,7 @@ The pure-Python fallback (``fastipc._fallback``) implements exactly this API; th
 
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Final, Literal, Protocol, Self, final, overload
+from typing import ClassVar, Final, Literal, Protocol, Self, final, overload
 
 from typing_extensions import Buffer
 
@@ -369,9 +369,19 @@ class Lock:
     the next :meth:`acquire` succeeds and :attr:`recovered` is true. Not reentrant; released by
     the thread that acquired it. ``NotSupportedError`` where robust mutexes do not exist."""
 
+    SIZE: ClassVar[int]
+    """Bytes a lock takes in a SharedMemory (:meth:`in_buffer`)."""
+
     def __new__(
         cls, name: str | None = None, create: bool = False, *, mode: int = 0o600
     ) -> Self: ...
+    @classmethod
+    def in_buffer(cls, shm: SharedMemory, offset: int = 0, *, init: bool = False) -> Self:
+        """A lock at ``offset`` (a multiple of 64) of ``shm``, next to the data it protects,
+        taking :attr:`SIZE` bytes. One process initialises it with ``init=True`` before the
+        others use it. ``shm`` cannot be closed while the lock is open (``BufferError``); the
+        lock's :attr:`name` is ``"<segment name>@<offset>"`` and :meth:`unlink` is a
+        ``ValueError``."""
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take the lock; ``False`` if ``blocking`` is false or ``timeout`` seconds pass first.
         ``RuntimeError`` if this thread holds it already and would wait."""

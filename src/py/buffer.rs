@@ -70,6 +70,29 @@ impl Buffer {
     }
 }
 
+impl Buffer {
+    /// A robust mutex at `offset` of this (writable) view, which it keeps exported for as long
+    /// as the mutex lives. `EINVAL` if the bytes there are too few or misaligned.
+    pub fn into_shared_mutex(
+        self,
+        offset: usize,
+    ) -> Result<crate::sys::mutex::SharedMutex, rustix::io::Errno> {
+        use crate::sys::mutex::{SharedMutex, IN_BUFFER_SIZE};
+        let end = offset.checked_add(IN_BUFFER_SIZE);
+        if self.view.readonly != 0 || end.is_none_or(|end| end > self.len()) {
+            return Err(rustix::io::Errno::INVAL);
+        }
+        let base = self.view.buf.cast::<u8>();
+        // SAFETY: `offset + IN_BUFFER_SIZE <= len` bytes of a writable export lie at `base`; the
+        // export (moved into the keeper) keeps them valid until the mutex is dropped. The
+        // caller only exports fastipc shared memory segments, whose bytes are shared memory.
+        unsafe {
+            let at = base.add(offset);
+            SharedMutex::borrowed(at, Box::new(std::sync::Mutex::new(self)))
+        }
+    }
+}
+
 impl Drop for Buffer {
     fn drop(&mut self) {
         Python::attach(|_py| {

@@ -3,15 +3,19 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyType;
 use rustix::io::Errno;
 
 use crate::error::Error;
 use crate::lock::{self, Acquired, Lock as Core};
 use crate::py::blocking::detached;
+use crate::py::buffer::Buffer;
 use crate::py::errors::IntoPy;
 use crate::py::sem::acquire_deadline;
+use crate::py::shm::SharedMemory;
+use crate::sys::mutex::{IN_BUFFER_ALIGN, IN_BUFFER_SIZE};
 
 /// A lock in shared memory on a robust process-shared mutex: when its holder dies, the next
 /// `acquire` succeeds and sets `recovered`.
@@ -20,6 +24,8 @@ pub struct Lock {
     inner: Mutex<Option<Arc<Core>>>,
     name: String,
     recovered: AtomicBool,
+    /// False for a lock placed in a SharedMemory with `in_buffer`: no segment of its own.
+    own_segment: bool,
 }
 
 impl Lock {
@@ -75,6 +81,65 @@ impl Lock {
             name: core.name().to_string(),
             inner: Mutex::new(Some(Arc::new(core))),
             recovered: AtomicBool::new(false),
+            own_segment: true,
+        })
+    }
+
+    /// Bytes a lock takes in a SharedMemory (`in_buffer`).
+    #[classattr]
+    #[allow(non_snake_case)]
+    fn SIZE() -> usize {
+        IN_BUFFER_SIZE
+    }
+
+    /// A lock placed at `offset` (a multiple of 64) of the SharedMemory `shm`, next to the data
+    /// it protects, taking `Lock.SIZE` bytes. Exactly one process initialises it with
+    /// `init=True` before the others use it (they wait up to 2 s for that). `shm` cannot be
+    /// closed while the lock is open (`BufferError`).
+    #[classmethod]
+    #[pyo3(signature = (shm, offset=0, *, init=false))]
+    fn in_buffer(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        shm: &Bound<'_, PyAny>,
+        offset: i64,
+        init: bool,
+    ) -> PyResult<Self> {
+        let segment = shm.cast::<SharedMemory>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "Lock.in_buffer needs a fastipc.SharedMemory, not {}",
+                shm.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        let offset = usize::try_from(offset)
+            .ok()
+            .filter(|o| o % IN_BUFFER_ALIGN == 0)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "offset must be a non-negative multiple of {IN_BUFFER_ALIGN}, not {offset}"
+                ))
+            })?;
+        let label = format!("{}@{offset}", segment.get().label());
+        let view = Buffer::writable(&segment.getattr("buf")?)?;
+        let size = view.len();
+        let mutex = view.into_shared_mutex(offset).map_err(|_| {
+            PyValueError::new_err(format!(
+                "a lock needs {IN_BUFFER_SIZE} bytes at offset {offset}, and the segment has \
+                 {size}"
+            ))
+        })?;
+        let what = label.clone();
+        let core = py
+            .detach(move || Core::in_region(mutex, init, what))
+            .py_err()?;
+        Ok(Lock {
+            name: label,
+            inner: Mutex::new(Some(Arc::new(core))),
+            recovered: AtomicBool::new(false),
+            own_segment: false,
         })
     }
 
@@ -147,6 +212,12 @@ impl Lock {
 
     /// Removes the lock's name; processes that opened it keep using it.
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
+        if !self.own_segment {
+            return Err(PyValueError::new_err(format!(
+                "the lock {} lives in a SharedMemory: unlink the segment instead",
+                self.name
+            )));
+        }
         let name = self.name.clone();
         py.detach(|| lock::unlink(&name)).py_err()
     }

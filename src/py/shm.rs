@@ -113,7 +113,8 @@ impl SharedMemory {
         guard.as_ref().and_then(|s| s.get().fd())
     }
 
-    fn label(&self) -> &str {
+    /// The name, or "anonymous segment".
+    pub(crate) fn label(&self) -> &str {
         self.name.as_deref().unwrap_or("anonymous segment")
     }
 }

@@ -1,4 +1,4 @@
-//! Robust, process-shared pthread mutexes living in a shared mapping.
+//! Robust, process-shared pthread mutexes living in shared memory.
 //!
 //! The layout of a lock segment, fixed so that every process agrees on it:
 //!
@@ -10,6 +10,7 @@
 //! Robust mutexes exist on Linux (and Android, FreeBSD); elsewhere [`ROBUST`] is false and the
 //! lock is not offered.
 
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -41,11 +42,43 @@ pub enum Locked {
     OwnerDied,
 }
 
-/// A mutex in a lock segment mapped by this process.
-#[derive(Debug)]
-pub struct SharedMutex {
-    mapping: Mapping,
+/// Where a mutex lives: a lock segment of its own, or a region of someone else's shared memory
+/// kept alive by `keep` (a buffer export of a `SharedMemory`, in the bindings).
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+enum Region {
+    Own(Mapping),
+    Borrowed {
+        base: NonNull<u8>,
+        /// Dropped with the mutex, never read: it keeps the memory mapped.
+        _keep: Box<dyn std::any::Any + Send + Sync>,
+    },
 }
+
+/// A mutex in shared memory mapped by this process.
+pub struct SharedMutex {
+    region: Region,
+}
+
+impl std::fmt::Debug for SharedMutex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedMutex")
+            .field("at", &self.base())
+            .finish()
+    }
+}
+
+// SAFETY: the region is shared memory that any thread may touch (through atomics and pthread
+// calls only); a borrowed region's keeper is itself Send + Sync.
+unsafe impl Send for SharedMutex {}
+// SAFETY: as above; every method takes `&self` and synchronises through the mutex or atomics.
+unsafe impl Sync for SharedMutex {}
+
+/// Bytes a lock needs in someone else's shared memory (room for every platform's mutex).
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+pub const IN_BUFFER_SIZE: usize = 128;
+/// Alignment of such a lock's offset.
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+pub const IN_BUFFER_ALIGN: usize = 64;
 
 fn check(rc: libc::c_int) -> Result<(), Errno> {
     if rc == 0 {
@@ -61,20 +94,51 @@ impl SharedMutex {
         if mapping.len() < SEGMENT_SIZE {
             return Err(Errno::INVAL);
         }
-        Ok(SharedMutex { mapping })
+        Ok(SharedMutex {
+            region: Region::Own(mapping),
+        })
+    }
+
+    /// A mutex at `base`, in memory that `keep` keeps mapped; `EINVAL` unless `base` is aligned
+    /// to [`IN_BUFFER_ALIGN`].
+    ///
+    /// # Safety
+    /// `base..base + IN_BUFFER_SIZE` must be writable memory that stays mapped while `keep`
+    /// lives, and that nothing in this process accesses except through fastipc locks (other
+    /// processes share it: only atomics and pthread calls touch it).
+    #[cfg_attr(not(feature = "python"), allow(dead_code))]
+    pub unsafe fn borrowed(
+        base: *mut u8,
+        keep: Box<dyn std::any::Any + Send + Sync>,
+    ) -> Result<SharedMutex, Errno> {
+        let base = NonNull::new(base).ok_or(Errno::INVAL)?;
+        if base.as_ptr() as usize % IN_BUFFER_ALIGN != 0 || SEGMENT_SIZE > IN_BUFFER_SIZE {
+            return Err(Errno::INVAL);
+        }
+        Ok(SharedMutex {
+            region: Region::Borrowed { base, _keep: keep },
+        })
+    }
+
+    fn base(&self) -> *mut u8 {
+        match &self.region {
+            Region::Own(mapping) => mapping.as_ptr(),
+            Region::Borrowed { base, .. } => base.as_ptr(),
+        }
     }
 
     fn state(&self) -> &AtomicU32 {
-        // SAFETY: offset 0 of a page-aligned mapping is aligned for u32 and inside it (checked in
-        // `new`); the memory lives as long as `self`, and an atomic is the right type for a word
-        // that other processes write concurrently.
-        unsafe { AtomicU32::from_ptr(self.mapping.as_ptr().cast::<u32>()) }
+        // SAFETY: the base is page-aligned (own mapping) or 64-byte aligned (borrowed) and the
+        // region is at least SEGMENT_SIZE bytes (checked in the constructors); the memory lives
+        // as long as `self`, and an atomic is the right type for a word that other processes
+        // write concurrently.
+        unsafe { AtomicU32::from_ptr(self.base().cast::<u32>()) }
     }
 
     fn raw(&self) -> *mut libc::pthread_mutex_t {
-        // SAFETY: MUTEX_OFFSET + size_of(pthread_mutex_t) <= len (checked in `new`), and 64 is a
-        // multiple of the mutex's alignment within a page-aligned mapping.
-        unsafe { self.mapping.as_ptr().add(MUTEX_OFFSET).cast() }
+        // SAFETY: MUTEX_OFFSET + size_of(pthread_mutex_t) = SEGMENT_SIZE lies inside the region
+        // (checked in the constructors), and 64 is a multiple of the mutex's alignment.
+        unsafe { self.base().add(MUTEX_OFFSET).cast() }
     }
 
     /// Whether the creator finished initialising the mutex.

@@ -16,7 +16,13 @@ __all__ = ["Lock"]
 class Lock:
     """Raises ``NotSupportedError``: crash-robust locks need the Rust extension."""
 
+    SIZE = 128
+
     def __init__(self, name: str | None = None, create: bool = False, *, mode: int = 0o600) -> None:
+        _unsupported()
+
+    @classmethod
+    def in_buffer(cls, shm: object, offset: int = 0, *, init: bool = False) -> Lock:
         _unsupported()
 
 
