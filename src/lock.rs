@@ -109,7 +109,7 @@ impl Lock {
         loop {
             let st = rustix::fs::fstat(&fd).map_err(|e| Error::os(e, "fstat", &name))?;
             let size = usize::try_from(st.st_size).unwrap_or(0);
-            if size >= SEGMENT_SIZE {
+            if size == SEGMENT_SIZE {
                 let map = Mapping::shared(fd.as_fd(), SEGMENT_SIZE)
                     .map_err(|e| Error::os(e, "mmap", &name))?;
                 let mutex = SharedMutex::new(map).map_err(|e| Error::os(e, "mmap", &name))?;
