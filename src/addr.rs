@@ -83,6 +83,16 @@ fn split_host_port<'a>(address: &str, text: &'a str) -> Result<(&'a str, u16)> {
     Ok((host, parse_port(address, &text[colon + 1..])?))
 }
 
+/// A TCP/UDP host as shown in logical addresses: `localhost` is written `127.0.0.1`, as in
+/// remapped names; other hosts as given.
+fn ip_host(host: &str) -> String {
+    if host.eq_ignore_ascii_case("localhost") {
+        "127.0.0.1".to_string()
+    } else {
+        host.to_string()
+    }
+}
+
 /// The canonical loopback name of `host`, or None if it is not a loopback host.
 pub fn loopback_name(host: &str) -> Option<String> {
     if host.eq_ignore_ascii_case("localhost") {
@@ -119,7 +129,7 @@ impl Address {
             if let Some(rest) = address.strip_prefix(prefix) {
                 let (host, port) = split_host_port(address, rest)?;
                 return Ok(Address::Ip {
-                    host: host.to_string(),
+                    host: ip_host(host),
                     port,
                 });
             }
@@ -272,6 +282,14 @@ mod tests {
                 .unwrap()
                 .logical("tcp"),
             "tcp:example.org:80"
+        );
+    }
+
+    #[test]
+    fn localhost_is_written_as_its_address() {
+        assert_eq!(
+            Address::parse("tcp:LocalHost:53").unwrap().logical("udp"),
+            "udp:127.0.0.1:53"
         );
     }
 

@@ -186,12 +186,15 @@ fn new_socket(family: AddressFamily, kind: Kind, nonblocking: bool, what: &str) 
         .map_err(|e| Error::os(e, "socket", what))
 }
 
-/// Turns on `SO_PASSCRED` on a Unix datagram socket before it is bound or used, so that every
-/// datagram it receives carries its sender's credentials (never placeholders: the cookbook's
-/// race of enabling it after the peer sent is closed by doing it first).
+/// Turns on `SO_PASSCRED` on a Unix datagram socket before it is bound, so that every datagram
+/// it receives carries its sender's credentials (never placeholders: the cookbook's race of
+/// enabling it after the peer sent is closed by doing it first), and on seqpacket connections,
+/// where it tells an empty packet (which carries credentials) from end of file (which does not).
+/// Not on unbound datagram sockets: Linux would bind a sender with `SO_PASSCRED` to an
+/// arbitrary abstract name, which its peers would then see.
 fn pass_credentials(fd: BorrowedFd<'_>, kind: Kind, what: &str) -> Result<()> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    if kind == Kind::Datagram {
+    if kind != Kind::Stream {
         rustix::net::sockopt::set_socket_passcred(fd, true)
             .map_err(|e| Error::os(e, "setsockopt", what))?;
     }
@@ -872,7 +875,9 @@ pub fn connect(
         }
     };
     set_blocking(fd.as_fd(), &what)?;
-    Stream::adopt(fd, kind, what, tcp, max_message)
+    let mut stream = Stream::adopt(fd, kind, what, tcp, max_message)?;
+    stream.shared_dir = resolved.dir.is_some_and(|d| d.shared);
+    Ok(stream)
 }
 
 /// A non-blocking connect bounded by `wait`. A full Unix listen queue answers EAGAIN: retried
@@ -991,6 +996,17 @@ pub struct RecvBuf {
     pending: Vec<PendingFds>,
     /// Descriptors of the message being received.
     claimed: Vec<OwnedFd>,
+    /// A large message whose receive stopped part way (timeout, signal): the next receive
+    /// continues it, so the stream never loses its place.
+    partial: Option<Partial>,
+}
+
+/// The part of a large message received before its receive stopped.
+#[derive(Debug)]
+struct Partial {
+    len: usize,
+    data: Vec<u8>,
+    fds: Vec<OwnedFd>,
 }
 
 impl RecvBuf {
@@ -1099,6 +1115,8 @@ pub struct Stream {
     timeout_ns: AtomicU64,
     tx: Mutex<()>,
     rx: Mutex<RecvBuf>,
+    /// Connected through an explicitly named shared socket directory (the caller may warn).
+    shared_dir: bool,
 }
 
 const NO_TIMEOUT: u64 = u64::MAX;
@@ -1113,6 +1131,9 @@ impl Stream {
         max_message: u64,
     ) -> Result<Stream> {
         configure_connected(fd.as_fd(), kind, tcp, &peer)?;
+        if !tcp {
+            pass_credentials(fd.as_fd(), kind, &peer)?;
+        }
         Ok(Stream {
             fd,
             kind,
@@ -1123,6 +1144,7 @@ impl Stream {
             timeout_ns: AtomicU64::new(NO_TIMEOUT),
             tx: Mutex::new(()),
             rx: Mutex::new(RecvBuf::default()),
+            shared_dir: false,
         })
     }
 
@@ -1144,6 +1166,11 @@ impl Stream {
             Stream::adopt(a, kind, "socketpair".into(), false, max_message)?,
             Stream::adopt(b, kind, "socketpair".into(), false, max_message)?,
         ))
+    }
+
+    /// Whether it was connected through an explicitly named shared sticky socket directory.
+    pub fn shared_dir(&self) -> bool {
+        self.shared_dir
     }
 
     /// The peer's logical address.
@@ -1502,6 +1529,15 @@ impl Reader<'_> {
     pub fn next_message(&mut self, limit: Option<u64>, wait: &mut Wait<'_>) -> Result<Incoming> {
         // Descriptors of an earlier message that nobody took are closed here.
         self.buf.claimed.clear();
+        let resumed = self
+            .buf
+            .partial
+            .as_mut()
+            .map(|p| (p.len, std::mem::take(&mut p.fds)));
+        if let Some((len, fds)) = resumed {
+            self.buf.claimed = fds;
+            return Ok(Incoming::Large(len));
+        }
         if self.stream.kind == Kind::SeqPacket {
             return self.next_packet(limit, wait);
         }
@@ -1540,40 +1576,48 @@ impl Reader<'_> {
             limit: usize::MAX as u64,
             what: self.stream.peer.clone(),
         })?;
-        self.buf.consume(header);
         if len > RX_BUFFER - frame::LONG {
+            self.buf.consume(header);
             self.buf.claim(at, total);
             return Ok(Incoming::Large(len));
         }
-        while self.buf.buffered().len() < len {
-            let want = len - self.buf.buffered().len();
+        // Small: the header stays in the buffer until the whole message is there, so a receive
+        // that times out part way leaves the stream where it was.
+        let whole = header + len;
+        while self.buf.buffered().len() < whole {
+            let want = whole - self.buf.buffered().len();
             if self.fill(want, wait)? == 0 {
                 return Err(Error::Truncated {
                     expected: len as u64,
-                    received: self.buf.buffered().len() as u64,
+                    received: (self.buf.buffered().len() - header) as u64,
                     what: self.stream.peer.clone(),
                 });
             }
         }
         self.buf.claim(at, total);
-        let out = self.buf.buffered()[..len].to_vec();
-        self.buf.consume(len);
+        let out = self.buf.buffered()[header..whole].to_vec();
+        self.buf.consume(whole);
         Ok(Incoming::Small(out))
     }
 
     fn next_packet(&mut self, limit: Option<u64>, wait: &mut Wait<'_>) -> Result<Incoming> {
         let stream = self.stream;
-        let len = wait.run(
+        let mut peeked = Ancillary::default();
+        let (len, _) = wait.run(
             stream.fd.as_fd(),
             Ready::Read,
             "recv",
             &stream.peer,
             |nonblocking| {
+                peeked = Ancillary::default();
                 let flags = recv_flags(nonblocking) | RecvFlags::PEEK | RecvFlags::TRUNC;
-                rustix::net::recv(&stream.fd, &mut [0u8; 0][..], flags).map(|(_, n)| n)
+                recv_ancillary(stream.fd.as_fd(), &mut [], flags, &mut peeked)
             },
         )?;
-        if len == 0 && self.peer_hung_up() {
+        // A peek duplicates any descriptors on the packet: close those copies now.
+        let has_creds = peeked.creds.is_some();
+        drop(peeked);
+        if len == 0 && self.end_of_file(has_creds) {
             return Err(Error::Eof {
                 what: stream.peer.clone(),
             });
@@ -1597,6 +1641,17 @@ impl Reader<'_> {
         });
         self.buf.data = small;
         Ok(Incoming::Small(out?))
+    }
+
+    /// Whether a zero-length read is the end of the stream rather than an empty packet. On
+    /// Linux every packet carries credentials (`SO_PASSCRED`) and end of file does not;
+    /// elsewhere an empty packet right before a hang-up reads as the end of file.
+    fn end_of_file(&self, has_creds: bool) -> bool {
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            !has_creds
+        } else {
+            self.peer_hung_up()
+        }
     }
 
     fn peer_hung_up(&self) -> bool {
@@ -1628,10 +1683,27 @@ impl Reader<'_> {
             }
             return Ok(());
         }
-        let mut got = self.buf.take_into(dst);
+        let mut got = match self.buf.partial.take() {
+            Some(partial) => {
+                dst[..partial.data.len()].copy_from_slice(&partial.data);
+                partial.data.len()
+            }
+            None => self.buf.take_into(dst),
+        };
         while got < dst.len() {
             // Reads stay inside this frame, so whatever descriptors come are its own.
-            let (n, fds) = self.recv_some(&mut dst[got..], RecvFlags::empty(), wait)?;
+            let (n, fds) = match self.recv_some(&mut dst[got..], RecvFlags::empty(), wait) {
+                Ok(read) => read,
+                Err(e @ (Error::Timeout { .. } | Error::Interrupted)) => {
+                    self.buf.partial = Some(Partial {
+                        len: dst.len(),
+                        data: dst[..got].to_vec(),
+                        fds: std::mem::take(&mut self.buf.claimed),
+                    });
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             self.buf.abs_end += n as u64;
             self.buf.claimed.extend(fds);
             if n == 0 {
@@ -1803,9 +1875,6 @@ impl Datagram {
 
     fn unbound(family: AddressFamily) -> Result<Datagram> {
         let fd = new_socket(family, Kind::Datagram, false, "datagram socket")?;
-        if family == AddressFamily::UNIX {
-            pass_credentials(fd.as_fd(), Kind::Datagram, "datagram socket")?;
-        }
         configure_connected(
             fd.as_fd(),
             Kind::Datagram,
@@ -1835,7 +1904,6 @@ impl Datagram {
         )
         .map_err(|e| Error::os(e, "socketpair", "socketpair"))?;
         let wrap = |fd: OwnedFd| -> Result<Datagram> {
-            pass_credentials(fd.as_fd(), Kind::Datagram, "socketpair")?;
             configure_connected(fd.as_fd(), Kind::Datagram, false, "socketpair")?;
             Ok(Datagram {
                 fd,
@@ -1995,7 +2063,7 @@ impl Datagram {
         self.check_extras(fds, creds, &what)?;
         let mut wait = self.wait(interrupt);
         let fd = self.fd.as_fd();
-        wait.run(fd, Ready::Write, "sendto", &what, |nb| {
+        let sent = wait.run(fd, Ready::Write, "sendto", &what, |nb| {
             send_ancillary(
                 fd,
                 &[IoSlice::new(data)],
@@ -2004,7 +2072,18 @@ impl Datagram {
                 send_flags(nb),
                 dest.as_ref(),
             )
-        })
+        });
+        match sent {
+            Err(Error::Os {
+                errno: Errno::MSGSIZE,
+                ..
+            }) => Err(Error::MessageTooLarge {
+                size: data.len() as u64,
+                limit: rustix::net::sockopt::socket_send_buffer_size(fd).unwrap_or(0) as u64,
+                what: format!("{what}: larger than one datagram can be here"),
+            }),
+            other => other,
+        }
     }
 
     /// Connects to `address`: `send` and `recv` then use it.
@@ -2171,5 +2250,54 @@ mod tests {
         let many = vec![r.as_fd(); SCM_MAX_FD + 1];
         let err = a.send_message(b"x", &many, &mut Uninterrupted).unwrap_err();
         assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+    }
+}
+
+#[cfg(test)]
+mod resume_tests {
+    use super::*;
+    use crate::wait::Uninterrupted;
+
+    #[test]
+    fn a_timeout_inside_a_message_loses_nothing() {
+        let (a, b) = Stream::pair(Kind::Stream, DEFAULT_MAX_MESSAGE).expect("pair");
+        b.set_timeout(Some(Duration::from_millis(20)));
+        let mut stop = Uninterrupted;
+        // 150 kB takes the large-message path yet fits the kernel's buffer while nobody reads.
+        for size in [100usize, 150_000] {
+            let message: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let mut header = [0u8; frame::LONG];
+            let hlen = frame::encode_header(size as u64, &mut header);
+            // Half a message, then the receiver times out, then the rest arrives.
+            let mut first = header[..hlen].to_vec();
+            first.extend_from_slice(&message[..size / 2]);
+            a.send_all(&first, &mut stop).expect("send");
+            let err = b.recv_message(None, &mut stop).unwrap_err();
+            assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+            a.send_all(&message[size / 2..], &mut stop).expect("send");
+            b.set_timeout(None);
+            assert_eq!(b.recv_message(None, &mut stop).expect("recv"), message);
+            b.set_timeout(Some(Duration::from_millis(20)));
+        }
+    }
+
+    #[test]
+    fn empty_seqpacket_messages_are_not_end_of_file() {
+        let (a, b) = Stream::pair(Kind::SeqPacket, DEFAULT_MAX_MESSAGE).expect("pair");
+        let mut stop = Uninterrupted;
+        a.send_message(b"", &[], &mut stop).expect("send");
+        a.send_message(b"x", &[], &mut stop).expect("send");
+        a.send_message(b"", &[], &mut stop).expect("send");
+        drop(a);
+        assert_eq!(b.recv_message(None, &mut stop).expect("empty"), b"");
+        assert_eq!(b.recv_message(None, &mut stop).expect("x"), b"x");
+        assert_eq!(
+            b.recv_message(None, &mut stop).expect("empty before close"),
+            b""
+        );
+        assert!(matches!(
+            b.recv_message(None, &mut stop),
+            Err(Error::Eof { .. })
+        ));
     }
 }

@@ -51,7 +51,11 @@ pub(crate) fn address_arg(obj: &Bound<'_, PyAny>) -> PyResult<Address> {
     if let Ok(tuple) = obj.cast::<PyTuple>() {
         if tuple.len() == 2 {
             let host: String = tuple.get_item(0)?.extract()?;
-            let port: i64 = tuple.get_item(1)?.extract()?;
+            let port_obj = tuple.get_item(1)?;
+            if port_obj.is_instance_of::<pyo3::types::PyBool>() {
+                return Err(PyTypeError::new_err("the port must be an int, not bool"));
+            }
+            let port: i64 = port_obj.extract()?;
             let port = u16::try_from(port).map_err(|_| {
                 PyValueError::new_err(format!(
                     "invalid address ({host:?}, {port}): the port must be a number from 0 to 65535"
@@ -152,11 +156,16 @@ fn connect(
         let sock = py
             .detach(|| Datagram::connect_new(&address, dir))
             .py_err()?;
+        warn_shared(py, sock.shared_dir(), &dir_of(sock.path()))?;
         return Ok(Py::new(py, DatagramSocket::wrap(sock))?.into_any());
     }
     let stream = detached(py, |check| {
         socket::connect(&address, kind, dir, max_message, timeout, check)
     })?;
+    if stream.shared_dir() {
+        let shown = crate::sockdir::choose(dir).0.display().to_string();
+        warn_shared(py, true, &shown)?;
+    }
     Ok(Py::new(py, Connection::wrap(stream))?.into_any())
 }
 

@@ -1,0 +1,28 @@
+"""Pure-Python backend of fastipc: the same API as the extension, on the standard library alone.
+
+It is the implementation on Windows and wherever the extension cannot load; ``docs/sockets.md``
+describes the behaviour both backends share.
+"""
+
+from __future__ import annotations
+
+from ._addr import default_socket_dir, resolve
+from ._api import DEFAULT_MAX_MESSAGE, connect, listen, socketpair
+from ._conn import Connection
+from ._dgram import DatagramSocket
+from ._listener import Listener
+
+BACKEND = "python"
+
+__all__ = [
+    "BACKEND",
+    "DEFAULT_MAX_MESSAGE",
+    "Connection",
+    "DatagramSocket",
+    "Listener",
+    "connect",
+    "default_socket_dir",
+    "listen",
+    "resolve",
+    "socketpair",
+]

@@ -1,0 +1,223 @@
+"""``DatagramSocket``: Unix datagram sockets when remapped, UDP otherwise."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from .._errors import MessageTooLarge
+from . import _platform
+from ._addr import Address, format_host, parse, remapped_name
+from ._open import unix_target
+from ._platform import MSG_NOSIGNAL, oserror, timeout_error
+from ._sockdir import UnixBinding
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from typing_extensions import Buffer
+
+__all__ = ["DatagramSocket"]
+
+
+class DatagramSocket:
+    """A datagram socket (Unix datagram when remapped, UDP otherwise)."""
+
+    __slots__ = (
+        "__weakref__",
+        "_address",
+        "_binding",
+        "_closed",
+        "_loopback_names",
+        "_path",
+        "_peer",
+        "_sdir",
+        "_sdir_abs",
+        "_sock",
+    )
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        address: str | None,
+        path: str | None,
+        binding: UnixBinding | None,
+        sdir: str,
+        loopback_names: bool = False,
+    ) -> None:
+        self._sock = sock
+        self._address = address
+        self._path = path
+        self._peer: str | None = None
+        self._binding = binding
+        self._sdir = sdir
+        self._sdir_abs = os.path.abspath(sdir)
+        # True for a remapped socket on a platform where that means UDP loopback: loopback
+        # senders are then named as remapped addresses (``127.0.0.1:<p>``).
+        self._loopback_names = loopback_names
+        self._closed = False
+        _platform.nosigpipe(sock)
+
+    @property
+    def address(self) -> str | None:
+        return self._address
+
+    @property
+    def path(self) -> str | None:
+        return self._path
+
+    @property
+    def peer(self) -> str | None:
+        return self._peer
+
+    @property
+    def kind(self) -> str:
+        return "datagram"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        name = "unbound" if self._address is None else self._address
+        path = "" if self._path is None else f" path={self._path}"
+        peer = "" if self._peer is None else f" peer={self._peer}"
+        if self._closed:
+            return f"<fastipc.DatagramSocket {name}{path}{peer} closed>"
+        return f"<fastipc.DatagramSocket {name}{path}{peer} fd={self._sock.fileno()}>"
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _name(self) -> str | None:
+        return self._peer if self._peer is not None else self._address
+
+    def _check(self) -> socket.socket:
+        if self._closed:
+            raise oserror(errno.EBADF, self._name())
+        return self._sock
+
+    def _error(self, e: OSError, name: str | None, send: bool = False) -> Exception:
+        if isinstance(e, BlockingIOError) or (isinstance(e, TimeoutError) and e.errno is None):
+            return timeout_error(name)
+        if e.errno is None:
+            return e
+        if send and e.errno == errno.EMSGSIZE:
+            return MessageTooLarge(f"datagram too large ({name})")
+        return oserror(e.errno, name)
+
+    def _target(self, address: Address) -> tuple[str | tuple[str, int], str]:
+        """The kernel address for a destination, and its logical name."""
+        ep = parse(address, self._sdir)
+        if ep.kind == "ip":
+            if ep.prefix == "tcp:":
+                return (ep.host, ep.port), f"udp:{format_host(ep.host)}:{ep.port}"
+            return (ep.host, ep.port), ep.logical
+        return unix_target(ep), ep.logical
+
+    def sender_name(self, addr: object) -> str | None:
+        """The logical address of a sender as returned by ``recvfrom``."""
+        if addr is None or addr in ("", b""):
+            return None
+        if isinstance(addr, bytes):
+            if addr.startswith(b"\0"):
+                return "unix:@" + addr[1:].decode("utf-8", "surrogateescape")
+            addr = os.fsdecode(addr)
+        if isinstance(addr, str):
+            if addr.startswith("\0"):
+                return "unix:@" + addr[1:]
+            head, base = os.path.split(addr)
+            if os.path.abspath(head or ".") == self._sdir_abs:
+                name, _, port = base.rpartition(":")
+                if name and remapped_name(name.strip("[]")) == name and port.isdigit():
+                    return base
+            return f"unix:{addr}"
+        if isinstance(addr, tuple) and len(addr) >= 2:
+            ip, ip_port = str(addr[0]), int(addr[1])
+            if self._loopback_names:
+                loop = remapped_name(ip)
+                if loop is not None:
+                    return f"{loop}:{ip_port}"
+            return f"udp:{format_host(ip)}:{ip_port}"
+        return None  # pragma: no cover - unknown family
+
+    # -- operations -----------------------------------------------------------------------------
+
+    def sendto(self, data: Buffer, address: Address) -> int:
+        sock = self._check()
+        target, name = self._target(address)
+        try:
+            return sock.sendto(data, MSG_NOSIGNAL, target)
+        except OSError as e:
+            raise self._error(e, name, send=True) from None
+
+    def recvfrom(self, bufsize: int) -> tuple[bytes, str | None]:
+        sock = self._check()
+        try:
+            data, addr = sock.recvfrom(bufsize)
+        except OSError as e:
+            raise self._error(e, self._name()) from None
+        return data, self.sender_name(addr)
+
+    def connect(self, address: Address) -> None:
+        sock = self._check()
+        target, name = self._target(address)
+        try:
+            sock.connect(target)
+        except OSError as e:
+            raise self._error(e, name) from None
+        self._peer = name
+
+    def send(self, data: Buffer) -> int:
+        sock = self._check()
+        try:
+            return sock.send(data, MSG_NOSIGNAL)
+        except OSError as e:
+            raise self._error(e, self._name(), send=True) from None
+
+    def recv(self, bufsize: int) -> bytes:
+        sock = self._check()
+        try:
+            return sock.recv(bufsize)
+        except OSError as e:
+            raise self._error(e, self._name()) from None
+
+    def settimeout(self, timeout: float | None) -> None:
+        timeout = _platform.check_timeout(timeout)
+        self._check().settimeout(timeout)
+
+    def gettimeout(self) -> float | None:
+        return self._sock.gettimeout()
+
+    def fileno(self) -> int:
+        return self._check().fileno()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._sock.close()
+        finally:
+            binding, self._binding = self._binding, None
+            if binding is not None:
+                binding.release()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()

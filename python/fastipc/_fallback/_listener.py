@@ -1,0 +1,135 @@
+"""``Listener``: a listening stream or seqpacket socket."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from . import _platform
+from ._conn import Connection
+from ._platform import deadline_for, oserror, remaining, timeout_error, wait_fd
+from ._sockdir import UnixBinding
+
+if TYPE_CHECKING:
+    from typing import Self
+
+__all__ = ["Listener"]
+
+
+class Listener:
+    """A listening stream or seqpacket socket. Created by :func:`listen`."""
+
+    __slots__ = (
+        "__weakref__",
+        "_address",
+        "_binding",
+        "_closed",
+        "_kind",
+        "_max",
+        "_path",
+        "_sock",
+    )
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        address: str,
+        path: str | None,
+        kind: str,
+        max_message: int,
+        binding: UnixBinding | None,
+    ) -> None:
+        self._sock = sock
+        self._address = address
+        self._path = path
+        self._kind = kind
+        self._max = max_message
+        self._binding = binding
+        self._closed = False
+        sock.setblocking(False)
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    @property
+    def path(self) -> str | None:
+        return self._path
+
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def max_message(self) -> int:
+        return self._max
+
+    def __repr__(self) -> str:
+        path = "" if self._path is None else f" path={self._path}"
+        if self._closed:
+            return f"<fastipc.Listener {self._address}{path} closed>"
+        return f"<fastipc.Listener {self._address}{path} fd={self._sock.fileno()}>"
+
+    def accept(self, timeout: float | None = None) -> Connection:
+        timeout = _platform.check_timeout(timeout)
+        deadline = deadline_for(timeout)
+        while True:
+            if self._closed:
+                raise oserror(errno.EBADF, self._address)
+            try:
+                sock, _ = self._sock.accept()
+                break
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as e:
+                if e.errno in (errno.ECONNABORTED, errno.EPROTO):
+                    continue
+                raise oserror(e.errno, self._address) if e.errno else e from None
+            if not wait_fd(self._sock.fileno(), False, remaining(deadline, self._address)):
+                raise timeout_error(self._address)
+        try:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return Connection(sock, self._address, self._kind, self._max)
+        except BaseException:
+            sock.close()
+            raise
+
+    def fileno(self) -> int:
+        if self._closed:
+            raise oserror(errno.EBADF, self._address)
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._sock.close()
+        finally:
+            binding, self._binding = self._binding, None
+            if binding is not None:
+                binding.release()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()

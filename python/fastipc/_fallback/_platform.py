@@ -1,0 +1,138 @@
+"""Platform decisions and small helpers shared by the fallback modules.
+
+Whether loopback addresses are remapped to Unix sockets or served over TCP loopback is decided
+here and nowhere else: :func:`tcp_loopback` reads the module flag ``WINDOWS``, which a test may
+set to ``True`` to exercise the Windows code paths on a Unix machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import math
+import os
+import select
+import socket
+import sys
+import time
+
+__all__ = [
+    "LINUX",
+    "MSG_NOSIGNAL",
+    "SUN_PATH_MAX",
+    "WINDOWS",
+    "abstract_supported",
+    "check_timeout",
+    "deadline_for",
+    "nosigpipe",
+    "oserror",
+    "poll_hup",
+    "remaining",
+    "tcp_loopback",
+    "timeout_error",
+    "wait_fd",
+]
+
+#: True on Windows. Tests may monkeypatch it to force the TCP-loopback code paths.
+WINDOWS: bool = sys.platform == "win32"
+LINUX: bool = sys.platform.startswith("linux")
+
+#: Size of ``sockaddr_un.sun_path``, including the terminating NUL.
+SUN_PATH_MAX: int = 108 if LINUX or sys.platform.startswith(("cygwin", "sunos")) else 104
+
+MSG_NOSIGNAL: int = getattr(socket, "MSG_NOSIGNAL", 0)
+_SO_NOSIGPIPE: int | None = getattr(socket, "SO_NOSIGPIPE", None)
+if _SO_NOSIGPIPE is None and (sys.platform == "darwin" or "bsd" in sys.platform):
+    _SO_NOSIGPIPE = 0x1022
+
+
+def tcp_loopback() -> bool:
+    """Whether remapped loopback addresses are TCP loopback (Windows) or Unix sockets."""
+    return WINDOWS
+
+
+def abstract_supported() -> bool:
+    return LINUX and not WINDOWS
+
+
+def nosigpipe(sock: socket.socket) -> None:
+    """Ask the kernel not to raise SIGPIPE for this socket where ``MSG_NOSIGNAL`` is missing."""
+    if _SO_NOSIGPIPE is not None and not WINDOWS:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, _SO_NOSIGPIPE, 1)
+
+
+def oserror(code: int | None, filename: str | None) -> OSError:
+    """``OSError(code, strerror, filename)``: Python picks the subclass for the errno."""
+    if code is None:
+        code = errno.EIO
+    return OSError(code, os.strerror(code), filename)
+
+
+def timeout_error(filename: str | None) -> TimeoutError:
+    return TimeoutError(errno.ETIMEDOUT, "timed out", filename)
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    value = float(timeout)
+    if math.isnan(value):
+        raise ValueError("timeout must be a number")
+    if value < 0:
+        raise ValueError("timeout must be non-negative or None")
+    return value
+
+
+def deadline_for(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def remaining(deadline: float | None, filename: str | None) -> float | None:
+    """Seconds left until ``deadline`` (``None``: forever); ``TimeoutError`` once it has passed."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise timeout_error(filename)
+    return left
+
+
+if hasattr(select, "poll"):
+    _POLLIN = select.POLLIN
+    _POLLOUT = select.POLLOUT
+
+    def wait_fd(fd: int, write: bool, timeout: float | None) -> bool:
+        """Wait until ``fd`` is readable (or writable); False if ``timeout`` expired first.
+
+        ``poll`` is restarted after a signal whose handler returned (PEP 475), and a handler that
+        raises (Ctrl-C) interrupts the wait."""
+        poller = select.poll()
+        poller.register(fd, _POLLOUT if write else _POLLIN)
+        ms = None if timeout is None else max(0, math.ceil(timeout * 1000))
+        return bool(poller.poll(ms))
+
+    def poll_hup(fd: int) -> bool:
+        """Whether the peer has hung up (used to tell end of file from an empty packet)."""
+        poller = select.poll()
+        poller.register(fd, _POLLIN)
+        return any(ev & select.POLLHUP for _, ev in poller.poll(0))
+
+else:  # pragma: no cover - Windows
+
+    def wait_fd(fd: int, write: bool, timeout: float | None) -> bool:
+        # Windows has no poll(); wait in slices so that Ctrl-C is seen promptly.
+        deadline = deadline_for(timeout)
+        while True:
+            left = 0.05 if deadline is None else min(0.05, max(0.0, deadline - time.monotonic()))
+            if write:
+                _, ready, err = select.select([], [fd], [fd], left)
+            else:
+                ready, _, err = select.select([fd], [], [fd], left)
+            if ready or err:
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def poll_hup(fd: int) -> bool:
+        return False
