@@ -1,7 +1,7 @@
 """Pure-Python backend of fastipc: the same API as the extension, on the standard library alone.
 
 It is the implementation on Windows and wherever the extension cannot load; ``docs/sockets.md``
-describes the behaviour both backends share.
+and ``docs/shm.md`` describe the behaviour both backends share.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from ._api import DEFAULT_MAX_MESSAGE, connect, listen, socketpair
 from ._conn import Connection
 from ._dgram import DatagramSocket
 from ._listener import Listener
+from ._lock import Lock
+from ._sem import Semaphore
+from ._shm import SharedMemory
 
 BACKEND = "python"
 
@@ -20,6 +23,9 @@ __all__ = [
     "Connection",
     "DatagramSocket",
     "Listener",
+    "Lock",
+    "Semaphore",
+    "SharedMemory",
     "connect",
     "default_socket_dir",
     "listen",
