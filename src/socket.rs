@@ -182,8 +182,16 @@ fn new_socket(family: AddressFamily, kind: Kind, nonblocking: bool, what: &str) 
     if nonblocking {
         flags |= SocketFlags::NONBLOCK;
     }
-    rustix::net::socket_with(family, kind.socket_type(), flags, None)
-        .map_err(|e| Error::os(e, "socket", what))
+    rustix::net::socket_with(family, kind.socket_type(), flags, None).map_err(|e| match e {
+        Errno::PROTONOSUPPORT | Errno::SOCKTNOSUPPORT | Errno::PROTOTYPE
+            if kind == Kind::SeqPacket =>
+        {
+            Error::NotSupported(format!(
+                "seqpacket Unix sockets do not exist on this platform ({what})"
+            ))
+        }
+        e => Error::os(e, "socket", what),
+    })
 }
 
 /// Turns on `SO_PASSCRED` on a Unix datagram socket before it is bound, so that every datagram
@@ -930,17 +938,14 @@ pub enum Adopted {
 }
 
 /// Wraps a connected socket given as a descriptor (received from another process, say): its
-/// kind and family are read from the socket itself.
+/// kind and family are read from the socket itself. Not a socket: `OSError(ENOTSOCK)`.
 pub fn adopt(fd: OwnedFd, peer: String, max_message: u64) -> Result<Adopted> {
     let ty =
         rustix::net::sockopt::socket_type(&fd).map_err(|e| Error::os(e, "getsockopt", &peer))?;
-    let tcp = match rustix::net::getsockname(&fd) {
-        Ok(local) => local.address_family() != AddressFamily::UNIX,
-        Err(Errno::NOTSOCK) => {
-            return Err(Error::Invalid(format!("{peer} is not a socket")));
-        }
-        Err(e) => return Err(Error::os(e, "getsockname", &peer)),
-    };
+    let tcp = rustix::net::getsockname(&fd)
+        .map_err(|e| Error::os(e, "getsockname", &peer))?
+        .address_family()
+        != AddressFamily::UNIX;
     set_blocking(fd.as_fd(), &peer)?;
     let kind = if ty == SocketType::STREAM {
         Kind::Stream

@@ -16,11 +16,13 @@ from ._errors import (
     SharedSocketDirWarning,
     TruncatedMessage,
 )
+from ._types import Credentials
 
 if TYPE_CHECKING:
     from ._fastipc import (
         BACKEND,
         DEFAULT_MAX_MESSAGE,
+        SCM_MAX_FD,
         Address,
         Connection,
         DatagramSocket,
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
         SharedMemory,
         connect,
         default_socket_dir,
+        fromfd,
         listen,
         resolve,
         socketpair,
@@ -40,6 +43,7 @@ else:
     _impl = _load()
     BACKEND = _impl.BACKEND
     DEFAULT_MAX_MESSAGE = _impl.DEFAULT_MAX_MESSAGE
+    SCM_MAX_FD = _impl.SCM_MAX_FD
     Address = str | tuple[str, int]
     Connection = _impl.Connection
     DatagramSocket = _impl.DatagramSocket
@@ -49,6 +53,7 @@ else:
     SharedMemory = _impl.SharedMemory
     connect = _impl.connect
     default_socket_dir = _impl.default_socket_dir
+    fromfd = _impl.fromfd
     listen = _impl.listen
     resolve = _impl.resolve
     socketpair = _impl.socketpair
@@ -59,9 +64,11 @@ __version__ = "0.1.0"
 __all__ = [
     "BACKEND",
     "DEFAULT_MAX_MESSAGE",
+    "SCM_MAX_FD",
     "Address",
     "BufferTooShort",
     "Connection",
+    "Credentials",
     "DatagramSocket",
     "IPCError",
     "Listener",
@@ -75,6 +82,7 @@ __all__ = [
     "__version__",
     "connect",
     "default_socket_dir",
+    "fromfd",
     "listen",
     "resolve",
     "socketpair",

@@ -7,9 +7,10 @@ and ``docs/shm.md`` describe the behaviour both backends share.
 from __future__ import annotations
 
 from ._addr import default_socket_dir, resolve
-from ._api import DEFAULT_MAX_MESSAGE, connect, listen, socketpair
+from ._api import DEFAULT_MAX_MESSAGE, connect, fromfd, listen, socketpair
 from ._conn import Connection
 from ._dgram import DatagramSocket
+from ._fds import SCM_MAX_FD
 from ._listener import Listener
 from ._lock import Lock
 from ._sem import Semaphore
@@ -20,6 +21,7 @@ BACKEND = "python"
 __all__ = [
     "BACKEND",
     "DEFAULT_MAX_MESSAGE",
+    "SCM_MAX_FD",
     "Connection",
     "DatagramSocket",
     "Listener",
@@ -28,6 +30,7 @@ __all__ = [
     "SharedMemory",
     "connect",
     "default_socket_dir",
+    "fromfd",
     "listen",
     "resolve",
     "socketpair",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
+from collections.abc import Iterable
 from typing import Literal, overload
 
 from .._errors import NotSupportedError
-from . import _platform
+from . import _fds, _platform
 from ._addr import Address, Endpoint, explicit_socket_dir, ip_logical, parse
 from ._conn import Connection
 from ._dgram import DatagramSocket
@@ -24,7 +26,7 @@ from ._open import (
 from ._platform import deadline_for
 from ._sockdir import UnixBinding, bind_free_name
 
-__all__ = ["DEFAULT_MAX_MESSAGE", "StreamKind", "connect", "listen", "socketpair"]
+__all__ = ["DEFAULT_MAX_MESSAGE", "StreamKind", "connect", "fromfd", "listen", "socketpair"]
 
 DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
 
@@ -62,6 +64,8 @@ def listen(
     backlog: int = 128,
     socket_dir: str | None = None,
     max_message: int = DEFAULT_MAX_MESSAGE,
+    allow_uids: Iterable[int] | None = None,
+    allow_gids: Iterable[int] | None = None,
 ) -> Listener: ...
 @overload
 def listen(
@@ -71,6 +75,8 @@ def listen(
     backlog: int = 128,
     socket_dir: str | None = None,
     max_message: int = DEFAULT_MAX_MESSAGE,
+    allow_uids: Iterable[int] | None = None,
+    allow_gids: Iterable[int] | None = None,
 ) -> DatagramSocket: ...
 def listen(
     address: Address,
@@ -79,14 +85,26 @@ def listen(
     backlog: int = 128,
     socket_dir: str | None = None,
     max_message: int = DEFAULT_MAX_MESSAGE,
+    allow_uids: Iterable[int] | None = None,
+    allow_gids: Iterable[int] | None = None,
 ) -> Listener | DatagramSocket:
     """Listen on (or, for datagrams, bind) ``address``."""
     sock_type = _check_kind(kind)
     max_message = _check_max(max_message)
+    uids = frozenset(_ids(allow_uids))
+    gids = frozenset(_ids(allow_gids))
     ep = parse(address, socket_dir)
+    if ep.kind == "abstract" and allow_uids is None and allow_gids is None:
+        # No file permissions protect an abstract name: only this user, unless told otherwise.
+        uids = frozenset([os.geteuid()])
     if ep.kind == "ip":
         if kind == "seqpacket":
             raise _ip_seqpacket(ep)
+        if kind != "datagram" and (uids or gids):
+            raise NotSupportedError(
+                "allow_uids and allow_gids need a Unix socket: TCP has no peer credentials "
+                f"({ep.logical})"
+            )
         sock = bind_ip(ep, sock_type)
         try:
             port = sock.getsockname()[1]
@@ -117,6 +135,9 @@ def listen(
     sock = unix_socket(sock_type, ep.logical)
     binding: UnixBinding | None = None
     try:
+        if kind == "datagram":
+            # Before bind: every datagram received then carries its sender's credentials.
+            _fds.set_passcred(sock)
         binding, logical, path = bind_unix_endpoint(sock, ep, sock_type, private)
         if kind == "datagram":
             sdir = ep.sdir or explicit_socket_dir(socket_dir)[0]
@@ -132,6 +153,8 @@ def listen(
             kind=kind,
             max_message=max_message,
             binding=binding,
+            allow_uids=uids,
+            allow_gids=gids,
         )
     except BaseException:
         sock.close()
@@ -223,6 +246,8 @@ def _connect_datagram(ep: Endpoint, socket_dir: str | None) -> DatagramSocket:
         try:
             address: str | None = None
             path: str | None = None
+            if ep.kind == "remap" or _platform.abstract_supported():
+                _fds.set_passcred(sock)
             if ep.kind == "remap":
                 private = prepare_remap_dir(ep, _STACK + 1)
                 binding, port = bind_free_name(sock, ep.sdir, "127.0.0.1", private, dtype)
@@ -246,6 +271,50 @@ def _connect_datagram(ep: Endpoint, socket_dir: str | None) -> DatagramSocket:
         dg.close()
         raise
     return dg
+
+
+def _ids(ids: Iterable[int] | None) -> list[int]:
+    if ids is None:
+        return []
+    out = []
+    for i in ids:
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise TypeError("user and group ids are ints")
+        if not 0 <= i <= 0xFFFFFFFF:
+            raise OverflowError(f"id {i} out of range")
+        out.append(i)
+    return out
+
+
+def fromfd(
+    fd: object, *, address: str | None = None, max_message: int = DEFAULT_MAX_MESSAGE
+) -> Connection | DatagramSocket:
+    """A Connection or DatagramSocket on a duplicate of ``fd`` (which stays the caller's)."""
+    max_message = _check_max(max_message)
+    raw = _fds.fd_list([fd])[0]
+    dup = os.dup(raw)  # close-on-exec, as every descriptor Python creates
+    peer = address if address is not None else f"fd:{raw}"
+    try:
+        sock = socket.socket(fileno=dup)
+    except OSError as e:
+        os.close(dup)
+        raise _platform.oserror(e.errno, peer) if e.errno else e from None
+    try:
+        if sock.type == socket.SOCK_DGRAM:
+            sock.setblocking(True)
+            dg = DatagramSocket(
+                sock, address=None, path=None, binding=None, sdir=explicit_socket_dir(None)[0]
+            )
+            dg._peer = peer
+            return dg
+        if sock.type == socket.SOCK_STREAM:
+            return Connection(sock, peer, "stream", max_message)
+        if sock.type == getattr(socket, "SOCK_SEQPACKET", None):
+            return Connection(sock, peer, "seqpacket", max_message)
+        raise ValueError(f"{peer}: unsupported socket type")
+    except BaseException:
+        sock.close()
+        raise
 
 
 def _abstract_name(name: object) -> str | None:

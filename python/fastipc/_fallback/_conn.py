@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import pickle
 import socket
 import struct
 import threading
+from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from .. import _handles
 from .._errors import BufferTooShort, MessageTooLarge, NotSupportedError, TruncatedMessage
-from . import _platform
+from .._types import Credentials
+from . import _fds, _platform
+from ._fds import (
+    ANC_SPACE,
+    CLOEXEC,
+    close_all,
+    fd_list,
+    parse_ancillary,
+    rights,
+    truncated,
+)
 from ._platform import MSG_NOSIGNAL, deadline_for, oserror, remaining, timeout_error, wait_fd
 
 if TYPE_CHECKING:
@@ -32,10 +43,14 @@ _LONG = 0x7FFFFFFF
 _HDR = struct.Struct("!i")
 _HDR_LONG = struct.Struct("!iQ")
 _LEN8 = struct.Struct("!Q")
-_MSG_PEEK_TRUNC = getattr(socket, "MSG_PEEK", 0) | getattr(socket, "MSG_TRUNC", 0)
+_MSG_PEEK_TRUNC = int(getattr(socket, "MSG_PEEK", 0) | getattr(socket, "MSG_TRUNC", 0))
 _WOULDBLOCK = (BlockingIOError, InterruptedError)
 _SO_PASSCRED: int | None = getattr(socket, "SO_PASSCRED", None)
-_CREDS_SPACE = socket.CMSG_SPACE(12) if hasattr(socket, "CMSG_SPACE") else 0
+_MSG_CTRUNC = _fds.MSG_CTRUNC
+_AF_UNIX: int | None = getattr(socket, "AF_UNIX", None)
+_HAS_RECVMSG = hasattr(socket.socket, "recvmsg_into")
+#: The descriptors of a read that brought none (shared: never stored where it could grow).
+_NO_FDS: list[int] = []
 
 
 def _byte_view(buf: Buffer) -> memoryview:
@@ -50,19 +65,23 @@ class Connection:
 
     __slots__ = (
         "__weakref__",
+        "_abs_end",
         "_address",
         "_buf",
+        "_claimed",
         "_closed",
         "_end",
         "_kind",
         "_max",
         "_pending",
+        "_pfds",
         "_rlock",
         "_seq",
         "_slock",
         "_sock",
         "_start",
         "_timeout",
+        "_unix",
         "_view",
     )
 
@@ -82,8 +101,17 @@ class Connection:
         self._end = 0
         # A large payload whose reception was interrupted (timeout, Ctrl-C): (message, received).
         self._pending: tuple[bytearray, int] | None = None
+        # Descriptors: the stream offset of ``_buf[_end]`` (every byte ever read), those that
+        # arrived with buffered bytes as (from, to, fds), and those of the current message.
+        self._abs_end = 0
+        self._pfds: list[tuple[int, int, list[int]]] = []
+        self._claimed: list[int] = []
+        self._unix = _HAS_RECVMSG and sock.family == _AF_UNIX
         sock.setblocking(True)
         _platform.nosigpipe(sock)
+        if self._seq and self._unix:
+            # Every packet then carries credentials, and end of file none: that tells them apart.
+            _fds.set_passcred(sock)
 
     # -- properties -------------------------------------------------------------------------------
 
@@ -150,6 +178,29 @@ class Connection:
                 raise self._error(e) from None
             self._wait(False, deadline)
 
+    def _recvmsg(self, view: memoryview, deadline: float | None) -> tuple[int, list[int] | None]:
+        """One successful read (waiting up to the deadline) and the descriptors that came with
+        it (close-on-exec); ``None`` for a truncated control message, whose descriptors are
+        closed already."""
+        if not self._unix:
+            return self._recv_into(view, deadline), _NO_FDS
+        sock = self._sock
+        while True:
+            try:
+                n, anc, flags, _ = sock.recvmsg_into((view,), ANC_SPACE, CLOEXEC)
+                break
+            except _WOULDBLOCK:
+                pass
+            except OSError as e:
+                raise self._error(e) from None
+            self._wait(False, deadline)
+        if anc or flags & _MSG_CTRUNC:
+            try:
+                return n, parse_ancillary(anc, flags, self._address)[0]
+            except OSError:
+                return n, None
+        return n, _NO_FDS
+
     def _send_all(self, data: Buffer, deadline: float | None) -> None:
         sock = self._sock
         if self._timeout is None:
@@ -187,9 +238,68 @@ class Connection:
             avail = self._end - self._start
             self._buf[:avail] = bytes(self._view[self._start : self._end])
             self._start, self._end = 0, avail
-        got = self._recv_into(self._view[self._end :], deadline)
+        view = self._view[self._end :]
+        if not self._unix:
+            got = self._recv_into(view, deadline)
+            self._end += got
+            self._abs_end += got
+            return got
+        # The common case inline: one read that is ready and brings no descriptors.
+        try:
+            got, anc, flags, _ = self._sock.recvmsg_into((view,), ANC_SPACE, CLOEXEC)
+        except _WOULDBLOCK:
+            got, fds = self._recvmsg(view, deadline)
+        except OSError as e:
+            raise self._error(e) from None
+        else:
+            if not anc and not flags & _MSG_CTRUNC:
+                self._end += got
+                self._abs_end += got
+                return got
+            try:
+                fds = parse_ancillary(anc, flags, self._address)[0]
+            except OSError:
+                fds = None
+        return self._filled(got, fds)
+
+    def _filled(self, got: int, fds: list[int] | None) -> int:
+        """Records ``got`` bytes read into the buffer with descriptors ``fds`` (``None``: a
+        truncated control message, raised once the bytes are recorded)."""
+        start = self._abs_end
         self._end += got
+        self._abs_end = start + got
+        if fds is None:
+            raise truncated(self._address)
+        if fds:
+            self._pfds.append((start, start + got, fds))
         return got
+
+    def _claim(self, at: int, total: int) -> None:
+        """Claims the descriptors of the frame at stream offsets ``at..at + total``: those of
+        the read in which its header starts, when its bytes reach that read's end (the kernel
+        ends a read right after the segment carrying descriptors, and they ride on a frame's
+        first segment). Descriptors of bytes before it, which nobody claimed, are closed."""
+        keep: list[tuple[int, int, list[int]]] = []
+        for entry in self._pfds:
+            start, end, fds = entry
+            if end <= at:
+                close_all(fds)
+            elif start <= at and at + total >= end:
+                self._claimed.extend(fds)
+            else:
+                keep.append(entry)
+        self._pfds = keep
+
+    def _take_fds(self) -> list[int]:
+        fds = self._claimed
+        if fds:
+            self._claimed = []
+        return fds
+
+    def _drop_fds(self) -> None:
+        if self._claimed:
+            fds, self._claimed = self._claimed, []
+            close_all(fds)
 
     def _take(self, n: int) -> bytes:
         data = bytes(self._view[self._start : self._start + n])
@@ -209,10 +319,48 @@ class Connection:
         limit = self._max if maxlength is None else min(maxlength, self._max)
         deadline = deadline_for(self._timeout)
         if self._seq:
+            self._drop_fds()
             return self._recv_packet(limit, deadline)
         if self._pending is not None:
             msg, got = self._pending
             return self._recv_large(msg, got, deadline)
+        if self._claimed:
+            self._drop_fds()
+        if self._end == 0 and self._unix:
+            # Fast path: the buffer is empty, and one ready read brings whole small frames.
+            try:
+                got, anc, flags, _ = self._sock.recvmsg_into((self._view,), ANC_SPACE, CLOEXEC)
+            except _WOULDBLOCK:
+                pass
+            except OSError as e:
+                raise self._error(e) from None
+            else:
+                if anc or flags & _MSG_CTRUNC:
+                    try:
+                        fds: list[int] | None = parse_ancillary(anc, flags, self._address)[0]
+                    except OSError:
+                        fds = None
+                    if fds and got >= 4 and not self._pfds:
+                        # The read ends right after the segment with the descriptors: they are
+                        # the first frame's when it ends there too.
+                        size = _HDR.unpack_from(self._buf)[0]
+                        if 0 <= size <= limit and size + 4 == got:
+                            self._abs_end += got
+                            self._claimed = fds
+                            return bytes(self._view[4:got])
+                    self._filled(got, fds)
+                else:
+                    self._end = got
+                    self._abs_end += got
+                    if got >= 4:
+                        size = _HDR.unpack_from(self._buf)[0]
+                        end = size + 4
+                        if 0 <= size <= limit and end <= got:
+                            if end == got:
+                                self._end = 0
+                            else:
+                                self._start = end
+                            return bytes(self._view[4:end])
         # The header.
         while self._end - self._start < 4:
             if self._fill(4, deadline) == 0:
@@ -243,8 +391,12 @@ class Connection:
                         size,
                         received,
                     )
+            if self._pfds:
+                self._claim(self._abs_end - (self._end - self._start), total)
             self._start += hlen
             return self._take(size)
+        if self._pfds:
+            self._claim(self._abs_end - (self._end - self._start), total)
         self._start += hlen
         msg = bytearray(size)
         got = self._end - self._start
@@ -267,7 +419,13 @@ class Connection:
         size = len(msg)
         try:
             while got < size:
-                n = self._recv_into(view[got:], deadline)
+                # Reads stay inside this frame: whatever descriptors come are its own.
+                n, fds = self._recvmsg(view[got:], deadline)
+                self._abs_end += n
+                if fds:
+                    self._claimed.extend(fds)
+                elif fds is None:
+                    raise truncated(self._address)
                 if n == 0:
                     raise TruncatedMessage(
                         f"connection closed inside a message of {size} bytes after {got} "
@@ -294,7 +452,11 @@ class Connection:
         if size > limit:
             raise self._too_large(size, limit)
         msg = bytearray(size)
-        self._recv_into(memoryview(msg), deadline)
+        _, fds = self._recvmsg(memoryview(msg), deadline)
+        if fds is None:
+            raise truncated(self._address)
+        if fds:  # never the shared empty list: ``_claimed`` is extended in place
+            self._claimed = fds
         return msg
 
     def _empty_packet(self, deadline: float | None) -> bool:
@@ -317,17 +479,63 @@ class Connection:
             raise self._error(e) from None
         while True:
             try:
-                _, ancdata, _, _ = sock.recvmsg(1, _CREDS_SPACE)
-                return bool(ancdata)
+                _, ancdata, flags, _ = sock.recvmsg(1, ANC_SPACE, CLOEXEC)
+                break
             except _WOULDBLOCK:
                 pass
             except OSError as e:
                 raise self._error(e) from None
             self._wait(False, deadline)
+        fds, creds = parse_ancillary(ancdata, flags, self._address)
+        self._claimed = fds
+        return creds is not None or bool(fds)
 
     # -- framed messages ------------------------------------------------------------------------
 
-    def send_bytes(self, buf: Buffer, offset: int = 0, size: int | None = None) -> None:
+    def _fd_args(self, fds: Iterable[object] | None) -> list[int]:
+        fdl = fd_list(fds)
+        if fdl and not self._unix:
+            raise NotSupportedError(
+                f"descriptors travel only over Unix sockets, not TCP ({self._address})"
+            )
+        return fdl
+
+    def _sendmsg(self, parts: list[Buffer], fdl: list[int], deadline: float | None) -> int:
+        """One ``sendmsg`` of ``parts`` with ``fdl`` attached (waiting up to the deadline);
+        returns the bytes sent."""
+        sock = self._sock
+        anc = rights(fdl)
+        while True:
+            try:
+                return sock.sendmsg(parts, anc, MSG_NOSIGNAL)
+            except _WOULDBLOCK:
+                pass
+            except OSError as e:
+                raise self._send_error(e) from None
+            self._wait(True, deadline)
+
+    def _send_with_fds(
+        self, parts: list[memoryview], fdl: list[int], deadline: float | None
+    ) -> None:
+        """Sends ``parts`` on the stream with ``fdl`` riding on the first bytes."""
+        sent = self._sendmsg(list(parts), fdl, deadline)
+        for part in parts:
+            n = len(part)
+            if sent >= n:
+                sent -= n
+                continue
+            self._send_all(part[sent:], deadline)
+            sent = 0
+
+    def send_bytes(
+        self,
+        buf: Buffer,
+        offset: int = 0,
+        size: int | None = None,
+        *,
+        fds: Iterable[object] | None = None,
+    ) -> None:
+        fdl = self._fd_args(fds) if fds is not None else _NO_FDS
         view = _byte_view(buf)
         n = len(view)
         if offset < 0:
@@ -345,7 +553,18 @@ class Connection:
             if self._closed:
                 raise self._ebadf()
             deadline = deadline_for(self._timeout)
-            if self._seq:
+            if fdl:
+                if self._seq:
+                    self._sendmsg([payload], fdl, deadline)
+                elif size <= _SMALL:
+                    frame = _HDR.pack(size) + payload
+                    sent = self._sendmsg([frame], fdl, deadline)
+                    if sent < len(frame):
+                        self._send_all(memoryview(frame)[sent:], deadline)
+                else:
+                    head = _HDR_LONG.pack(-1, size) if size >= _LONG else _HDR.pack(size)
+                    self._send_with_fds([memoryview(head), payload], fdl, deadline)
+            elif self._seq:
                 self._send_packet(payload, deadline)
             elif size >= _LONG:
                 self._send_all(_HDR_LONG.pack(-1, size), deadline)
@@ -363,7 +582,114 @@ class Connection:
             if self._closed:
                 raise self._ebadf()
             msg = self._recv_message(maxlength)
+            if self._claimed:
+                # Descriptors that came with it are closed: this caller did not ask for them.
+                self._drop_fds()
         return msg if type(msg) is bytes else bytes(msg)
+
+    def recv_bytes_and_fds(
+        self, maxlength: int | None = None, *, maxfds: int = _fds.SCM_MAX_FD
+    ) -> tuple[bytes, list[int]]:
+        if maxlength is not None and maxlength < 0:
+            raise ValueError("negative maxlength")
+        if maxfds < 0:
+            raise OverflowError("can't convert negative int to unsigned")
+        with self._rlock:
+            if self._closed:
+                raise self._ebadf()
+            msg = self._recv_message(maxlength)
+            fds = self._take_fds()
+        if len(fds) > maxfds:
+            close_all(fds)
+            raise truncated(f"{self._address}: {len(fds)} descriptors, maxfds={maxfds}")
+        return (msg if type(msg) is bytes else bytes(msg)), fds
+
+    def send_fds(self, data: Buffer, fds: Iterable[object]) -> int:
+        fdl = self._fd_args(fds)
+        view = _byte_view(data)
+        n = len(view)
+        if fdl and n == 0 and not self._seq:
+            raise ValueError(
+                "descriptors need at least one byte of data to travel on a stream socket"
+            )
+        with self._slock:
+            if self._closed:
+                raise self._ebadf()
+            deadline = deadline_for(self._timeout)
+            if self._seq:
+                self._sendmsg([view], fdl, deadline)
+            elif fdl:
+                self._send_with_fds([view], fdl, deadline)
+            else:
+                self._send_all(view, deadline)
+        return n
+
+    def recv_fds(
+        self, bufsize: int, maxfds: int, *, timeout: float | None = None
+    ) -> tuple[bytes, list[int]]:
+        if bufsize < 0:
+            raise ValueError("negative bufsize")
+        if maxfds < 0:
+            raise OverflowError("can't convert negative int to unsigned")
+        if timeout is not None:
+            timeout = _platform.check_timeout(timeout)
+        buf = bytearray(bufsize)
+        with self._rlock:
+            if self._closed:
+                raise self._ebadf()
+            deadline = deadline_for(self._timeout if timeout is None else timeout)
+            if timeout is not None and self._timeout is None:
+                self._sock.setblocking(False)
+            try:
+                n = self._read_some(memoryview(buf), deadline)
+            finally:
+                if timeout is not None and self._timeout is None:
+                    self._sock.setblocking(True)
+            fds = self._take_fds()
+        if len(fds) > maxfds:
+            close_all(fds)
+            raise truncated(self._address)
+        return bytes(buf[:n]), fds
+
+    def _read_some(self, view: memoryview, deadline: float | None) -> int:
+        """Raw bytes: buffered ones first, else one read; its descriptors become claimed."""
+        self._drop_fds()
+        if not view:
+            return 0
+        avail = self._end - self._start
+        if avail:
+            n = min(avail, len(view))
+            view[:n] = self._view[self._start : self._start + n]
+            self._start += n
+            if self._start == self._end:
+                self._start = self._end = 0
+            if self._pfds:
+                upto = self._abs_end - (self._end - self._start)
+                keep = []
+                for entry in self._pfds:
+                    if entry[0] < upto:
+                        self._claimed.extend(entry[2])
+                    else:
+                        keep.append(entry)
+                self._pfds = keep
+            return n
+        n, fds = self._recvmsg(view, deadline)
+        self._abs_end += n
+        if fds is None:
+            raise truncated(self._address)
+        if fds:  # never the shared empty list: ``_claimed`` is extended in place
+            self._claimed = fds
+        return n
+
+    def peer_credentials(self) -> Credentials:
+        if self._closed:
+            raise self._ebadf()
+        return _fds.peer_credentials(self._sock, self._address)
+
+    def peer_pidfd(self) -> int:
+        if self._closed:
+            raise self._ebadf()
+        return _fds.peer_pidfd(self._sock, self._address)
 
     def recv_bytes_into(self, buf: Buffer, offset: int = 0) -> int:
         view = _byte_view(buf)
@@ -377,6 +703,8 @@ class Connection:
             if self._closed:
                 raise self._ebadf()
             msg = self._recv_message(None)
+            if self._claimed:
+                self._drop_fds()
         size = len(msg)
         if size > len(view) - offset:
             raise BufferTooShort(bytes(msg))
@@ -395,10 +723,12 @@ class Connection:
             raise self._error(e) from None
 
     def send(self, obj: object) -> None:
-        self.send_bytes(pickle.dumps(obj))
+        data, fds = _handles.dumps(obj)
+        self.send_bytes(data, fds=fds)
 
     def recv(self) -> object:
-        return pickle.loads(self.recv_bytes())
+        data, fds = self.recv_bytes_and_fds()
+        return _handles.loads(data, fds)
 
     # -- raw bytes --------------------------------------------------------------------------------
 
@@ -422,17 +752,10 @@ class Connection:
         with self._rlock:
             if self._closed:
                 raise self._ebadf()
-            avail = self._end - self._start
-            if avail:
-                n = min(avail, nbytes)
-                view[:n] = self._view[self._start : self._start + n]
-                self._start += n
-                if self._start == self._end:
-                    self._start = self._end = 0
-                return n
-            if nbytes == 0:
-                return 0
-            return self._recv_into(view[:nbytes], deadline_for(self._timeout))
+            try:
+                return self._read_some(view[:nbytes], deadline_for(self._timeout))
+            finally:
+                self._drop_fds()
 
     def recv_exact(self, n: int) -> bytes:
         if self._seq:
@@ -449,17 +772,24 @@ class Connection:
                 while self._end - self._start < n:
                     if self._fill(n, deadline) == 0:
                         self._exact_eof(n, self._end - self._start)
-                return self._take(n)
+                data = self._take(n)
+                if self._pfds:
+                    # Raw bytes claim no descriptors: close those of the bytes just taken.
+                    self._claim(self._abs_end - (self._end - self._start), 0)
+                return data
             msg = bytearray(n)
             view = memoryview(msg)
             got = self._end - self._start
             view[:got] = self._view[self._start : self._end]
             self._start = self._end = 0
-            while got < n:
-                r = self._recv_into(view[got:], deadline)
-                if r == 0:
-                    self._exact_eof(n, got)
-                got += r
+            try:
+                while got < n:
+                    r = self._read_some(view[got:], deadline)
+                    if r == 0:
+                        self._exact_eof(n, got)
+                    got += r
+            finally:
+                self._drop_fds()
             view.release()
             return bytes(msg)
 
@@ -500,6 +830,10 @@ class Connection:
         if self._closed:
             return
         self._closed = True
+        self._drop_fds()
+        pending, self._pfds = self._pfds, []
+        for entry in pending:
+            close_all(entry[2])
         self._sock.close()
 
     def __enter__(self) -> Self:

@@ -6,12 +6,16 @@ import contextlib
 import errno
 import os
 import socket
+from collections.abc import Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .._errors import MessageTooLarge
+from .._errors import MessageTooLarge, NotSupportedError
+from .._types import Credentials
 from . import _platform
 from ._addr import Address, format_host, parse, remapped_name
+from ._fds import ANC_SPACE, CLOEXEC, close_all, creds_message, fd_list, rights, truncated
+from ._fds import parse_ancillary as _parse
 from ._open import unix_target
 from ._platform import MSG_NOSIGNAL, oserror, timeout_error
 from ._sockdir import UnixBinding
@@ -147,21 +151,110 @@ class DatagramSocket:
 
     # -- operations -----------------------------------------------------------------------------
 
-    def sendto(self, data: Buffer, address: Address) -> int:
+    def _ancillary(
+        self, sock: socket.socket, fds: Iterable[object] | None, credentials: bool, name: str | None
+    ) -> list[tuple[int, int, bytes]]:
+        fdl = fd_list(fds)
+        if not fdl and not credentials:
+            return []
+        if sock.family != getattr(socket, "AF_UNIX", None):
+            raise NotSupportedError(
+                f"descriptors and credentials travel only over Unix sockets, not UDP ({name})"
+            )
+        anc = rights(fdl)
+        if credentials:
+            anc.append(creds_message())
+        return anc
+
+    def _send(
+        self,
+        data: Buffer,
+        target: str | tuple[str, int] | None,
+        name: str | None,
+        fds: Iterable[object] | None,
+        credentials: bool,
+    ) -> int:
         sock = self._check()
-        target, name = self._target(address)
+        anc = self._ancillary(sock, fds, credentials, name)
         try:
-            return sock.sendto(data, MSG_NOSIGNAL, target)
+            if not anc:
+                if target is None:
+                    return sock.send(data, MSG_NOSIGNAL)
+                return sock.sendto(data, MSG_NOSIGNAL, target)
+            if target is None:
+                return sock.sendmsg([data], anc, MSG_NOSIGNAL)
+            return sock.sendmsg([data], anc, MSG_NOSIGNAL, target)
         except OSError as e:
             raise self._error(e, name, send=True) from None
 
-    def recvfrom(self, bufsize: int) -> tuple[bytes, str | None]:
+    def sendto(
+        self,
+        data: Buffer,
+        address: Address,
+        *,
+        fds: Iterable[object] | None = None,
+        credentials: bool = False,
+    ) -> int:
+        self._check()
+        target, name = self._target(address)
+        return self._send(data, target, name, fds, credentials)
+
+    def _recvmsg(self, bufsize: int) -> tuple[bytes, list[int], Credentials | None, str | None]:
+        sock = self._check()
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recvmsg")
+        if not hasattr(sock, "recvmsg"):
+            raise NotSupportedError(
+                f"descriptors and credentials need Unix sockets with recvmsg ({self._name()})"
+            )
+        try:
+            data, anc, flags, addr = sock.recvmsg(bufsize, ANC_SPACE, CLOEXEC)
+        except OSError as e:
+            raise self._error(e, self._name()) from None
+        fds, creds = _parse(anc, flags, self._name())
+        return data, fds, creds, self.sender_name(addr)
+
+    def recvfrom(self, bufsize: int, *, credentials: bool = False) -> Any:
+        if credentials:
+            if not _platform.LINUX:
+                raise NotSupportedError(
+                    f"credentials on datagrams are implemented on Linux only ({self._name()})"
+                )
+            data, fds, creds, sender = self._recvmsg(bufsize)
+            close_all(fds)
+            return data, sender, creds
         sock = self._check()
         try:
+            # Without a control buffer the kernel closes any descriptors sent with it.
             data, addr = sock.recvfrom(bufsize)
         except OSError as e:
             raise self._error(e, self._name()) from None
         return data, self.sender_name(addr)
+
+    def send_fds(self, data: Buffer, fds: Iterable[object], address: Address | None = None) -> int:
+        if address is None:
+            self._check()
+            return self._send(data, None, self._name(), fds, False)
+        return self.sendto(data, address, fds=fds)
+
+    def recv_fds(
+        self, bufsize: int, maxfds: int, *, timeout: float | None = None
+    ) -> tuple[bytes, list[int], str | None]:
+        if maxfds < 0:
+            raise OverflowError("can't convert negative int to unsigned")
+        sock = self._check()
+        previous = sock.gettimeout()
+        if timeout is not None:
+            sock.settimeout(_platform.check_timeout(timeout))
+        try:
+            data, fds, _, sender = self._recvmsg(bufsize)
+        finally:
+            if timeout is not None:
+                sock.settimeout(previous)
+        if len(fds) > maxfds:
+            close_all(fds)
+            raise truncated(self._address if self._address is not None else "datagram socket")
+        return data, fds, sender
 
     def connect(self, address: Address) -> None:
         sock = self._check()
@@ -172,12 +265,11 @@ class DatagramSocket:
             raise self._error(e, name) from None
         self._peer = name
 
-    def send(self, data: Buffer) -> int:
-        sock = self._check()
-        try:
-            return sock.send(data, MSG_NOSIGNAL)
-        except OSError as e:
-            raise self._error(e, self._name(), send=True) from None
+    def send(
+        self, data: Buffer, *, fds: Iterable[object] | None = None, credentials: bool = False
+    ) -> int:
+        self._check()
+        return self._send(data, None, self._name(), fds, credentials)
 
     def recv(self, bufsize: int) -> bytes:
         sock = self._check()

@@ -8,7 +8,7 @@ import socket
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from . import _platform
+from . import _fds, _platform
 from ._conn import Connection
 from ._platform import deadline_for, oserror, remaining, timeout_error, wait_fd
 from ._sockdir import UnixBinding
@@ -27,10 +27,13 @@ class Listener:
         "_address",
         "_binding",
         "_closed",
+        "_gids",
         "_kind",
         "_max",
         "_path",
+        "_refused",
         "_sock",
+        "_uids",
     )
 
     def __init__(
@@ -42,6 +45,8 @@ class Listener:
         kind: str,
         max_message: int,
         binding: UnixBinding | None,
+        allow_uids: frozenset[int] = frozenset(),
+        allow_gids: frozenset[int] = frozenset(),
     ) -> None:
         self._sock = sock
         self._address = address
@@ -50,6 +55,10 @@ class Listener:
         self._max = max_message
         self._binding = binding
         self._closed = False
+        # Who may connect (empty: anyone), and how many others were turned away.
+        self._uids = allow_uids
+        self._gids = allow_gids
+        self._refused = 0
         sock.setblocking(False)
 
     @property
@@ -72,6 +81,20 @@ class Listener:
     def max_message(self) -> int:
         return self._max
 
+    @property
+    def refused(self) -> int:
+        if self._closed:
+            raise oserror(errno.EBADF, self._address)
+        return self._refused
+
+    def _admits(self, sock: socket.socket) -> bool:
+        try:
+            creds = _fds.peer_credentials(sock, self._address)
+        except OSError:
+            return False
+        uids, gids = self._uids, self._gids
+        return (not uids or creds.uid in uids) and (not gids or creds.gid in gids)
+
     def __repr__(self) -> str:
         path = "" if self._path is None else f" path={self._path}"
         if self._closed:
@@ -86,6 +109,11 @@ class Listener:
                 raise oserror(errno.EBADF, self._address)
             try:
                 sock, _ = self._sock.accept()
+                if (self._uids or self._gids) and not self._admits(sock):
+                    # Refused: closed at once, counted, and the wait goes on.
+                    sock.close()
+                    self._refused += 1
+                    continue
                 break
             except (BlockingIOError, InterruptedError):
                 pass
