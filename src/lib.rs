@@ -12,9 +12,14 @@ pub mod creds;
 pub mod error;
 pub mod filelock;
 pub mod frame;
+pub mod lock;
 #[cfg(target_os = "linux")]
 pub mod mqueue;
+pub mod names;
 pub mod pipe;
+pub mod registry;
+pub mod sem;
+pub mod shm;
 pub mod signals;
 pub mod sockdir;
 pub mod socket;
@@ -22,7 +27,6 @@ pub mod socket;
 pub mod sysvmq;
 pub mod wait;
 
-#[allow(dead_code)]
 pub(crate) mod sys;
 
 #[cfg(feature = "python")]

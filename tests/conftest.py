@@ -8,6 +8,8 @@
   it must be empty.
 * an autouse check that no file descriptor leaked (``/proc/self/fd`` before and after).
 * ``spawn``: start a child Python process running a script with a given backend.
+* ``conftest_shm.py`` (a plugin): the suite as a whole leaves no ``/dev/shm`` entry behind, a
+  private ``FASTIPC_REGISTRY_DIR``, and ``names()`` for segments and semaphores.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ try:
     settings.load_profile("fastipc")
 except ImportError:  # pragma: no cover - hypothesis is a test dependency
     pass
+
+pytest_plugins = ["conftest_shm"]
 
 ALL_BACKENDS = ("rust", "python")
 MODULES = {"rust": "fastipc._fastipc", "python": "fastipc._fallback"}

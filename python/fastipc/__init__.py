@@ -30,9 +30,12 @@ if TYPE_CHECKING:
         DatagramSocket,
         FileLock,
         Listener,
+        Lock,
         MessageQueue,
         PipeReader,
         PipeWriter,
+        Semaphore,
+        SharedMemory,
         SignalReceiver,
         SysVMessageQueue,
         connect,
@@ -59,6 +62,9 @@ else:
     Connection = _impl.Connection
     DatagramSocket = _impl.DatagramSocket
     Listener = _impl.Listener
+    Lock = _impl.Lock
+    Semaphore = _impl.Semaphore
+    SharedMemory = _impl.SharedMemory
     connect = _impl.connect
     default_socket_dir = _impl.default_socket_dir
     fromfd = _impl.fromfd
@@ -99,12 +105,15 @@ __all__ = [
     "FileLock",
     "IPCError",
     "Listener",
+    "Lock",
     "LockHolder",
     "MessageQueue",
     "MessageTooLarge",
     "NotSupportedError",
     "PipeReader",
     "PipeWriter",
+    "Semaphore",
+    "SharedMemory",
     "SharedSocketDirWarning",
     "SignalInfo",
     "SignalReceiver",

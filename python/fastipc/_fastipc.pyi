@@ -7,7 +7,7 @@ The pure-Python fallback (``fastipc._fallback``) implements exactly this API; th
 import os
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Final, Literal, Protocol, Self, final, overload
+from typing import ClassVar, Final, Literal, Protocol, Self, final, overload
 
 from typing_extensions import Buffer
 
@@ -32,9 +32,12 @@ __all__ = [
     "DatagramSocket",
     "FileLock",
     "Listener",
+    "Lock",
     "MessageQueue",
     "PipeReader",
     "PipeWriter",
+    "Semaphore",
+    "SharedMemory",
     "SignalReceiver",
     "SysVMessageQueue",
     "connect",
@@ -525,3 +528,128 @@ def kill_and_wait(
     pid: int, sig: int = 15, *, timeout: float | None = None, group: bool = False
 ) -> None:
     """Send ``sig`` to ``pid`` (or process group ``pid``) and wait until it has exited."""
+
+@final
+class SharedMemory:
+    """A shared memory segment: the API of ``multiprocessing.shared_memory.SharedMemory`` with
+    POSIX names (``"/name"``; a name without the slash gets one), ``mode``, pages reserved at
+    creation, and nothing tracked: the segment lives until :meth:`unlink`, as in POSIX.
+
+    ``name=None`` with ``create=True`` generates a ``/fastipc-<hex>`` name. Creating an existing
+    name raises ``FileExistsError``; opening a missing one ``FileNotFoundError``; a full
+    ``/dev/shm`` fails at creation (``OSError(ENOSPC)``), never later with SIGBUS.
+    """
+
+    def __new__(
+        cls, name: str | None = None, create: bool = False, size: int = 0, *, mode: int = 0o600
+    ) -> Self: ...
+    @classmethod
+    def anonymous(cls, size: int) -> Self:
+        """An unnamed segment to hand to another process by descriptor passing (:attr:`fd`). On
+        Linux a memfd sealed against shrinking and growing, so no peer can make a mapping fault."""
+    @classmethod
+    def from_fd(cls, fd: int, *, require_sealed: bool = True) -> Self:
+        """Map the segment behind a received descriptor (duplicated: close your own). With
+        ``require_sealed``, a descriptor that could be shrunk under the mapping is a
+        ``ValueError``."""
+    @property
+    def name(self) -> str | None:
+        """The name in POSIX form, ``None`` for an anonymous segment."""
+    @property
+    def size(self) -> int: ...
+    @property
+    def buf(self) -> memoryview:
+        """The segment's bytes, writable and zero-copy. ``OSError(EBADF)`` once closed."""
+    @property
+    def fd(self) -> int:
+        """The descriptor, -1 once closed."""
+    @property
+    def closed(self) -> bool: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None:
+        """Unmap and close the descriptor (the segment lives on). ``BufferError`` while views
+        of :attr:`buf` (memoryview slices, numpy arrays ...) are alive. Idempotent."""
+    def unlink(self) -> None:
+        """Remove the name; mappings stay valid. ``FileNotFoundError`` if it is gone already."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+@final
+class Semaphore:
+    """A POSIX named semaphore, shared with C programs (``sem_open``) and posix_ipc under the same
+    name. As a context manager it acquires on entry and releases on exit."""
+
+    def __new__(
+        cls, name: str | None = None, create: bool = False, value: int = 0, *, mode: int = 0o600
+    ) -> Self: ...
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Decrement the value, waiting while it is zero. ``False`` if ``blocking`` is false or
+        ``timeout`` seconds pass first. Releases the GIL; Ctrl-C raises ``KeyboardInterrupt``."""
+    def release(self, n: int = 1) -> None:
+        """Increment the value ``n`` times."""
+    @property
+    def value(self) -> int:
+        """The current value; ``NotSupportedError`` where the platform cannot read it (macOS)."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def unlink(self) -> None:
+        """Remove the name; open handles keep working."""
+    def close(self) -> None:
+        """Close this handle; the semaphore lives on until unlinked. Idempotent."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+@final
+class Lock:
+    """A lock shared between processes that survives its holder's death: a robust
+    process-shared mutex in a small shared memory segment named ``name``. When the holder dies,
+    the next :meth:`acquire` succeeds and :attr:`recovered` is true. Not reentrant; released by
+    the thread that acquired it. ``NotSupportedError`` where robust mutexes do not exist."""
+
+    SIZE: ClassVar[int]
+    """Bytes a lock takes in a SharedMemory (:meth:`in_buffer`)."""
+
+    def __new__(
+        cls, name: str | None = None, create: bool = False, *, mode: int = 0o600
+    ) -> Self: ...
+    @classmethod
+    def in_buffer(cls, shm: SharedMemory, offset: int = 0, *, init: bool = False) -> Self:
+        """A lock at ``offset`` (a multiple of 64) of ``shm``, next to the data it protects,
+        taking :attr:`SIZE` bytes. One process initialises it with ``init=True`` before the
+        others use it. ``shm`` cannot be closed while the lock is open (``BufferError``); the
+        lock's :attr:`name` is ``"<segment name>@<offset>"`` and :meth:`unlink` is a
+        ``ValueError``."""
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Take the lock; ``False`` if ``blocking`` is false or ``timeout`` seconds pass first.
+        ``RuntimeError`` if this thread holds it already and would wait."""
+    def release(self) -> None:
+        """``RuntimeError`` if this thread does not hold the lock."""
+    @property
+    def recovered(self) -> bool:
+        """Whether the most recent successful acquire found that the previous holder had died
+        holding the lock (the protected data may need repair)."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def unlink(self) -> None: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...

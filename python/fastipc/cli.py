@@ -1,8 +1,9 @@
-"""The ``fastipc`` command: ``fastipc bench`` and ``fastipc info``."""
+"""The ``fastipc`` command: ``fastipc bench``, ``info``, ``ls`` and ``clean``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import signal
@@ -12,8 +13,9 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
-from . import BACKEND, __version__, default_socket_dir, listen, socketpair
+from . import BACKEND, SharedMemory, __version__, default_socket_dir, listen, socketpair
 from . import _bench as bench
+from . import _registry as registry
 from ._benchmech import REGISTRY
 from ._benchpeer import TimingPlan
 
@@ -147,6 +149,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="version, backend, platform and capabilities")
     info.set_defaults(func=_info)
+
+    ls = commands.add_parser(
+        "ls",
+        help="list the shared memory segments, semaphores and locks fastipc created",
+        description="List the named resources fastipc created (from its registry): kind, name, "
+        "size, creator pid and whether the creator still runs.",
+    )
+    ls.add_argument("--json", action="store_true", help="one JSON object per resource")
+    ls.set_defaults(func=_ls)
+
+    clean = commands.add_parser(
+        "clean",
+        help="remove the resources whose creator is gone",
+        description="Unlink the segments, semaphores and locks fastipc created whose creating "
+        "process is gone (a reused pid is told apart by its start time), and forget entries "
+        "whose resource someone else already removed.",
+    )
+    clean.add_argument("--dry-run", action="store_true", help="only show what would be removed")
+    clean.set_defaults(func=_clean)
     return parser
 
 
@@ -266,6 +287,17 @@ def _capabilities() -> list[tuple[str, str]]:
         ),
         ("unix:<path> addresses", "yes" if hasattr(socket, "AF_UNIX") else "no"),
         ("TCP", "yes"),
+        ("anonymous shared memory (sealed memfd)", works(lambda: SharedMemory.anonymous(4096))),
+        (
+            "semaphore timed waits",
+            "polling (no sem_timedwait)" if sys.platform == "darwin" else "sem_timedwait",
+        ),
+        (
+            "crash-robust Lock",
+            "yes"
+            if BACKEND == "rust" and sys.platform.startswith(("linux", "freebsd"))
+            else "no (NotSupportedError)",
+        ),
         *_classic_capabilities(works, linux),
     ]
 
@@ -317,6 +349,49 @@ def _info(args: argparse.Namespace) -> int:
     width = max(len(key) for key, _ in capabilities)
     for key, value in capabilities:
         print(f"  {key:<{width}}  {value}")
+    return 0
+
+
+def _ls(args: argparse.Namespace) -> int:
+    entries = registry.entries()
+    if args.json:
+        for e in entries:
+            row = {"kind": e.kind, "name": e.name, "size": e.size, "pid": e.pid}
+            print(json.dumps({**row, "creator_alive": e.creator_alive, "exists": e.exists}))
+        return 0
+    if not entries:
+        print(f"no resources recorded in {registry.registry_dir()}")
+        return 0
+    print(f"{'KIND':<5} {'NAME':<32} {'SIZE':>10} {'PID':>8}  CREATOR")
+    for e in entries:
+        state = "alive" if e.creator_alive else "gone"
+        if not e.exists:
+            state += " (resource already removed)"
+        size = "-" if e.kind == "sem" else str(e.size)
+        print(f"{e.kind:<5} {e.name:<32} {size:>10} {e.pid:>8}  {state}")
+    return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    verb = (
+        {"unlink": "would remove", "forget": "would forget"}
+        if args.dry_run
+        else {
+            "unlink": "removed",
+            "forget": "forgot",
+        }
+    )
+
+    def show(action: str, entry: registry.Entry) -> None:
+        print(f"{verb[action]} {entry.kind} {entry.name} (creator pid {entry.pid} is gone)")
+
+    try:
+        done = registry.clean(dry_run=args.dry_run, report=show)
+    except OSError as exc:
+        print(f"fastipc clean: {exc}", file=sys.stderr)
+        return 1
+    if not done:
+        print("nothing to clean")
     return 0
 
 

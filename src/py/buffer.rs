@@ -70,6 +70,29 @@ impl Buffer {
     }
 }
 
+impl Buffer {
+    /// A robust mutex at `offset` of this (writable) view, which it keeps exported for as long
+    /// as the mutex lives. `EINVAL` if the bytes there are too few or misaligned.
+    pub fn into_shared_mutex(
+        self,
+        offset: usize,
+    ) -> Result<crate::sys::mutex::SharedMutex, rustix::io::Errno> {
+        use crate::sys::mutex::{SharedMutex, IN_BUFFER_SIZE};
+        let end = offset.checked_add(IN_BUFFER_SIZE);
+        if self.view.readonly != 0 || end.is_none_or(|end| end > self.len()) {
+            return Err(rustix::io::Errno::INVAL);
+        }
+        let base = self.view.buf.cast::<u8>();
+        // SAFETY: `offset + IN_BUFFER_SIZE <= len` bytes of a writable export lie at `base`; the
+        // export (moved into the keeper) keeps them valid until the mutex is dropped. The
+        // caller only exports fastipc shared memory segments, whose bytes are shared memory.
+        unsafe {
+            let at = base.add(offset);
+            SharedMutex::borrowed(at, Box::new(std::sync::Mutex::new(self)))
+        }
+    }
+}
+
 impl Drop for Buffer {
     fn drop(&mut self) {
         Python::attach(|_py| {
@@ -120,3 +143,31 @@ impl Fresh {
 // SAFETY: the pointer belongs to the bytes object owned by `bytes` (a `Py`, which is Send); no
 // other thread can reach it before the value is handed back.
 unsafe impl Send for Fresh {}
+
+/// Exports `len` writable bytes at `ptr` through the buffer protocol, on behalf of `owner` (which
+/// the view keeps alive).
+///
+/// # Safety
+/// `view` must be the pointer CPython passed to the owner's `bf_getbuffer`, and `ptr..ptr+len`
+/// must stay valid until the matching `bf_releasebuffer` (the owner refuses to unmap while views
+/// are exported).
+pub unsafe fn export(
+    view: *mut ffi::Py_buffer,
+    owner: &Bound<'_, PyAny>,
+    ptr: *mut u8,
+    len: usize,
+    flags: c_int,
+) -> PyResult<()> {
+    if view.is_null() {
+        return Err(PyBufferError::new_err("no view to fill"));
+    }
+    let len = ffi::Py_ssize_t::try_from(len)
+        .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("segment too large"))?;
+    // SAFETY: the caller guarantees `view` and the memory range; PyBuffer_FillInfo takes a new
+    // reference to `owner`, which CPython releases with the view.
+    let rc = unsafe { ffi::PyBuffer_FillInfo(view, owner.as_ptr(), ptr.cast(), len, 0, flags) };
+    if rc != 0 {
+        return Err(PyErr::fetch(owner.py()));
+    }
+    Ok(())
+}

@@ -19,9 +19,12 @@ mod errors;
 mod fds;
 mod filelock;
 mod listener;
+mod lock;
 #[cfg(target_os = "linux")]
 mod mqueue;
 mod pipe;
+mod sem;
+mod shm;
 mod signals;
 mod slot;
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -245,6 +248,9 @@ fn _fastipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Listener>()?;
     m.add_class::<Connection>()?;
     m.add_class::<DatagramSocket>()?;
+    m.add_class::<shm::SharedMemory>()?;
+    m.add_class::<sem::Semaphore>()?;
+    m.add_class::<lock::Lock>()?;
     m.add_function(wrap_pyfunction!(listen, m)?)?;
     m.add_function(wrap_pyfunction!(connect, m)?)?;
     m.add_function(wrap_pyfunction!(socketpair, m)?)?;

@@ -8,6 +8,9 @@ pub mod fifo;
 pub mod lock;
 #[cfg(target_os = "linux")]
 pub mod mqueue;
+pub mod mutex;
+pub mod sem;
+pub mod shm;
 #[cfg(target_os = "linux")]
 pub mod signalfd;
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -22,4 +25,35 @@ pub(crate) fn last_errno() -> Errno {
             .raw_os_error()
             .unwrap_or(libc::EIO),
     )
+}
+
+/// An absolute `CLOCK_REALTIME` time `after` from now, as the timed waits of POSIX want it.
+#[allow(dead_code)]
+pub(crate) fn realtime_after(after: std::time::Duration) -> libc::timespec {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    let mut sec = now.tv_sec.saturating_add(after.as_secs() as i64);
+    let mut nsec = now.tv_nsec as i64 + i64::from(after.subsec_nanos());
+    if nsec >= 1_000_000_000 {
+        sec = sec.saturating_add(1);
+        nsec -= 1_000_000_000;
+    }
+    libc::timespec {
+        tv_sec: sec as libc::time_t,
+        tv_nsec: nsec as _,
+    }
+}
+
+/// Duplicates a descriptor number handed over from Python (close-on-exec); `EBADF` if it is not
+/// open. The caller keeps its own descriptor.
+#[cfg(feature = "python")]
+pub fn dup_raw(fd: i32) -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_DUPFD_CLOEXEC only reads the descriptor number; on a number that is not open it
+    // fails with EBADF and touches nothing.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if new < 0 {
+        return Err(last_errno());
+    }
+    // SAFETY: `new` was just returned by the kernel and nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(new) })
 }

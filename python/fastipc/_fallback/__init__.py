@@ -1,7 +1,7 @@
 """Pure-Python backend of fastipc: the same API as the extension, on the standard library alone.
 
 It is the implementation on Windows and wherever the extension cannot load; ``docs/sockets.md``
-describes the behaviour both backends share.
+and ``docs/shm.md`` describe the behaviour both backends share.
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ from ._dgram import DatagramSocket
 from ._fds import SCM_MAX_FD
 from ._filelock import FileLock
 from ._listener import Listener
+from ._lock import Lock
 from ._mq import MessageQueue, SysVMessageQueue, ftok, unlink_message_queue
 from ._pipes import FIFO, PipeReader, PipeWriter, pipe
+from ._sem import Semaphore
+from ._shm import SharedMemory
 from ._signals import SignalReceiver, kill_and_wait
 
 BACKEND = "python"
@@ -28,9 +31,12 @@ __all__ = [
     "DatagramSocket",
     "FileLock",
     "Listener",
+    "Lock",
     "MessageQueue",
     "PipeReader",
     "PipeWriter",
+    "Semaphore",
+    "SharedMemory",
     "SignalReceiver",
     "SysVMessageQueue",
     "connect",

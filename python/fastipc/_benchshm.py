@@ -1,0 +1,248 @@
+"""Semaphore and shared memory benchmarks between two processes: the measurements behind
+``benches/test_shm.py``, as functions ``fastipc bench`` can call.
+
+Both functions fork a peer, pin both processes to the CPUs given (the same one for the stable
+"same-core" figure), run a warm-up and then time every round on the parent's side with
+``time.perf_counter_ns``. They return the samples in nanoseconds, one per round:
+
+* :func:`semaphore_pingpong`: parent posts A, peer waits A and posts B, parent waits B.
+* :func:`segment_handoff`: the memwriter/memreader pattern with a ``size``-byte segment: the
+  parent fills it and posts "full", the peer waits, copies it all out and posts "empty".
+
+Implementations (``impl``): ``"fastipc"`` (the active backend, or ``module=``), ``"posix_ipc"``,
+``"multiprocessing"`` (``multiprocessing.Semaphore``, and ``multiprocessing.shared_memory`` for
+the segment). Unix only (fork).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import FrameType, ModuleType
+from typing import Any
+
+__all__ = ["IMPLS", "BenchTimeout", "segment_handoff", "semaphore_pingpong", "unavailable"]
+
+IMPLS = ("fastipc", "posix_ipc", "multiprocessing")
+
+
+class BenchTimeout(RuntimeError):
+    """The peer stopped answering (it died, or the machine is stalled)."""
+
+
+def unavailable(impl: str) -> str | None:
+    """Why ``impl`` cannot run here, or None."""
+    if not hasattr(os, "fork"):
+        return "the benchmarks fork a peer process (Unix only)"
+    if impl == "posix_ipc":
+        try:
+            importlib.import_module("posix_ipc")
+        except ImportError:
+            return "posix_ipc is not installed (pip install posix_ipc)"
+    elif impl not in IMPLS:
+        return f"unknown implementation {impl!r}; choose from {', '.join(IMPLS)}"
+    return None
+
+
+@dataclass
+class _Sem:
+    acquire: Callable[[], Any]
+    release: Callable[[], Any]
+    close: Callable[[], None]
+
+
+def _fastipc_module(module: ModuleType | None) -> ModuleType:
+    if module is not None:
+        return module
+    import fastipc
+
+    return fastipc
+
+
+def _semaphores(impl: str, module: ModuleType | None, n: int) -> list[_Sem]:
+    sems: list[_Sem] = []
+    for _ in range(n):
+        if impl == "fastipc":
+            s = _fastipc_module(module).Semaphore(None, create=True, value=0)
+            s.unlink()  # the handles inherited by the peer are all that is needed
+            sems.append(_Sem(s.acquire, s.release, s.close))
+        elif impl == "posix_ipc":
+            posix_ipc: Any = importlib.import_module("posix_ipc")
+            p = posix_ipc.Semaphore(None, posix_ipc.O_CREX, mode=0o600, initial_value=0)
+            p.unlink()
+            sems.append(_Sem(p.acquire, p.release, p.close))
+        elif impl == "multiprocessing":
+            import multiprocessing
+
+            m = multiprocessing.get_context("fork").Semaphore(0)
+            sems.append(_Sem(m.acquire, m.release, lambda: None))
+        else:
+            raise ValueError(unavailable(impl))
+    return sems
+
+
+@contextlib.contextmanager
+def _pinned(cpu: int | None) -> Iterator[None]:
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+@contextlib.contextmanager
+def _watchdog(seconds: int) -> Iterator[None]:
+    def expired(signum: int, frame: FrameType | None) -> None:
+        raise BenchTimeout(f"the benchmark peer did not answer within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _fork(peer: Callable[[], None], cpu: int | None) -> int:
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the peer
+        status = 0
+        try:
+            if cpu is not None and hasattr(os, "sched_setaffinity"):
+                os.sched_setaffinity(0, {cpu})
+            peer()
+        except BaseException:
+            status = 1
+        finally:
+            os._exit(status)
+    return pid
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def semaphore_pingpong(
+    impl: str,
+    rounds: int = 20_000,
+    *,
+    warmup: int = 2_000,
+    cpus: tuple[int | None, int | None] = (None, None),
+    module: ModuleType | None = None,
+    timeout: int = 120,
+) -> list[int]:
+    """Round trips of a semaphore ping-pong between this process and a forked peer, in ns.
+
+    ``cpus`` is (this process's CPU, the peer's CPU); the same number for both is the same-core
+    measurement. ``module`` picks a fastipc backend module for ``impl="fastipc"``.
+    """
+    ping, pong = _semaphores(impl, module, 2)
+    total = warmup + rounds
+
+    def peer() -> None:
+        wait, post = ping.acquire, pong.release
+        for _ in range(total):
+            wait()
+            post()
+
+    samples = [0] * rounds
+    pid = _fork(peer, cpus[1])
+    try:
+        with _pinned(cpus[0]), _watchdog(timeout):
+            post, wait, now = ping.release, pong.acquire, time.perf_counter_ns
+            for _ in range(warmup):
+                post()
+                wait()
+            for i in range(rounds):
+                start = now()
+                post()
+                wait()
+                samples[i] = now() - start
+        os.waitpid(pid, 0)
+        pid = 0
+    finally:
+        if pid:
+            _reap(pid)
+        ping.close()
+        pong.close()
+    return samples
+
+
+def segment_handoff(
+    impl: str,
+    size: int = 1 << 20,
+    rounds: int = 500,
+    *,
+    warmup: int = 50,
+    cpus: tuple[int | None, int | None] = (None, None),
+    module: ModuleType | None = None,
+    timeout: int = 120,
+) -> list[int]:
+    """Rounds of the memwriter/memreader pattern through a ``size``-byte segment, in ns: this
+    process fills the segment and posts "full"; the peer waits, copies the whole segment out
+    and posts "empty". Throughput is ``size / sample``.
+
+    ``impl`` is ``"fastipc"`` (its SharedMemory and Semaphore) or ``"multiprocessing"``
+    (``multiprocessing.shared_memory`` and ``multiprocessing.Semaphore``).
+    """
+    if impl == "fastipc":
+        seg: Any = _fastipc_module(module).SharedMemory(None, create=True, size=size)
+    elif impl == "multiprocessing":
+        from multiprocessing import shared_memory
+
+        seg = shared_memory.SharedMemory(create=True, size=size)
+    else:
+        raise ValueError(f"segment_handoff compares 'fastipc' and 'multiprocessing', not {impl!r}")
+    full, empty = _semaphores(impl, module, 2)
+    buf = seg.buf
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    total = warmup + rounds
+
+    def peer() -> None:
+        # memoryview assignment is one memcpy (bytearray slice assignment from a foreign buffer
+        # would first copy it into a temporary bytearray)
+        sink = memoryview(bytearray(size))
+        wait, post = full.acquire, empty.release
+        for _ in range(total):
+            wait()
+            sink[:] = buf
+            post()
+
+    samples = [0] * rounds
+    pid = _fork(peer, cpus[1])
+    try:
+        with _pinned(cpus[0]), _watchdog(timeout):
+            post, wait, now = full.release, empty.acquire, time.perf_counter_ns
+            for _ in range(warmup):
+                buf[:] = payload
+                post()
+                wait()
+            for i in range(rounds):
+                start = now()
+                buf[:] = payload
+                post()
+                wait()
+                samples[i] = now() - start
+        os.waitpid(pid, 0)
+        pid = 0
+    finally:
+        if pid:
+            _reap(pid)
+        full.close()
+        empty.close()
+        seg.close()
+        seg.unlink()
+    return samples

@@ -1,0 +1,316 @@
+//! `fastipc.SharedMemory`: a mapped shared memory segment, with `buf` a zero-copy memoryview.
+
+use std::ffi::c_int;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use pyo3::exceptions::{PyBufferError, PyOSError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyMemoryView, PyType};
+
+use crate::py::buffer::export;
+use crate::py::errors::IntoPy;
+use crate::shm::{self, SharedMemory as Core};
+use crate::sys::shm::Mapping;
+
+/// The mapping behind `SharedMemory.buf`: exports the segment's bytes through the buffer
+/// protocol and counts the exports. The memory is unmapped only when this object dies, so a
+/// consumer that keeps a reference to it instead of an export (numpy's `ndarray(buffer=...)`
+/// does) never sees it vanish.
+#[pyclass(frozen, module = "fastipc._fastipc", name = "_Segment")]
+pub struct Segment {
+    map: Mapping,
+    fd: Mutex<Option<OwnedFd>>,
+    exports: AtomicUsize,
+}
+
+#[pymethods]
+impl Segment {
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        // SAFETY: `view` comes from CPython's bf_getbuffer; the mapping lives as long as this
+        // object, which the view keeps alive.
+        unsafe { export(view, slf.as_any(), this.map.as_ptr(), this.map.len(), flags) }?;
+        this.exports.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        self.exports.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Segment {
+    fn exports(&self) -> usize {
+        self.exports.load(Ordering::Acquire)
+    }
+
+    fn fd(&self) -> Option<i32> {
+        let guard = self.fd.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().map(|fd| fd.as_raw_fd())
+    }
+
+    fn close_fd(&self) {
+        drop(self.fd.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+}
+
+/// A shared memory segment: `multiprocessing.shared_memory.SharedMemory` with POSIX names, a
+/// mode, reserved pages and nothing tracked behind the user's back.
+#[pyclass(frozen, module = "fastipc", name = "SharedMemory")]
+pub struct SharedMemory {
+    segment: Mutex<Option<Py<Segment>>>,
+    view: Mutex<Option<Py<PyMemoryView>>>,
+    name: Option<String>,
+    size: usize,
+}
+
+/// What `SharedMemory(name, create, size)` is called with to unpickle.
+type ReduceArgs = (Option<String>, bool, usize);
+
+fn closed(name: &str) -> PyErr {
+    let errno = rustix::io::Errno::BADF;
+    PyOSError::new_err((
+        errno.raw_os_error(),
+        "the shared memory segment is closed",
+        name.to_string(),
+    ))
+}
+
+impl SharedMemory {
+    fn wrap(py: Python<'_>, core: Core) -> PyResult<SharedMemory> {
+        let size = core.size();
+        let (fd, map, name) = core.into_parts();
+        let segment = Py::new(
+            py,
+            Segment {
+                map,
+                fd: Mutex::new(Some(fd)),
+                exports: AtomicUsize::new(0),
+            },
+        )?;
+        Ok(SharedMemory {
+            segment: Mutex::new(Some(segment)),
+            view: Mutex::new(None),
+            name,
+            size,
+        })
+    }
+
+    fn segment(&self, py: Python<'_>) -> Option<Py<Segment>> {
+        let guard = self.segment.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().map(|s| s.clone_ref(py))
+    }
+
+    fn fd_of(&self) -> Option<i32> {
+        let guard = self.segment.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().and_then(|s| s.get().fd())
+    }
+
+    /// The name, or "anonymous segment".
+    pub(crate) fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or("anonymous segment")
+    }
+}
+
+fn size_arg(size: i64) -> PyResult<u64> {
+    u64::try_from(size).map_err(|_| PyValueError::new_err("'size' must be a positive integer"))
+}
+
+#[pymethods]
+impl SharedMemory {
+    /// Creates (`create=True`) or opens the segment `name`.
+    #[new]
+    #[pyo3(signature = (name=None, create=false, size=0, *, mode=0o600))]
+    fn new(
+        py: Python<'_>,
+        name: Option<&str>,
+        create: bool,
+        size: i64,
+        mode: u32,
+    ) -> PyResult<Self> {
+        let size = size_arg(size)?;
+        let core = if create {
+            if size == 0 {
+                return Err(PyValueError::new_err(
+                    "'size' must be a positive number different from zero",
+                ));
+            }
+            py.detach(|| Core::create(name, size, mode)).py_err()?
+        } else {
+            let Some(name) = name else {
+                return Err(PyValueError::new_err(
+                    "'name' can only be None if create=True",
+                ));
+            };
+            py.detach(|| Core::open(name)).py_err()?
+        };
+        SharedMemory::wrap(py, core)
+    }
+
+    /// An anonymous segment (a sealed memfd on Linux) to hand to another process by descriptor
+    /// passing.
+    #[classmethod]
+    fn anonymous(_cls: &Bound<'_, PyType>, py: Python<'_>, size: i64) -> PyResult<Self> {
+        let size = size_arg(size)?;
+        let core = py.detach(|| Core::anonymous(size)).py_err()?;
+        SharedMemory::wrap(py, core)
+    }
+
+    /// Maps the segment behind `fd` (duplicated: the caller keeps and closes its own).
+    #[classmethod]
+    #[pyo3(signature = (fd, *, require_sealed=true))]
+    fn from_fd(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        fd: i32,
+        require_sealed: bool,
+    ) -> PyResult<Self> {
+        if fd < 0 {
+            return Err(PyValueError::new_err(format!(
+                "invalid file descriptor {fd}"
+            )));
+        }
+        let owned = crate::sys::dup_raw(fd)
+            .map_err(|e| crate::Error::os(e, "dup", format!("fd {fd}")))
+            .py_err()?;
+        let core = py
+            .detach(|| Core::from_fd(owned, require_sealed))
+            .py_err()?;
+        SharedMemory::wrap(py, core)
+    }
+
+    /// The name in POSIX form (`"/name"`), or None for an anonymous segment.
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Size in bytes.
+    #[getter]
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The segment's bytes as a writable memoryview (zero-copy).
+    #[getter]
+    fn buf(&self, py: Python<'_>) -> PyResult<Py<PyMemoryView>> {
+        let mut guard = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(view) = guard.as_ref() {
+            return Ok(view.clone_ref(py));
+        }
+        let Some(segment) = self.segment(py) else {
+            return Err(closed(self.label()));
+        };
+        let view = PyMemoryView::from(segment.bind(py).as_any())?.unbind();
+        *guard = Some(view.clone_ref(py));
+        Ok(view)
+    }
+
+    /// The descriptor (-1 once closed).
+    #[getter]
+    fn fd(&self) -> i32 {
+        self.fd_of().unwrap_or(-1)
+    }
+
+    /// The descriptor; `OSError(EBADF)` once closed.
+    fn fileno(&self) -> PyResult<i32> {
+        self.fd_of().ok_or_else(|| closed(self.label()))
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.fd_of().is_none()
+    }
+
+    /// Unmaps the segment and closes the descriptor; the segment itself lives on until
+    /// `unlink()`. `BufferError` while views of `buf` are exported. Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let taken = self.view.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(view) = taken {
+            if let Err(err) = view.bind(py).call_method0("release") {
+                *self.view.lock().unwrap_or_else(|e| e.into_inner()) = Some(view);
+                return Err(if err.is_instance_of::<PyBufferError>(py) {
+                    PyBufferError::new_err(format!(
+                        "cannot close {}: views of its buf are still exported ({})",
+                        self.label(),
+                        err.value(py)
+                    ))
+                } else {
+                    err
+                });
+            }
+        }
+        let mut guard = self.segment.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(segment) = guard.as_ref() {
+            let n = segment.get().exports();
+            if n > 0 {
+                return Err(PyBufferError::new_err(format!(
+                    "cannot close {}: {n} view(s) of its buf are still exported (release the \
+                     memoryviews and arrays made from it first)",
+                    self.label()
+                )));
+            }
+            segment.get().close_fd();
+        }
+        // The memory is unmapped when the last reference to the segment object goes.
+        drop(guard.take());
+        Ok(())
+    }
+
+    /// Removes the segment's name (the memory lives while anyone maps it).
+    fn unlink(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(name) = self.name.clone() else {
+            return Err(PyValueError::new_err(
+                "an anonymous segment has no name to unlink",
+            ));
+        };
+        py.detach(|| shm::unlink(&name)).py_err()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        self.close(py)
+    }
+
+    fn __reduce__(&self, py: Python<'_>) -> PyResult<(Py<PyAny>, ReduceArgs)> {
+        if self.name.is_none() {
+            return Err(PyValueError::new_err(
+                "an anonymous segment cannot be pickled: pass its descriptor instead",
+            ));
+        }
+        let cls = py.get_type::<SharedMemory>().into_any().unbind();
+        Ok((cls, (self.name.clone(), false, self.size)))
+    }
+
+    fn __repr__(&self) -> String {
+        match self.fd_of() {
+            Some(fd) => format!(
+                "<fastipc.SharedMemory {} size={} fd={fd}>",
+                self.label(),
+                self.size
+            ),
+            None => format!(
+                "<fastipc.SharedMemory {} size={} closed>",
+                self.label(),
+                self.size
+            ),
+        }
+    }
+}
