@@ -8,13 +8,13 @@ import socket
 import struct
 import threading
 from collections.abc import Iterable
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .. import _handles
 from .._errors import BufferTooShort, MessageTooLarge, NotSupportedError, TruncatedMessage
 from .._types import Credentials
 from . import _fds, _platform
+from ._closing import Closing
 from ._fds import (
     ANC_SPACE,
     CLOEXEC,
@@ -27,8 +27,6 @@ from ._fds import (
 from ._platform import MSG_NOSIGNAL, deadline_for, oserror, remaining, timeout_error, wait_fd
 
 if TYPE_CHECKING:
-    from typing import Self
-
     from typing_extensions import Buffer
 
 __all__ = ["Connection"]
@@ -60,7 +58,7 @@ def _byte_view(buf: Buffer) -> memoryview:
     return view
 
 
-class Connection:
+class Connection(Closing):
     """A connected stream or seqpacket socket carrying framed messages and raw bytes."""
 
     __slots__ = (
@@ -835,17 +833,6 @@ class Connection:
         for entry in pending:
             close_all(entry[2])
         self._sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):

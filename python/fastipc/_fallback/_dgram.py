@@ -7,13 +7,13 @@ import errno
 import os
 import socket
 from collections.abc import Iterable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._errors import MessageTooLarge, NotSupportedError
 from .._types import Credentials
 from . import _platform
 from ._addr import Address, format_host, parse, remapped_name
+from ._closing import Closing
 from ._fds import ANC_SPACE, CLOEXEC, close_all, creds_message, fd_list, rights, truncated
 from ._fds import parse_ancillary as _parse
 from ._open import unix_target
@@ -21,14 +21,12 @@ from ._platform import MSG_NOSIGNAL, oserror, timeout_error
 from ._sockdir import UnixBinding
 
 if TYPE_CHECKING:
-    from typing import Self
-
     from typing_extensions import Buffer
 
 __all__ = ["DatagramSocket"]
 
 
-class DatagramSocket:
+class DatagramSocket(Closing):
     """A datagram socket (Unix datagram when remapped, UDP otherwise)."""
 
     __slots__ = (
@@ -298,17 +296,6 @@ class DatagramSocket:
             binding, self._binding = self._binding, None
             if binding is not None:
                 binding.release()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):

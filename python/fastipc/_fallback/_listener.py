@@ -5,21 +5,21 @@ from __future__ import annotations
 import contextlib
 import errno
 import socket
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from . import _fds, _platform
+from ._closing import Closing
 from ._conn import Connection
 from ._platform import deadline_for, oserror, remaining, timeout_error, wait_fd
 from ._sockdir import UnixBinding
 
 if TYPE_CHECKING:
-    from typing import Self
+    pass
 
 __all__ = ["Listener"]
 
 
-class Listener:
+class Listener(Closing):
     """A listening stream or seqpacket socket. Created by :func:`listen`."""
 
     __slots__ = (
@@ -146,17 +146,6 @@ class Listener:
             binding, self._binding = self._binding, None
             if binding is not None:
                 binding.release()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):

@@ -11,12 +11,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
-from typing import Self
 
 from typing_extensions import Buffer
 
 from .._errors import MessageTooLarge, NotSupportedError
+from ._closing import Closing
 from ._waits import SLICE, backoff, closed_error, deadline_of, read_proc_number, timed_out
 
 __all__ = ["MessageQueue", "SysVMessageQueue", "ftok", "unlink_message_queue"]
@@ -130,7 +129,7 @@ def unlink_message_queue(name: str) -> None:
         raise _err(name)
 
 
-class MessageQueue:
+class MessageQueue(Closing):
     """A POSIX message queue (Linux)."""
 
     def __init__(
@@ -300,17 +299,6 @@ class MessageQueue:
         if getattr(self, "_fd", -1) >= 0:
             self.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         if self._fd < 0:
             return f"<fastipc.MessageQueue {self._name} closed>"
@@ -342,7 +330,7 @@ def _msgmax() -> int:
 _LONG = struct.calcsize("l")
 
 
-class SysVMessageQueue:
+class SysVMessageQueue(Closing):
     """A System V message queue with typed retrieval (Linux)."""
 
     def __init__(
@@ -500,17 +488,6 @@ class SysVMessageQueue:
 
     def close(self) -> None:
         self._closed = True
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""

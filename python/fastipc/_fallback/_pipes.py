@@ -16,6 +16,7 @@ from typing import Any, Self
 from typing_extensions import Buffer
 
 from .._errors import NotSupportedError, TruncatedMessage
+from ._closing import Closing
 from ._waits import SLICE, backoff, check_timeout, closed_error, deadline_of, timed_out, wait_fd
 
 __all__ = ["FIFO", "PipeReader", "PipeWriter", "pipe"]
@@ -33,7 +34,7 @@ def _ready(fd: int, events: int, timeout: float) -> bool:
     return bool(poller.poll(max(0.0, timeout) * 1000))
 
 
-class _End:
+class _End(Closing):
     _label = "End"
 
     def __init__(self, fd: int, name: str) -> None:
@@ -123,17 +124,6 @@ class _End:
         fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         if getattr(self, "_fd", -1) >= 0:

@@ -12,11 +12,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from types import FrameType, TracebackType
-from typing import Any, Self
+from types import FrameType
+from typing import Any
 
 from .._errors import NotSupportedError
 from .._records import SignalInfo, make_signal_info
+from ._closing import Closing
 from ._waits import backoff, closed_error, deadline_of, run_fd, timed_out
 
 __all__ = ["SignalReceiver", "kill_and_wait"]
@@ -24,7 +25,7 @@ __all__ = ["SignalReceiver", "kill_and_wait"]
 _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
-class SignalReceiver:
+class SignalReceiver(Closing):
     """A pollable receiver of chosen signals: Python handlers write each signal's number into a
     pipe whose reading end is the descriptor. Must be created (and closed) in the main thread;
     it replaces the handlers of those signals until closed. Sender pid and uid are unknown
@@ -101,17 +102,6 @@ class SignalReceiver:
             setattr(self, attr, -1)
             if fd >= 0:
                 os.close(fd)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         if self._r < 0:
