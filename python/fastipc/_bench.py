@@ -26,8 +26,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ._benchmech import REFERENCE, REGISTRY, ListenerMechanism
-from ._benchpeer import TimingPlan
+from ._benchmech import REFERENCE, REGISTRY, ListenerMechanism, family, ordered
+from ._benchpeer import TimingPlan, summarize
+from ._refpeer import NAME as LIMIT
 
 __all__ = [
     "PLACEMENTS",
@@ -40,7 +41,7 @@ __all__ = [
     "run",
 ]
 
-SCHEMA = "fastipc-bench/1"
+SCHEMA = "fastipc-bench/2"
 PLACEMENTS = ("same-core", "cross-core")
 READY_TIMEOUT = 30.0
 EXIT_TIMEOUT = 10.0
@@ -48,6 +49,18 @@ EXIT_TIMEOUT = 10.0
 
 class BenchError(Exception):
     """The benchmark cannot run at all (as opposed to one cell failing)."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    """Cells finished so far."""
+    total: int
+    """Cells that run (unavailable ones excluded)."""
+    line: str
+    """What runs now, or how the cell that just finished went."""
+    final: bool
+    """Whether the cell of ``line`` has finished."""
 
 
 @dataclass
@@ -59,8 +72,8 @@ class Options:
     backend: str | None = None
     cpus: list[int] | None = None
     quick: bool = False
-    progress: Callable[[str, bool], None] | None = None
-    """Called with a progress line and whether it is final for its cell."""
+    progress: Callable[[Progress], None] | None = None
+    """Called before and after each cell that runs."""
     on_machine: Callable[[dict[str, Any]], None] | None = None
     """Called with the machine description before the first cell runs."""
 
@@ -81,6 +94,9 @@ class Cell:
     warmup_ns: int = 0
     stats: dict[str, float] = field(default_factory=dict)
     ratios: dict[str, float | str | None] = field(default_factory=dict)
+    stream: dict[str, Any] = field(default_factory=dict)
+    """The one-way stream: ``status`` (``ok`` or ``error``), ``error``, and when ok the batches
+    and the statistics of :meth:`stream_stats`."""
 
     @property
     def median_ns(self) -> float:
@@ -97,11 +113,41 @@ class Cell:
             "sustained_round_trips_per_s": self.stats["count"] * 1e9 / self.stats["total_ns"],
         }
 
+    @property
+    def stream_ok(self) -> bool:
+        return self.stream.get("status") == "ok"
+
+    def set_stream(self, raw: dict[str, Any] | None, error: str | None) -> None:
+        if raw is None:
+            self.stream = {"status": "error", "error": error or "not measured"}
+            return
+        count = int(raw["messages_per_batch"])
+        rates = sorted(count * 1e9 / ns for ns in raw["batches_ns"])
+        median = (
+            rates[len(rates) // 2]
+            if len(rates) % 2
+            else sum(rates[len(rates) // 2 - 1 : len(rates) // 2 + 1]) / 2
+        )
+        self.stream = {
+            "status": "ok",
+            "error": None,
+            "messages_per_batch": count,
+            "batches": len(rates),
+            "warmup_messages": raw["warmup_messages"],
+            "warmup_ns": raw["warmup_ns"],
+            "batches_ns": list(raw["batches_ns"]),
+            "messages_per_s": median,
+            "messages_per_s_min": rates[0],
+            "messages_per_s_max": rates[-1],
+            "gb_per_s": median * self.size / 1e9,
+        }
+
     def to_json(self) -> dict[str, Any]:
         mechanism = REGISTRY[self.mechanism]
         data: dict[str, Any] = {
             "mechanism": self.mechanism,
             "summary": mechanism.summary,
+            "family": family(mechanism),
             "size": self.size,
             "placement": self.placement,
             "cpus": {"server": self.server_cpu, "client": self.client_cpu},
@@ -115,6 +161,7 @@ class Cell:
                 warmup_ns=self.warmup_ns,
                 stats=self.stats,
                 throughput=self.throughput(),
+                stream=self.stream,
                 ratios=self.ratios,
             )
         return data
@@ -146,10 +193,14 @@ class Report:
                 "mechanisms": self.options.mechanisms,
                 "placements": self.options.placements,
                 "reference": REFERENCE,
+                "limit": LIMIT,
                 "quick": self.options.quick,
                 "timing": plan.to_json(),
-                "clock": "time.perf_counter_ns around each round trip, gc disabled",
-                "throughput_basis": "median round trip; payload bytes counted both ways",
+                "clock": "time.perf_counter_ns around each round trip, gc disabled "
+                "(clock_gettime(CLOCK_MONOTONIC) in the reference peer)",
+                "throughput_basis": "stream: messages sent back to back one way, timed from the "
+                "first send until the receiver acknowledges the last; median of the batches. "
+                "results[].throughput is derived from the median round trip instead",
             },
             "results": [cell.to_json() for cell in self.cells],
         }
@@ -210,12 +261,12 @@ def child_environment(backend: str | None, socket_dir: str) -> dict[str, str]:
 class Peer:
     """One ``python -m fastipc._benchpeer`` process in its own session."""
 
-    def __init__(self, role: str, config: dict[str, Any], env: dict[str, str]) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in _cleanup)
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "fastipc._benchpeer", role, json.dumps(config)],
+                argv,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,
@@ -299,7 +350,13 @@ class PeerGroup:
         self.peers: list[Peer] = []
 
     def start(self, role: str, config: dict[str, Any]) -> Peer:
-        peer = Peer(role, config, self.env)
+        """A ``python -m fastipc._benchpeer ROLE CONFIG`` process."""
+        return self.start_command(
+            [sys.executable, "-m", "fastipc._benchpeer", role, json.dumps(config)]
+        )
+
+    def start_command(self, argv: list[str]) -> Peer:
+        peer = Peer(argv, self.env)
         self.peers.append(peer)
         return peer
 
@@ -325,13 +382,22 @@ def echo_server(
     socket_dir: str,
     backend: str | None = None,
     cpu: int | None = None,
+    phases: Sequence[str] = ("echo",),
 ) -> Iterator[tuple[str, Peer]]:
-    """Start the echo side of a listener mechanism in another process; yields its address."""
+    """Start the echo side of a listener mechanism in another process; yields its address.
+    ``phases`` says what it does with each connection it accepts in turn: ``"echo"`` (round
+    trips) or ``"drain"`` (the receiving side of the one-way stream)."""
     group = PeerGroup(child_environment(backend, socket_dir))
     try:
         peer = group.start(
             "serve",
-            {"mechanism": mechanism, "socket_dir": socket_dir, "max_size": max_size, "cpu": cpu},
+            {
+                "mechanism": mechanism,
+                "socket_dir": socket_dir,
+                "max_size": max(max_size, 64),
+                "cpu": cpu,
+                "phases": list(phases),
+            },
         )
         ready = peer.event(READY_TIMEOUT)
         if ready["event"] != "ready":
@@ -367,12 +433,36 @@ def probe(env: dict[str, str]) -> dict[str, Any]:
     return event
 
 
+def _limit_command(cell: Cell, plan: TimingPlan) -> list[str]:
+    from ._refpeer import build
+
+    def cpu(value: int | None) -> str:
+        return str(-1 if value is None else value)
+
+    return [
+        build(),
+        str(cell.size),
+        cpu(cell.server_cpu),
+        cpu(cell.client_cpu),
+        str(plan.iterations or 0),
+        str(int(plan.budget_s * 1e9)),
+        str(plan.min_iterations),
+        str(plan.max_iterations),
+        str(int(plan.warmup_s * 1e9)),
+        str(plan.min_warmup),
+        str(plan.iterations or 0),
+        str(int(plan.stream_budget_s * 1e9)),
+        str(int(plan.stream_warmup_s * 1e9)),
+        str(plan.stream_batches),
+    ]
+
+
 def _run_cell(group: PeerGroup, cell: Cell, socket_dir: str, plan: TimingPlan) -> None:
     mechanism = REGISTRY[cell.mechanism]
     config: dict[str, Any] = {
         "mechanism": cell.mechanism,
         "socket_dir": socket_dir,
-        "max_size": cell.size,
+        "max_size": max(cell.size, 64),
         "size": cell.size,
         "plan": plan.to_json(),
         "cpu": cell.client_cpu,
@@ -387,15 +477,24 @@ def _run_cell(group: PeerGroup, cell: Cell, socket_dir: str, plan: TimingPlan) -
             group.kill_all()
             return
         config["address"] = ready["address"]
-    client = group.start("client", config)
-    budget = (plan.iterations or plan.max_iterations) * 0.01 + plan.budget_s + plan.warmup_s
+    if mechanism.topology == "external":
+        client = group.start_command(_limit_command(cell, plan))
+    else:
+        client = group.start("client", config)
+    budget = (
+        (plan.iterations or plan.max_iterations) * 0.01
+        + plan.budget_s
+        + plan.warmup_s
+        + 2 * (plan.stream_budget_s + plan.stream_warmup_s)
+    )
     result = client.event(60.0 + budget)
     if result["event"] == "result":
         cell.status = "ok"
         cell.iterations = int(result["iterations"])
         cell.warmup_iterations = int(result["warmup_iterations"])
         cell.warmup_ns = int(result["warmup_ns"])
-        cell.stats = result["stats"]
+        cell.stats = result["stats"] if "stats" in result else summarize(result["samples"])
+        cell.set_stream(result.get("stream"), result.get("stream_error"))
         client.finish()
         if server is not None:
             server.finish()
@@ -419,6 +518,14 @@ def _compute_ratios(cells: list[Cell]) -> None:
         cell.ratios["speedup_vs_counterpart"] = (
             other.median_ns / cell.median_ns if other is not None else None
         )
+        limit = by_key.get((LIMIT, cell.size, cell.placement))
+        cell.ratios["limit"] = LIMIT
+        cell.ratios["fraction_of_limit"] = limit.median_ns / cell.median_ns if limit else None
+        cell.ratios["stream_fraction_of_limit"] = (
+            cell.stream["messages_per_s"] / limit.stream["messages_per_s"]
+            if limit is not None and limit.stream_ok and cell.stream_ok
+            else None
+        )
 
 
 def run(options: Options) -> Report:
@@ -426,13 +533,16 @@ def run(options: Options) -> Report:
     start = datetime.datetime.now(datetime.UTC)
     cpus = options.cpus or allowed_cpus()
     cells: list[Cell] = []
+    reasons: dict[str, str | None] = {}
     for placement in options.placements:
         where = placement_cpus(placement, cpus)
         for size in options.sizes:
-            for name in options.mechanisms:
+            for name in ordered(options.mechanisms):
                 server_cpu, client_cpu = where or (None, None)
                 cell = Cell(name, size, placement, server_cpu, client_cpu)
-                reason = REGISTRY[name].unavailable()
+                if name not in reasons:
+                    reasons[name] = REGISTRY[name].unavailable()
+                reason = reasons[name]
                 if where is None:
                     reason = f"{placement} needs two CPUs and sched_setaffinity"
                 if reason is not None:
@@ -448,19 +558,18 @@ def run(options: Options) -> Report:
             todo = [cell for cell in cells if cell.status == "pending"]
             # Placement, then size, then mechanism: the rows of one table run back to back.
             for i, cell in enumerate(todo, 1):
-                label = (
-                    f"[{i}/{len(todo)}] {cell.mechanism} {format_size(cell.size)} {cell.placement}"
-                )
+                label = f"{cell.mechanism} {format_size(cell.size)} {cell.placement}"
                 if options.progress is not None:
-                    options.progress(f"{label} ...", False)
+                    options.progress(Progress(i - 1, len(todo), f"{label} ...", False))
                 _run_cell(group, cell, socket_dir, options.plan)
                 if options.progress is not None:
-                    outcome = (
-                        f"median {format_us(cell.median_ns)} µs"
-                        if cell.status == "ok"
-                        else f"{cell.status}: {cell.error}"
-                    )
-                    options.progress(f"{label}: {outcome}", True)
+                    if cell.status == "ok":
+                        outcome = f"median {format_us(cell.median_ns)} µs"
+                        if cell.stream_ok:
+                            outcome += f", {format_rate(cell.stream['messages_per_s'])} msg/s"
+                    else:
+                        outcome = f"{cell.status}: {cell.error}"
+                    options.progress(Progress(i, len(todo), f"{label}: {outcome}", True))
         finally:
             group.kill_all()
     _compute_ratios(cells)
@@ -504,27 +613,64 @@ def _ratio(value: float | str | None) -> str:
     return f"{value:.2f}x" if isinstance(value, float) else "-"
 
 
+def _percent(value: float | str | None) -> str:
+    if not isinstance(value, float):
+        return "-"
+    return f"{value * 100:.0f}%" if value < 9.995 else f"{value:.0f}x"
+
+
+def format_rate(value: float) -> str:
+    """Messages per second, three significant digits: 1.23M, 456k, 789."""
+    for unit, scale in (("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            number = value / scale
+            return f"{number:.3g}{unit}" if number < 1000 else f"{number:.0f}{unit}"
+    return f"{value:.3g}"
+
+
+def _gbps(value: float) -> str:
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+HEADERS = (
+    "mechanism",
+    "median µs",
+    "p99 µs",
+    "of limit",
+    "msg/s",
+    "GB/s",
+    "of limit",
+    "vs mp-pipe",
+    "vs stdlib",
+)
+
+
 def format_report(report: Report, *, machine: bool = True) -> str:
     """The table, grouped by placement and size; ``machine=False`` leaves out the machine."""
     plan = report.options.plan
     if plan.iterations is not None:
-        amount = f"{plan.iterations} timed round trips per row"
+        amount = (
+            f"{plan.iterations} timed round trips per row; "
+            f"stream batches of {plan.iterations} messages"
+        )
     else:
         amount = (
             f"~{plan.budget_s:g} s of round trips per row "
-            f"({plan.min_iterations}-{plan.max_iterations})"
+            f"({plan.min_iterations}-{plan.max_iterations}), "
+            f"~{plan.stream_budget_s:g} s of stream in {plan.stream_batches} batches"
         )
     out = [
-        "fastipc bench: round trips through an echo side in another process",
+        "fastipc bench: two processes; round trips through an echo side, then a one-way stream",
         *([format_machine(report.machine)] if machine else []),
-        f"timing  : perf_counter_ns per round trip, gc off, {plan.warmup_s:g} s warm-up excluded,",
-        f"          {amount}",
-        "columns : median and p99 round trip; rt/s = round trips/s = 1/median;",
-        "          GB/s = payload bytes both ways (2 x size) / median;",
-        f"          vs pipe = {REFERENCE} median / this median (>1 is faster);",
-        "          vs stdlib = the same against the stdlib mechanism named after it",
+        f"timing  : perf_counter_ns, gc off, warm-up excluded; {amount}",
+        "round trip: median and p99 of one message there and back (latency);",
+        f"          of limit = {LIMIT} median / this median (the C reference peer: 100%)",
+        "one way : msg/s and GB/s of a stream of messages sent back to back one way, measured",
+        "          (not derived from the round trip): median of the batches, payload bytes;",
+        f"          of limit = this msg/s / {LIMIT} msg/s",
+        f"vs mp-pipe = {REFERENCE} round-trip median / this one (>1 is faster);",
+        "vs stdlib = the same against the alternative named after it",
     ]
-    headers = ("mechanism", "median µs", "p99 µs", "rt/s", "GB/s", "vs pipe", "vs stdlib")
     groups: dict[tuple[str, int], list[Cell]] = {}
     for cell in report.cells:
         groups.setdefault((cell.placement, cell.size), []).append(cell)
@@ -536,31 +682,45 @@ def format_report(report: Report, *, machine: bool = True) -> str:
             where = f"echo on CPU {cpus[0]}, client on CPU {cpus[1]}"
         out.append("")
         out.append(f"{format_size(size)} messages, {placement} ({where})")
-        rows: list[tuple[str, ...]] = [headers]
+        rows: list[tuple[str, ...]] = [HEADERS]
         notes: list[str] = []
         for cell in cells:
-            name = cell.mechanism + (" (ref)" if cell.mechanism == REFERENCE else "")
+            name = cell.mechanism + {"limit": " (limit)"}.get(family(REGISTRY[cell.mechanism]), "")
+            if cell.mechanism == REFERENCE:
+                name += " (ref)"
             if cell.status != "ok":
-                rows.append((name, cell.status, "", "", "", "", ""))
+                rows.append((name, cell.status, *[""] * (len(HEADERS) - 2)))
                 notes.append(f"  {cell.mechanism}: {cell.error}")
                 continue
-            tp = cell.throughput()
             counterpart = cell.ratios.get("counterpart")
             vs_stdlib = _ratio(cell.ratios.get("speedup_vs_counterpart"))
             if counterpart and vs_stdlib != "-":
                 vs_stdlib += f" {counterpart}"
+            if cell.stream_ok:
+                stream = (
+                    format_rate(cell.stream["messages_per_s"]),
+                    _gbps(cell.stream["gb_per_s"]),
+                    _percent(cell.ratios.get("stream_fraction_of_limit")),
+                )
+            else:
+                stream = ("error", "", "")
+                notes.append(f"  {cell.mechanism} (stream): {cell.stream.get('error')}")
             rows.append(
                 (
                     name,
                     format_us(cell.median_ns),
                     format_us(cell.stats["p99_ns"]),
-                    f"{tp['round_trips_per_s']:,.0f}",
-                    f"{tp['gb_per_s_both_ways']:.3f}",
+                    _percent(cell.ratios.get("fraction_of_limit")),
+                    *stream,
                     _ratio(cell.ratios.get("speedup_vs_reference")),
                     vs_stdlib,
                 )
             )
-        widths = [max(len(row[i]) for row in rows) for i in range(len(headers))]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(HEADERS))]
+        left = "  " + " " * widths[0] + "  "
+        round_trip = "round trip".center(sum(widths[1:4]) + 4, "-")
+        one_way = "one way".center(sum(widths[4:7]) + 4, "-")
+        out.append(f"{left}{round_trip}  {one_way}")
         for row in rows:
             first = row[0].ljust(widths[0])
             rest = [row[i].rjust(widths[i]) for i in range(1, len(row) - 1)]

@@ -1,5 +1,5 @@
-"""Round-trip mechanisms of the classic IPC kinds, for ``benches/test_classic.py`` and (with
-:func:`register_classic`) for ``fastipc bench --mechanisms``.
+"""Round-trip mechanisms of the classic IPC kinds, for ``benches/test_classic.py`` and
+``fastipc bench`` (they are in its registry).
 
 Each is a :class:`~fastipc._benchmech.PairMechanism`: the client process makes two one-way
 channels (there and back), forks the echo side, and times ``send(payload)`` then ``recv()``.
@@ -17,13 +17,26 @@ import contextlib
 import os
 import shutil
 import struct
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from ._benchmech import REGISTRY, Client, Echo, Env, Mechanism, PairMechanism, fork_echo, pin
+from . import NotSupportedError
+from ._benchmech import (
+    REGISTRY,
+    Client,
+    Echo,
+    Env,
+    Mechanism,
+    PairMechanism,
+    drain_loop,
+    fork_echo,
+    pin,
+    register,
+)
 
 __all__ = ["CLASSIC", "measure", "register_classic"]
 
@@ -33,14 +46,13 @@ CLASSIC: dict[str, Mechanism] = {}
 
 
 def _classic(cls: type[Mechanism]) -> type[Mechanism]:
-    CLASSIC[cls.name] = cls()
+    register(cls)
+    CLASSIC[cls.name] = REGISTRY[cls.name]
     return cls
 
 
 def register_classic() -> None:
-    """Adds the classic mechanisms to ``fastipc bench``'s registry (not run by default)."""
-    for name, mechanism in CLASSIC.items():
-        REGISTRY.setdefault(name, mechanism)
+    """Kept for callers of earlier versions: the classic mechanisms are always registered."""
 
 
 class _Owned:
@@ -101,6 +113,30 @@ class _EndsEcho(_Owned):
             (n,) = _HEADER.unpack(header)
             write_all(header + (read_exact(n) if n else b""))
 
+    def drain(self) -> None:
+        read_exact, readinto = self.r.read_exact, self.r.readinto
+        buf = bytearray(1 << 16)
+        view = memoryview(buf)
+        unpack = _HEADER.unpack
+
+        def first() -> bytes | None:
+            try:
+                (n,) = unpack(read_exact(4))
+            except EOFError:
+                return None
+            data: bytes = read_exact(n)
+            return data
+
+        def receive() -> int:
+            # read the whole message into one reused buffer: no new object per message
+            (n,) = unpack(read_exact(4))
+            left = n
+            while left:
+                left -= readinto(view, min(left, len(view)))
+            return int(n)
+
+        drain_loop(first, receive, lambda data: self.w.write_all(_HEADER.pack(len(data)) + data))
+
 
 @_classic
 class FastipcPipe(PairMechanism):
@@ -108,7 +144,6 @@ class FastipcPipe(PairMechanism):
     summary = "fastipc.pipe() twice: write_all of prefix+payload, read_exact"
     uses_fastipc = True
     counterpart = "os-pipe"
-    default = False
 
     def pair(self, env: Env) -> tuple[Client, Echo]:
         b = env.fastipc()
@@ -125,7 +160,6 @@ class FastipcFifo(PairMechanism):
     summary = "two fastipc.FIFO: write_all of prefix+payload, read_exact"
     uses_fastipc = True
     counterpart = "os-pipe"
-    default = False
 
     def unavailable(self) -> str | None:
         return super().unavailable() or (None if hasattr(os, "mkfifo") else "no FIFOs here")
@@ -214,12 +248,35 @@ class _OsPipeEcho(_Owned):
             (n,) = _HEADER.unpack(header)
             _write_all(self.w, header + (_read_exact(self.r, n) if n else b""))
 
+    def drain(self) -> None:
+        r = self.r
+        buf = bytearray(1 << 16)
+        view = memoryview(buf)
+        unpack = _HEADER.unpack
+
+        def first() -> bytes | None:
+            header = _read_exact(r, 4)
+            if len(header) < 4:
+                return None
+            return _read_exact(r, unpack(header)[0])
+
+        def receive() -> int:
+            (n,) = unpack(_read_exact(r, 4))
+            left = n
+            while left:
+                got = os.readv(r, [view[: min(left, len(view))]])
+                if not got:
+                    raise EOFError("pipe closed inside a message")
+                left -= got
+            return int(n)
+
+        drain_loop(first, receive, lambda data: _write_all(self.w, _HEADER.pack(len(data)) + data))
+
 
 @_classic
 class OsPipe(PairMechanism):
     name = "os-pipe"
     summary = "os.pipe() twice: os.write of prefix+payload, os.read (baseline)"
-    default = False
 
     def pair(self, env: Env) -> tuple[Client, Echo]:
         r1, w1 = os.pipe()
@@ -271,6 +328,35 @@ class _QueueEcho(_Owned):
                 return
             send(data)
 
+    def drain(self) -> None:
+        receive = self.there.receive
+
+        def first() -> bytes | None:
+            data: bytes = receive()[0]
+            return data or None
+
+        drain_loop(first, lambda: len(receive()[0]), self._send)
+
+
+def _queue_limits(size: int) -> int:
+    """How many messages each of two queues may hold within RLIMIT_MSGQUEUE (1 to 8)."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_MSGQUEUE)[0]
+    except (ImportError, AttributeError, OSError):
+        return 8
+    if limit == resource.RLIM_INFINITY:
+        return 8
+    return max(1, min(8, limit // (2 * (size + 64))))
+
+
+def _queue_error(size: int, exc: OSError) -> NotSupportedError:
+    return NotSupportedError(
+        f"the kernel refuses a queue of {size}-byte messages ({exc.strerror or exc}; the limits "
+        "are /proc/sys/fs/mqueue/msgsize_max and ulimit -q)"
+    )
+
 
 def _queue_names() -> list[str]:
     return [f"/fastipc-bench-{os.getpid()}-{time.monotonic_ns()}-{i}" for i in (1, 2)]
@@ -282,16 +368,33 @@ class FastipcQueue(PairMechanism):
     summary = "two fastipc.MessageQueue: send, receive"
     uses_fastipc = True
     counterpart = "posix_ipc-mq"
-    default = False
+
+    def unavailable(self) -> str | None:
+        if not os.path.isdir("/proc/sys/fs/mqueue") and not sys.platform.startswith("linux"):
+            return "POSIX message queues are Linux only here"
+        return super().unavailable()
 
     def pair(self, env: Env) -> tuple[Client, Echo]:
         b = env.fastipc()
         size = max(env.max_size, 1)
-        mine, theirs = [], []
-        for name in _queue_names():
-            mine.append(b.MessageQueue(name, create=True, max_messages=8, max_message_size=size))
-            theirs.append(b.MessageQueue(name))  # the echo side's own descriptor
-            mine[-1].unlink()  # the descriptors live on; nothing stays in /dev/mqueue
+        count = _queue_limits(size)
+        mine: list[Any] = []
+        theirs: list[Any] = []
+        try:
+            for name in _queue_names():
+                try:
+                    queue = b.MessageQueue(
+                        name, create=True, max_messages=count, max_message_size=size
+                    )
+                except OSError as exc:
+                    raise NotSupportedError(str(exc)) from None
+                mine.append(queue)
+                theirs.append(b.MessageQueue(name))  # the echo side's own descriptor
+                queue.unlink()  # the descriptors live on; nothing stays in /dev/mqueue
+        except BaseException:
+            for q in mine + theirs:
+                q.close()
+            raise
         client = _QueueClient(mine[0], mine[1], mine[0].send)
         return client, _QueueEcho(theirs[0], theirs[1], theirs[1].send)
 
@@ -300,28 +403,41 @@ class FastipcQueue(PairMechanism):
 class PosixIpcQueue(PairMechanism):
     name = "posix_ipc-mq"
     summary = "two posix_ipc.MessageQueue: send, receive (baseline)"
-    default = False
+    family = "optional"
 
     def unavailable(self) -> str | None:
         try:
             import posix_ipc  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
         except ImportError:
-            return "posix_ipc is not installed (pip install posix_ipc)"
+            return "posix_ipc is not installed (pip install 'fastipc[bench]')"
         return super().unavailable()
 
     def pair(self, env: Env) -> tuple[Client, Echo]:
         import posix_ipc  # type: ignore[import-not-found, unused-ignore]
 
         size = max(env.max_size, 1)
-        mine, theirs = [], []
-        for name in _queue_names():
-            mine.append(
-                posix_ipc.MessageQueue(
-                    name, posix_ipc.O_CREX, mode=0o600, max_messages=8, max_message_size=size
-                )
-            )
-            theirs.append(posix_ipc.MessageQueue(name))
-            mine[-1].unlink()
+        count = _queue_limits(size)
+        mine: list[Any] = []
+        theirs: list[Any] = []
+        try:
+            for name in _queue_names():
+                try:
+                    queue = posix_ipc.MessageQueue(
+                        name,
+                        posix_ipc.O_CREX,
+                        mode=0o600,
+                        max_messages=count,
+                        max_message_size=size,
+                    )
+                except (OSError, ValueError, posix_ipc.Error) as exc:
+                    raise _queue_error(size, OSError(0, str(exc))) from None
+                mine.append(queue)
+                theirs.append(posix_ipc.MessageQueue(name))
+                queue.unlink()
+        except BaseException:
+            for q in mine + theirs:
+                q.close()
+            raise
         client = _QueueClient(mine[0], mine[1], mine[0].send)
         return client, _QueueEcho(theirs[0], theirs[1], theirs[1].send)
 

@@ -49,7 +49,7 @@ __all__ = [
     "register",
 ]
 
-Topology = Literal["listener", "pair"]
+Topology = Literal["listener", "pair", "external"]
 
 #: The mechanism every other one is compared with.
 REFERENCE = "mp-pipe"
@@ -92,6 +92,11 @@ class Echo(Protocol):
     def serve(self) -> None:
         """Return every message until the client closes the connection."""
 
+    def drain(self) -> None:
+        """The receiving side of the one-way stream, until the client closes the connection:
+        batches of a count message (ASCII digits), that many messages, then one message back
+        with the number of payload bytes received (ASCII digits). See :func:`drain_loop`."""
+
     def close(self) -> None: ...
 
 
@@ -133,6 +138,8 @@ class Mechanism(abc.ABC):
     """The stdlib mechanism this one is compared with (besides the reference)."""
     default: ClassVar[bool] = True
     """Whether ``fastipc bench`` runs it when ``--mechanisms`` is not given."""
+    family: ClassVar[str] = "stdlib"
+    """``fastipc``, ``stdlib``, ``optional`` (a package of the ``bench`` extra) or ``limit``."""
 
     def unavailable(self) -> str | None:
         """Why this mechanism cannot run here, or ``None`` if it can."""
@@ -163,6 +170,9 @@ class PairMechanism(Mechanism):
 
 REGISTRY: dict[str, Mechanism] = {}
 
+FAMILIES = ("limit", "stdlib", "optional", "fastipc")
+"""The order of the rows in a table: the machine's limit, the alternatives, then fastipc."""
+
 _M = TypeVar("_M", bound=type[Mechanism])
 
 
@@ -172,6 +182,34 @@ def register(cls: _M) -> _M:
         raise ValueError(f"mechanism {cls.name!r} is registered twice")
     REGISTRY[cls.name] = cls()
     return cls
+
+
+def drain_loop(
+    first: Callable[[], bytes | None],
+    receive: Callable[[], int],
+    ack: Callable[[bytes], object],
+) -> None:
+    """The stream protocol of :meth:`Echo.drain` on three primitives: ``first`` receives the
+    count message (``None`` at end of file), ``receive`` one message and returns its length,
+    ``ack`` sends a message back."""
+    while True:
+        count = first()
+        if count is None:
+            return
+        total = 0
+        for _ in range(int(count)):
+            total += receive()
+        ack(str(total).encode())
+
+
+def _or_none(recv: Callable[[], bytes]) -> Callable[[], bytes | None]:
+    def first() -> bytes | None:
+        try:
+            return recv()
+        except EOFError:
+            return None
+
+    return first
 
 
 # -- framed connections: fastipc.Connection and multiprocessing.connection.Connection -------------
@@ -201,6 +239,14 @@ class FramedEcho:
             except EOFError:
                 return
             send(buf, 0, n)
+
+    def drain(self) -> None:
+        buf = bytearray(self.max_size)
+        drain_loop(
+            _or_none(self.conn.recv_bytes),
+            functools.partial(self.conn.recv_bytes_into, buf),
+            self.conn.send_bytes,
+        )
 
     def close(self) -> None:
         self.conn.close()
@@ -293,6 +339,20 @@ class SocketEcho:
                 if n and not _recv_exact_into(recv_into, view[_HEADER.size : end]):
                     raise EOFError("connection closed inside a message")
                 sendall(view[:end])
+
+    def drain(self) -> None:
+        client = SocketClient(self.sock, self.max_size)
+        recv = client.receiver()
+
+        def first() -> bytes | None:
+            try:
+                n = recv()
+            except EOFError:
+                return None
+            assert isinstance(n, int)
+            return client.received(n)
+
+        drain_loop(first, recv, client.sender())  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.sock.close()
@@ -503,6 +563,9 @@ class SocketFdsEcho:
             finally:
                 _close_fds(fds)
 
+    def drain(self) -> None:
+        SocketEcho(self.sock, self.bufsize - _HEADER.size).drain()
+
     def close(self) -> None:
         self.sock.close()
 
@@ -664,8 +727,9 @@ class FastipcFdsEcho:
     """Echo with ``recv_bytes_and_fds``/``send_bytes(..., fds=)``: every message goes back with
     the descriptors that came with it (then closed)."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, max_size: int = 1 << 20) -> None:
         self.conn = conn
+        self.max_size = max_size
 
     def serve(self) -> None:
         recv = self.conn.recv_bytes_and_fds
@@ -679,6 +743,9 @@ class FastipcFdsEcho:
                 send(data, fds=fds)
             finally:
                 _close_fds(fds)
+
+    def drain(self) -> None:
+        FramedEcho(self.conn, self.max_size).drain()
 
     def close(self) -> None:
         self.conn.close()
@@ -716,7 +783,7 @@ class FastipcFdsClient:
 
 class _FastipcFdsServer(_FastipcListenerServer):
     def accept(self, timeout: float) -> Echo:
-        return FastipcFdsEcho(self.listener.accept(timeout))
+        return FastipcFdsEcho(self.listener.accept(timeout), self.max_size)
 
 
 @register
@@ -754,8 +821,9 @@ class FastipcSocketpair(_FastipcPair):
     counterpart = "mp-pipe"
 
 
-def fork_echo(echo: Echo, client: Client, cpu: int | None) -> int:
-    """Fork a process that serves ``echo`` (pinned to ``cpu``) and return its pid.
+def fork_echo(echo: Echo, client: Client, cpu: int | None, *, drain: bool = False) -> int:
+    """Fork a process that serves ``echo`` (pinned to ``cpu``) and return its pid; with
+    ``drain``, it is the receiving side of the one-way stream (:meth:`Echo.drain`) instead.
 
     The forked process closes its copy of the client's end so that it sees end of file when the
     client closes or dies, and leaves with ``os._exit``; the caller's copy of ``echo`` is closed.
@@ -767,7 +835,10 @@ def fork_echo(echo: Echo, client: Client, cpu: int | None) -> int:
             client.close()
             if cpu is not None:
                 pin(cpu)
-            echo.serve()
+            if drain:
+                echo.drain()
+            else:
+                echo.serve()
         except BaseException:
             status = 1
         finally:
@@ -780,3 +851,20 @@ def pin(cpu: int) -> None:
     """Run the calling process on ``cpu`` only (where the platform can)."""
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cpu})
+
+
+def family(mechanism: Mechanism) -> str:
+    """The group of a mechanism in the table (see :data:`FAMILIES`)."""
+    return "fastipc" if mechanism.uses_fastipc else mechanism.family
+
+
+def ordered(names: list[str]) -> list[str]:
+    """``names`` in table order: by family, then in the order they were registered."""
+    rank = {name: i for i, name in enumerate(REGISTRY)}
+    return sorted(
+        names, key=lambda n: (FAMILIES.index(family(REGISTRY[n])), rank.get(n, len(rank)))
+    )
+
+
+# The other mechanisms register themselves when imported; every user of REGISTRY sees them all.
+from . import _benchalt, _benchclassic, _benchshm, _refpeer  # noqa: E402, F401

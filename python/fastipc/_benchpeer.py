@@ -48,13 +48,24 @@ class TimingPlan:
         min_iterations: int = 200,
         warmup_s: float = 0.2,
         min_warmup: int = 10,
+        stream_budget_s: float = 0.25,
+        stream_warmup_s: float = 0.05,
+        stream_batches: int = 5,
+        stream_min_messages: int = 20,
+        stream_max_messages: int = 200000,
     ) -> None:
         self.iterations = iterations
+        """Round trips to time, and messages per stream batch; ``None``: from the budgets."""
         self.budget_s = budget_s
         self.max_iterations = max_iterations
         self.min_iterations = min_iterations
         self.warmup_s = warmup_s
         self.min_warmup = min_warmup
+        self.stream_budget_s = stream_budget_s
+        self.stream_warmup_s = stream_warmup_s
+        self.stream_batches = stream_batches
+        self.stream_min_messages = stream_min_messages
+        self.stream_max_messages = stream_max_messages
 
     def to_json(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -102,6 +113,60 @@ def measure(
     finally:
         gc.enable()
     return samples, warmup, warmup_ns
+
+
+def stream(
+    send: Callable[[bytes], object],
+    recv: Callable[[], object],
+    received: Callable[[object], bytes],
+    payload: bytes,
+    plan: TimingPlan,
+) -> dict[str, Any]:
+    """Time the one-way stream: batches of a count message, that many messages sent back to
+    back, and the receiver's acknowledgement (the byte count it received). A batch is timed from
+    its first message until the acknowledgement arrives. Warm-up batches (doubling from 8
+    messages) calibrate how many messages a batch holds, unless the plan fixes it."""
+    clock = time.perf_counter_ns
+    size = len(payload)
+
+    def batch(count: int) -> int:
+        send(str(count).encode())
+        t0 = clock()
+        for _ in range(count):
+            send(payload)
+        ack = received(recv())
+        elapsed = clock() - t0
+        if int(ack) != count * size:
+            raise AssertionError(f"the receiver counted {int(ack)} bytes, not {count * size}")
+        return elapsed
+
+    warm, per = 0, 8
+    start = clock()
+    while True:
+        batch(per)
+        warm += per
+        per *= 2
+        if clock() - start >= plan.stream_warmup_s * 1e9:
+            break
+    warm_ns = clock() - start
+    if plan.iterations is not None:
+        count = plan.iterations
+    else:
+        rate = warm / warm_ns
+        count = int(rate * plan.stream_budget_s * 1e9 / plan.stream_batches)
+        count = max(plan.stream_min_messages, min(plan.stream_max_messages, count))
+    gc.collect()
+    gc.disable()
+    try:
+        times = [batch(count) for _ in range(plan.stream_batches)]
+    finally:
+        gc.enable()
+    return {
+        "messages_per_batch": count,
+        "warmup_messages": warm,
+        "warmup_ns": warm_ns,
+        "batches_ns": times,
+    }
 
 
 def percentile(ordered: Sequence[int], p: float) -> float:
@@ -178,15 +243,22 @@ def _serve(config: dict[str, Any]) -> None:
     if config.get("cpu") is not None:
         pin(config["cpu"])
     server = mechanism.listen(_env(config))
+    timeout = float(config.get("accept_timeout", 30.0))
     try:
         _emit("ready", address=server.address, pid=os.getpid())
-        echo = server.accept(float(config.get("accept_timeout", 30.0)))
+        # by default the round trips on the first connection, the one-way stream on the second
+        for phase in config.get("phases", ["echo", "drain"]):
+            drain = phase == "drain"
+            echo = server.accept(timeout)
+            try:
+                if drain:
+                    echo.drain()
+                else:
+                    echo.serve()
+            finally:
+                echo.close()
     finally:
         server.close()
-    try:
-        echo.serve()
-    finally:
-        echo.close()
 
 
 def _client(config: dict[str, Any]) -> None:
@@ -196,16 +268,17 @@ def _client(config: dict[str, Any]) -> None:
     plan = TimingPlan.from_json(config["plan"])
     if config.get("cpu") is not None:
         pin(config["cpu"])
-    echo_pid: int | None = None
-    client: Client
-    if isinstance(mechanism, PairMechanism):
-        client, echo = mechanism.pair(env)
-        echo_pid = fork_echo(echo, client, config.get("peer_cpu"))
-    else:
+    payload = payload_for(size)
+
+    def connected(drain: bool) -> tuple[Client, int | None]:
+        if isinstance(mechanism, PairMechanism):
+            client, echo = mechanism.pair(env)
+            return client, fork_echo(echo, client, config.get("peer_cpu"), drain=drain)
         assert isinstance(mechanism, ListenerMechanism)
-        client = mechanism.connect(env, config["address"])
+        return mechanism.connect(env, config["address"]), None
+
+    client, echo_pid = connected(False)
     try:
-        payload = payload_for(size)
         send, recv = client.sender(), client.receiver()
         send(payload)
         echoed = client.received(recv())
@@ -216,13 +289,25 @@ def _client(config: dict[str, Any]) -> None:
         client.close()
         if echo_pid is not None:
             os.waitpid(echo_pid, 0)
-    _emit(
-        "result",
-        iterations=len(samples),
-        warmup_iterations=warmup,
-        warmup_ns=warmup_ns,
-        stats=summarize(samples),
-    )
+    result: dict[str, Any] = {
+        "iterations": len(samples),
+        "warmup_iterations": warmup,
+        "warmup_ns": warmup_ns,
+        "stats": summarize(samples),
+    }
+    try:
+        client, echo_pid = connected(True)
+        try:
+            result["stream"] = stream(
+                client.sender(), client.receiver(), client.received, payload, plan
+            )
+        finally:
+            client.close()
+            if echo_pid is not None:
+                os.waitpid(echo_pid, 0)
+    except Exception as exc:
+        result["stream_error"] = f"{type(exc).__name__}: {exc}"
+    _emit("result", **result)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,7 @@ import contextlib
 import importlib
 import os
 import signal
+import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -64,22 +65,22 @@ def _fastipc_module(module: ModuleType | None) -> ModuleType:
     return fastipc
 
 
-def _semaphores(impl: str, module: ModuleType | None, n: int) -> list[_Sem]:
+def _semaphores(impl: str, module: ModuleType | None, n: int, value: int = 0) -> list[_Sem]:
     sems: list[_Sem] = []
     for _ in range(n):
         if impl == "fastipc":
-            s = _fastipc_module(module).Semaphore(None, create=True, value=0)
+            s = _fastipc_module(module).Semaphore(None, create=True, value=value)
             s.unlink()  # the handles inherited by the peer are all that is needed
             sems.append(_Sem(s.acquire, s.release, s.close))
         elif impl == "posix_ipc":
             posix_ipc: Any = importlib.import_module("posix_ipc")
-            p = posix_ipc.Semaphore(None, posix_ipc.O_CREX, mode=0o600, initial_value=0)
+            p = posix_ipc.Semaphore(None, posix_ipc.O_CREX, mode=0o600, initial_value=value)
             p.unlink()
             sems.append(_Sem(p.acquire, p.release, p.close))
         elif impl == "multiprocessing":
             import multiprocessing
 
-            m = multiprocessing.get_context("fork").Semaphore(0)
+            m = multiprocessing.get_context("fork").Semaphore(value)
             sems.append(_Sem(m.acquire, m.release, lambda: None))
         else:
             raise ValueError(unavailable(impl))
@@ -181,6 +182,17 @@ def semaphore_pingpong(
     return samples
 
 
+def _segment(impl: str, module: ModuleType | None, size: int) -> Any:
+    """A new named segment of ``impl`` (its name stays until ``unlink``)."""
+    if impl == "fastipc":
+        return _fastipc_module(module).SharedMemory(None, create=True, size=size)
+    if impl == "multiprocessing":
+        from multiprocessing import shared_memory
+
+        return shared_memory.SharedMemory(create=True, size=size)
+    raise ValueError(f"segment_handoff compares 'fastipc' and 'multiprocessing', not {impl!r}")
+
+
 def segment_handoff(
     impl: str,
     size: int = 1 << 20,
@@ -198,14 +210,7 @@ def segment_handoff(
     ``impl`` is ``"fastipc"`` (its SharedMemory and Semaphore) or ``"multiprocessing"``
     (``multiprocessing.shared_memory`` and ``multiprocessing.Semaphore``).
     """
-    if impl == "fastipc":
-        seg: Any = _fastipc_module(module).SharedMemory(None, create=True, size=size)
-    elif impl == "multiprocessing":
-        from multiprocessing import shared_memory
-
-        seg = shared_memory.SharedMemory(create=True, size=size)
-    else:
-        raise ValueError(f"segment_handoff compares 'fastipc' and 'multiprocessing', not {impl!r}")
+    seg = _segment(impl, module, size)
     full, empty = _semaphores(impl, module, 2)
     buf = seg.buf
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
@@ -246,3 +251,180 @@ def segment_handoff(
         seg.close()
         seg.unlink()
     return samples
+
+
+# -- as a mechanism of ``fastipc bench``: a one-slot channel each way -----------------------------
+
+_LENGTH = struct.Struct("q")
+_END = -1
+
+
+class _Slot:
+    """One direction: a length and a message in ``view``, handed over by two semaphores (``full``
+    posted by the writer, ``empty`` by the reader once it has copied the message out)."""
+
+    def __init__(self, view: memoryview, full: _Sem, empty: _Sem) -> None:
+        self.view = view
+        self.data = view[_LENGTH.size :]
+        self.full, self.empty = full, empty
+
+    def send(self, payload: Any) -> None:
+        n = len(payload)
+        self.empty.acquire()
+        _LENGTH.pack_into(self.view, 0, n)
+        self.data[:n] = payload
+        self.full.release()
+
+    def send_end(self) -> None:
+        self.empty.acquire()
+        _LENGTH.pack_into(self.view, 0, _END)
+        self.full.release()
+
+    def recv(self) -> bytes:
+        """A new ``bytes`` per message, as ``recv_bytes`` gives; ``EOFError`` at the end."""
+        self.full.acquire()
+        (n,) = _LENGTH.unpack_from(self.view)
+        data = bytes(self.data[:n]) if n >= 0 else None
+        self.empty.release()
+        if data is None:
+            raise EOFError("the other side ended")
+        return data
+
+    def recv_into(self, sink: memoryview) -> int:
+        self.full.acquire()
+        (n,) = _LENGTH.unpack_from(self.view)
+        if n >= 0:
+            sink[:n] = self.data[:n]
+        self.empty.release()
+        if n < 0:
+            raise EOFError("the other side ended")
+        return int(n)
+
+
+class _ShmPair:
+    """A segment holding two slots (there and back) and their four semaphores."""
+
+    def __init__(self, impl: str, module: ModuleType | None, max_size: int) -> None:
+        self.impl = impl
+        slot = _LENGTH.size + max_size
+        self.seg = _segment(impl, module, 2 * slot)
+        try:
+            self.seg.unlink()  # the mappings (this process's and the forked one's) live on
+            fulls = _semaphores(impl, module, 2, 0)
+            empties = _semaphores(impl, module, 2, 1)
+        except BaseException:
+            self.seg.close()
+            raise
+        self.sems = fulls + empties
+        self.buf: memoryview = self.seg.buf
+        self.there = _Slot(self.buf[:slot], fulls[0], empties[0])
+        self.back = _Slot(self.buf[slot : 2 * slot], fulls[1], empties[1])
+        self.max_size = max_size
+        self.creator = os.getpid()
+        self.closed = False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for slot in (self.there, self.back):
+            slot.data.release()
+            slot.view.release()
+        self.buf.release()
+        for sem in self.sems:
+            sem.close()
+        self.seg.close()
+
+
+class _ShmClient:
+    def __init__(self, pair: _ShmPair) -> None:
+        self.pair = pair
+
+    def sender(self) -> Callable[[bytes], object]:
+        return self.pair.there.send
+
+    def receiver(self) -> Callable[[], object]:
+        return self.pair.back.recv
+
+    def received(self, result: object) -> bytes:
+        assert isinstance(result, bytes)
+        return result
+
+    def close(self) -> None:
+        pair = self.pair
+        if os.getpid() != pair.creator:
+            return  # the forked echo keeps the pair; it leaves with os._exit
+        if not pair.closed:
+            with contextlib.suppress(OSError, ValueError):
+                pair.there.send_end()
+        pair.close()
+
+
+class _ShmEcho:
+    def __init__(self, pair: _ShmPair) -> None:
+        self.pair = pair
+
+    def serve(self) -> None:
+        there, back = self.pair.there, self.pair.back
+        t_full, t_empty, b_full, b_empty = there.full, there.empty, back.full, back.empty
+        t_view, t_data, b_view, b_data = there.view, there.data, back.view, back.data
+        unpack_from, pack_into = _LENGTH.unpack_from, _LENGTH.pack_into
+        while True:
+            t_full.acquire()
+            (n,) = unpack_from(t_view)
+            if n < 0:
+                return
+            # the message goes straight from one slot to the other: one copy
+            b_empty.acquire()
+            b_data[:n] = t_data[:n]
+            pack_into(b_view, 0, n)
+            t_empty.release()
+            b_full.release()
+
+    def drain(self) -> None:
+        from ._benchmech import drain_loop
+
+        there, back = self.pair.there, self.pair.back
+        sink = memoryview(bytearray(self.pair.max_size))
+        recv_into = there.recv_into
+
+        def first() -> bytes | None:
+            try:
+                return there.recv()
+            except EOFError:
+                return None
+
+        drain_loop(first, lambda: recv_into(sink), back.send)
+
+    def close(self) -> None:
+        if os.getpid() != self.pair.creator:
+            self.pair.close()
+        # in the creating process the client closes the shared pair
+
+
+def _register_mechanisms() -> None:
+    from ._benchmech import Client, Echo, Env, PairMechanism, register
+
+    class _Shm(PairMechanism):
+        impl: str = "fastipc"
+
+        def pair(self, env: Env) -> tuple[Client, Echo]:
+            module = env.impl if self.impl == "fastipc" else None
+            shared = _ShmPair(self.impl, module, max(env.max_size, 1))
+            return _ShmClient(shared), _ShmEcho(shared)
+
+    @register
+    class FastipcShm(_Shm):
+        name = "fastipc-shm"
+        summary = "fastipc.SharedMemory + fastipc.Semaphore: one slot each way, copied in and out"
+        uses_fastipc = True
+        counterpart = "mp-shm"
+
+    @register
+    class MultiprocessingShm(_Shm):
+        name = "mp-shm"
+        summary = "multiprocessing.shared_memory + multiprocessing.Semaphore, the same slots"
+        impl = "multiprocessing"
+
+
+_register_mechanisms()

@@ -9,6 +9,7 @@ import platform
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
@@ -37,8 +38,8 @@ def _sizes(text: str) -> list[int]:
             size = int(number) * scale
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r}") from None
-        if not 0 <= size <= 1 << 30:
-            raise argparse.ArgumentTypeError(f"sizes must be 0 to 1 GiB, not {size}")
+        if not 1 <= size <= 1 << 30:
+            raise argparse.ArgumentTypeError(f"sizes must be 1 B to 1 GiB, not {size}")
         sizes.append(size)
     return sizes
 
@@ -88,10 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench = commands.add_parser(
         "bench",
-        help="time round trips against the standard library",
-        description="Time round trips (client -> echo in another process -> client) for each "
-        "mechanism and message size, with multiprocessing.Pipe as the reference in the same run.",
-        epilog=f"mechanisms:\n{mechanisms}",
+        help="every mechanism side by side, with the alternatives and the machine's limit",
+        description="Between two processes, for each mechanism and message size: round-trip "
+        "latency (client -> echo side -> client; median, p99) and one-way throughput (a stream "
+        "of messages; messages/s, GB/s), with the alternatives (multiprocessing.Pipe is the "
+        "reference) and a C reference peer (the machine's limit) in the same run.",
+        epilog=f"mechanisms:\n{mechanisms}\n\noptional baselines: pip install 'fastipc[bench]'"
+        " (a missing one is skipped with a note)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument(
@@ -127,11 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="short timings, same-core only: under 30 s"
     )
     bench.add_argument(
+        "--plot",
+        metavar="PATH",
+        default=None,
+        help="also draw latency and throughput per mechanism and size as a PNG "
+        "(needs matplotlib: pip install 'fastipc[bench]')",
+    )
+    bench.add_argument(
         "--iterations",
         type=_positive,
         default=None,
         metavar="N",
-        help="time exactly N round trips per row (default: as many as fit in the time budget)",
+        help="time exactly N round trips per row, and stream batches of N messages "
+        "(default: as many as fit in the time budget)",
     )
     bench.add_argument(
         "--backend",
@@ -179,15 +191,28 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise _Terminated
 
 
-def _progress_printer() -> Callable[[str, bool], None]:
+def _progress_printer() -> Callable[[bench.Progress], None]:
+    """A progress bar with the time left on a terminal; otherwise one line per finished cell."""
     tty = sys.stderr.isatty()
+    started = time.monotonic()
 
-    def show(line: str, final: bool) -> None:
-        if tty:
-            width = max(20, os.get_terminal_size(sys.stderr.fileno()).columns - 1)
-            sys.stderr.write("\r\x1b[K" + line[:width])
-        elif final:
-            sys.stderr.write(line + "\n")
+    def show(p: bench.Progress) -> None:
+        if not tty:
+            if p.final:
+                sys.stderr.write(f"[{p.done}/{p.total}] {p.line}\n")
+                sys.stderr.flush()
+            return
+        try:
+            columns = os.get_terminal_size(sys.stderr.fileno()).columns
+        except OSError:
+            columns = 80
+        elapsed = time.monotonic() - started
+        left = f"{elapsed / p.done * (p.total - p.done):3.0f} s left" if p.done else "  ... "
+        bar_width = 24
+        filled = bar_width * p.done // max(p.total, 1)
+        bar = "#" * filled + "-" * (bar_width - filled)
+        line = f"[{bar}] {p.done}/{p.total} {left}  {p.line}"
+        sys.stderr.write("\r\x1b[K" + line[: max(20, columns - 1)])
         sys.stderr.flush()
 
     return show
@@ -196,16 +221,36 @@ def _progress_printer() -> Callable[[str, bool], None]:
 def _bench(args: argparse.Namespace) -> int:
     placement = args.placement or ("same-core" if args.quick else "both")
     placements = list(bench.PLACEMENTS) if placement == "both" else [placement]
+    if args.plot is not None:
+        try:
+            from . import _benchplot
+
+            _benchplot.check()
+        except ImportError as exc:
+            print(f"fastipc bench: --plot: {exc}", file=sys.stderr)
+            return 2
     if args.quick:
         plan = TimingPlan(
             iterations=args.iterations,
-            budget_s=0.25,
-            max_iterations=5000,
-            min_iterations=100,
-            warmup_s=0.05,
+            budget_s=0.08,
+            max_iterations=4000,
+            min_iterations=30,
+            warmup_s=0.02,
+            stream_budget_s=0.04,
+            stream_warmup_s=0.01,
+            stream_batches=3,
+            stream_min_messages=8,
         )
     else:
-        plan = TimingPlan(iterations=args.iterations, budget_s=1.0, warmup_s=0.2)
+        plan = TimingPlan(
+            iterations=args.iterations,
+            budget_s=0.35,
+            warmup_s=0.08,
+            min_iterations=100,
+            stream_budget_s=0.2,
+            stream_warmup_s=0.03,
+            stream_batches=5,
+        )
     mechanisms = args.mechanisms or [name for name, m in REGISTRY.items() if m.default]
     if args.cpus is not None and hasattr(os, "sched_getaffinity"):
         allowed = os.sched_getaffinity(0)
@@ -255,6 +300,15 @@ def _bench(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"fastipc bench: cannot write {args.json}: {exc}", file=sys.stderr)
             return 1
+    if args.plot is not None:
+        from . import _benchplot
+
+        try:
+            _benchplot.plot(report, args.plot)
+        except OSError as exc:
+            print(f"fastipc bench: cannot write {args.plot}: {exc}", file=sys.stderr)
+            return 1
+        print(f"plot: {args.plot}")
     return 1 if report.failed else 0
 
 

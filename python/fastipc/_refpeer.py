@@ -1,0 +1,96 @@
+"""The reference peer of ``fastipc bench``: the machine's limit for the same exchange.
+
+``_refpeer.c`` (shipped in the package) does what the Python rows do, without Python: 4-byte
+length-prefixed messages over a Unix stream socketpair to an echo side in a forked process, timed
+one round trip at a time with ``clock_gettime``, then the one-way stream. It is compiled with the
+system's C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``) the first time it is needed, into
+a per-user cache directory (``$XDG_CACHE_HOME/fastipc``, else ``~/.cache/fastipc``), under a name
+that changes with the source and the compiler. Without a compiler its rows are ``unavailable``,
+with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from ._benchmech import Mechanism, register
+
+__all__ = ["SOURCE", "ReferencePeer", "build"]
+
+SOURCE = Path(__file__).with_name("_refpeer.c")
+NAME = "c-limit"
+
+
+def _compiler() -> str | None:
+    cc = os.environ.get("CC")
+    if cc:
+        return shutil.which(cc)
+    for name in ("cc", "gcc", "clang"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "fastipc"
+
+
+def build() -> str:
+    """The path of the compiled reference peer, compiling it if needed; ``OSError`` (or
+    ``RuntimeError`` with the compiler's output) if it cannot be built."""
+    if not sys.platform.startswith("linux"):
+        raise RuntimeError("the reference peer is written for Linux")
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler (set CC, or install cc, gcc or clang)")
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(source + cc.encode()).hexdigest()[:16]
+    out_dir = cache_dir()
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    exe = out_dir / f"refpeer-{key}"
+    if not os.access(exe, os.X_OK):
+        fd, tmp = tempfile.mkstemp(prefix=".refpeer-", dir=out_dir)
+        os.close(fd)
+        try:
+            proc = subprocess.run(
+                [cc, "-O2", "-std=c11", "-o", tmp, str(SOURCE)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            if proc.returncode != 0:
+                detail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+                raise RuntimeError(f"{cc} failed: {' | '.join(detail)}")
+            os.chmod(tmp, 0o700)
+            os.replace(tmp, exe)  # atomic: a concurrent run sees the old file or the new one
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    return str(exe)
+
+
+@register
+class ReferencePeer(Mechanism):
+    name = NAME
+    summary = "C, no Python: the same framed echo over a Unix socketpair (the machine's limit)"
+    topology = "external"
+    family = "limit"
+
+    def unavailable(self) -> str | None:
+        if not SOURCE.is_file():
+            return f"{SOURCE.name} is missing from the installed package"
+        try:
+            build()
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            return f"cannot build the reference peer: {exc}"
+        return None

@@ -1,0 +1,325 @@
+"""The ``fastipc`` command: ``bench`` options, its JSON against docs/bench.md, ``--plot``, the skip
+of a missing optional baseline, bad options, and ``info``.
+
+The benchmark runs here are tiny (one size, a few mechanisms, ``--iterations``) so that each takes
+a second or two; ``fastipc bench`` itself is run in this process (its peers are child processes).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastipc import cli
+from fastipc._benchmech import REGISTRY
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "bench.md"
+TINY = ["bench", "--quick", "--sizes", "64", "--iterations", "40"]
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    status = cli.main(args)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def documented_keys() -> set[str]:
+    """Every key of the JSON example in docs/bench.md."""
+    text = DOCS.read_text(encoding="utf-8")
+    block = re.search(r"### JSON.*?```jsonc\n(.*?)```", text, re.S)
+    assert block, "docs/bench.md has no JSON example"
+    return set(re.findall(r'"(\w+)":', block.group(1)))
+
+
+def emitted_keys(value: object) -> set[str]:
+    keys: set[str] = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            keys.add(key)
+            keys |= emitted_keys(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            keys |= emitted_keys(inner)
+    return keys
+
+
+# -- options ---------------------------------------------------------------------------------------
+
+
+def test_bench_options_parse() -> None:
+    args = cli.build_parser().parse_args(
+        [
+            "bench",
+            "--sizes",
+            "64, 4k,1m",
+            "--mechanisms",
+            "mp-pipe,fastipc-shm",
+            "--placement",
+            "cross-core",
+            "--cpus",
+            "0,1",
+            "--quick",
+            "--iterations",
+            "5",
+            "--backend",
+            "python",
+            "--json",
+            "out.json",
+            "--plot",
+            "out.png",
+        ]
+    )
+    assert args.sizes == [64, 4096, 1 << 20]
+    assert args.mechanisms == ["mp-pipe", "fastipc-shm"]
+    assert args.placement == "cross-core"
+    assert args.cpus == [0, 1]
+    assert args.quick is True
+    assert args.iterations == 5
+    assert args.backend == "python"
+    assert (args.json, args.plot) == ("out.json", "out.png")
+
+
+def test_bench_defaults_and_all() -> None:
+    args = cli.build_parser().parse_args(["bench"])
+    assert (args.sizes, args.mechanisms, args.placement, args.json, args.plot) == (
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+    assert cli.build_parser().parse_args(["bench", "--mechanisms", "all"]).mechanisms == list(
+        REGISTRY
+    )
+
+
+def test_every_mechanism_the_issue_names_is_registered() -> None:
+    wanted = {
+        "fastipc-unix",
+        "fastipc-seqpacket",
+        "fastipc-tcp",
+        "fastipc-socketpair",
+        "fastipc-pipe",
+        "fastipc-fifo",
+        "fastipc-mq",
+        "fastipc-shm",
+        "socket-unix",
+        "mp-pipe",
+        "mp-queue",
+        "posix_ipc-mq",
+        "zmq-ipc",
+        "faster-fifo",
+        "c-limit",
+    }
+    defaults = {name for name, m in REGISTRY.items() if m.default}
+    assert wanted <= defaults
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sizes", "0"], "sizes must be 1 B to 1 GiB"),
+        (["--sizes", "ten"], "not a size in bytes"),
+        (["--mechanisms", "carrier-pigeon"], "unknown mechanism 'carrier-pigeon'; choose from"),
+        (["--placement", "sideways"], "invalid choice: 'sideways'"),
+        (["--iterations", "0"], "must be at least 1"),
+        (["--cpus", "1,1"], "need distinct CPU numbers"),
+        (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+    ],
+)
+def test_bad_option_exits_2_with_a_clear_message(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.startswith("usage: fastipc")
+
+
+def test_bad_option_in_a_real_process() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastipc", "bench", "--placement", "nowhere"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "argument --placement: invalid choice: 'nowhere'" in proc.stderr
+
+
+def test_cpus_this_process_may_not_use(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run_cli([*TINY, "--mechanisms", "mp-pipe", "--cpus", "4095"], capsys)
+    assert status == 2
+    assert "--cpus 4095: this process may only use CPUs" in err
+
+
+def test_plot_without_matplotlib_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ImportError
+    png = tmp_path / "out.png"
+    status, out, err = run_cli([*TINY, "--mechanisms", "mp-pipe", "--plot", str(png)], capsys)
+    assert status == 2
+    assert "--plot: matplotlib is not installed (pip install 'fastipc[bench]'" in err
+    assert out == ""  # it stopped before running anything
+    assert not png.exists()
+
+
+# -- runs ------------------------------------------------------------------------------------------
+
+
+def test_quick_json_matches_the_documented_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "out.json"
+    mechanisms = "fastipc-socketpair,mp-pipe,socket-unix,c-limit"
+    status, out, err = run_cli([*TINY, "--mechanisms", mechanisms, "--json", str(path)], capsys)
+    assert status == 0, out + err
+    data = json.loads(path.read_text(encoding="utf-8"))
+
+    assert data["schema"] == "fastipc-bench/2"
+    assert set(data) == {"schema", "started", "elapsed_s", "command", "machine", "settings",
+                         "results"}  # fmt: skip
+    assert data["command"][:2] == ["fastipc", "bench"]
+    assert data["settings"]["reference"] == "mp-pipe"
+    assert data["settings"]["limit"] == "c-limit"
+    assert data["settings"]["sizes"] == [64]
+    assert data["settings"]["placements"] == ["same-core"]
+    assert data["settings"]["timing"]["iterations"] == 40
+    for key in ("cpu_model", "cpu_count", "kernel", "python", "fastipc_backend"):
+        assert key in data["machine"]
+
+    results = data["results"]
+    # table order: the limit, the alternatives, fastipc
+    assert [r["mechanism"] for r in results] == [
+        "c-limit",
+        "mp-pipe",
+        "socket-unix",
+        "fastipc-socketpair",
+    ]
+    by_name = {r["mechanism"]: r for r in results}
+    if by_name["c-limit"]["status"] != "ok":  # no C compiler: skipped with its reason
+        assert by_name["c-limit"]["status"] == "unavailable"
+        assert by_name["c-limit"]["error"]
+    for r in results:
+        if r["mechanism"] == "c-limit" and r["status"] != "ok":
+            continue
+        assert r["status"] == "ok", r
+        assert r["size"] == 64 and r["placement"] == "same-core"
+        assert r["iterations"] == 40 and r["stats"]["count"] == 40
+        stats = r["stats"]
+        assert 0 < stats["min_ns"] <= stats["median_ns"] <= stats["p99_ns"] <= stats["max_ns"]
+        stream = r["stream"]
+        assert stream["status"] == "ok", stream
+        assert stream["messages_per_batch"] == 40
+        assert len(stream["batches_ns"]) == stream["batches"] == 3
+        assert stream["messages_per_s_min"] <= stream["messages_per_s"]
+        assert stream["messages_per_s"] <= stream["messages_per_s_max"]
+        assert stream["gb_per_s"] == pytest.approx(stream["messages_per_s"] * 64 / 1e9)
+        ratios = r["ratios"]
+        assert ratios["reference"] == "mp-pipe" and ratios["limit"] == "c-limit"
+        assert ratios["speedup_vs_reference"] > 0
+    assert by_name["mp-pipe"]["ratios"]["speedup_vs_reference"] == pytest.approx(1.0)
+    assert by_name["fastipc-socketpair"]["ratios"]["counterpart"] == "mp-pipe"
+    if by_name["c-limit"]["status"] == "ok":
+        assert by_name["c-limit"]["ratios"]["fraction_of_limit"] == pytest.approx(1.0)
+        assert by_name["socket-unix"]["ratios"]["stream_fraction_of_limit"] > 0
+
+    undocumented = emitted_keys(data) - documented_keys()
+    assert not undocumented, f"keys missing from docs/bench.md: {sorted(undocumented)}"
+
+    # the table: grouped by size, the limit and ratio columns, which is measured how
+    assert "64 B messages, same-core (both on CPU" in out
+    assert "of limit" in out and "msg/s" in out and "vs mp-pipe" in out
+    assert "measured" in out and "(not derived from the round trip)" in out
+    assert re.search(r"^  mp-pipe \(ref\) .* 1\.00x", out, re.M)
+    assert "machine :" in out and "python  :" in out
+    # stderr is not a terminal here: plain progress lines, one per row
+    assert re.search(r"^\[4/4\] fastipc-socketpair 64 B same-core: median", err, re.M)
+
+
+def test_missing_optional_baseline_is_skipped_with_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for module in ("zmq", "faster_fifo", "posix_ipc"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    path = tmp_path / "out.json"
+    status, out, _ = run_cli(
+        [*TINY, "--mechanisms", "mp-pipe,zmq-ipc,faster-fifo,posix_ipc-mq", "--json", str(path)],
+        capsys,
+    )
+    assert status == 0
+    results = {r["mechanism"]: r for r in json.loads(path.read_text())["results"]}
+    assert results["mp-pipe"]["status"] == "ok"
+    notes = {
+        "zmq-ipc": "pyzmq is not installed (pip install 'fastipc[bench]'",
+        "faster-fifo": "faster-fifo is not installed (pip install 'fastipc[bench]'",
+        "posix_ipc-mq": "posix_ipc is not installed (pip install 'fastipc[bench]')",
+    }
+    for name, note in notes.items():
+        assert results[name]["status"] == "unavailable"
+        assert note in results[name]["error"]
+        assert re.search(rf"^  {re.escape(name)} +unavailable$", out, re.M)
+        assert f"  {name}: {note}" in out
+
+
+def test_plot_writes_a_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "bench.png"
+    # in a process of its own: matplotlib keeps its font files open for the life of the process
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "fastipc", *TINY),
+            *("--mechanisms", "mp-pipe,fastipc-socketpair", "--plot", str(png)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"plot: {png}" in proc.stdout
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert width >= 800 and height >= 400
+    assert len(data) > 20_000
+
+
+def test_reference_peer_without_a_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    reason = REGISTRY["c-limit"].unavailable()
+    assert reason is not None and "no C compiler" in reason
+
+
+def test_reference_peer_builds_into_the_user_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastipc import _refpeer
+
+    if _refpeer._compiler() is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    exe = Path(_refpeer.build())
+    assert exe.parent == tmp_path / "fastipc"
+    assert exe.name.startswith("refpeer-")
+    assert _refpeer.build() == str(exe)  # reused, not rebuilt
+    assert [p.name for p in exe.parent.iterdir()] == [exe.name]  # no temporary left
+
+
+# -- info ------------------------------------------------------------------------------------------
+
+
+def test_info(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run_cli(["info"], capsys)
+    assert status == 0
+    assert re.search(r"^fastipc +\d+\.\d+\.\d+$", out, re.M)
+    assert re.search(r"^backend +(rust|python)$", out, re.M)
+    assert "stream socketpair" in out and "pipes" in out
