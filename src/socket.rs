@@ -1467,6 +1467,33 @@ impl Stream {
     }
 }
 
+/// One `recvmsg` on `stream` into `dst` (`extra`: peek flags), bounded by `wait`: the bytes and
+/// what came with them.
+fn recv_into(
+    stream: &Stream,
+    dst: &mut [u8],
+    extra: RecvFlags,
+    wait: &mut Wait<'_>,
+) -> Result<(usize, Ancillary)> {
+    let mut anc = Ancillary::default();
+    let (n, _) = wait.run(
+        stream.fd.as_fd(),
+        Ready::Read,
+        "recv",
+        &stream.peer,
+        |nonblocking| {
+            anc = Ancillary::default();
+            recv_ancillary(
+                stream.fd.as_fd(),
+                dst,
+                recv_flags(nonblocking) | extra,
+                &mut anc,
+            )
+        },
+    )?;
+    Ok((n, anc))
+}
+
 /// The receive side of a [`Stream`], locked for one operation.
 pub struct Reader<'a> {
     stream: &'a Stream,
@@ -1474,57 +1501,30 @@ pub struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    /// One `recvmsg` into `dst`, bounded by `wait`; the descriptors that came with it.
-    fn recv_some(
-        &self,
-        dst: &mut [u8],
-        extra: RecvFlags,
-        wait: &mut Wait<'_>,
-    ) -> Result<(usize, Vec<OwnedFd>)> {
-        let stream = self.stream;
-        let mut anc = Ancillary::default();
-        let (n, _) = wait.run(
-            stream.fd.as_fd(),
-            Ready::Read,
-            "recv",
-            &stream.peer,
-            |nonblocking| {
-                recv_ancillary(
-                    stream.fd.as_fd(),
-                    dst,
-                    recv_flags(nonblocking) | extra,
-                    &mut anc,
-                )
-            },
-        )?;
+    /// One `recvmsg` into `dst` with the descriptors that came with it; a truncated control
+    /// message is an error (its descriptors are closed).
+    fn recv_some(&self, dst: &mut [u8], wait: &mut Wait<'_>) -> Result<(usize, Vec<OwnedFd>)> {
+        let (n, anc) = recv_into(self.stream, dst, RecvFlags::empty(), wait)?;
         if anc.truncated {
-            return Err(Error::FdsTruncated {
-                what: stream.peer.clone(),
-            });
+            return Err(self.fds_truncated());
         }
         Ok((n, anc.fds))
     }
 
-    /// Reads more bytes into the buffer; `Ok(0)` at end of file.
+    fn fds_truncated(&self) -> Error {
+        Error::FdsTruncated {
+            what: self.stream.peer.clone(),
+        }
+    }
+
+    /// Reads more bytes into the buffer; `Ok(0)` at end of file. The bytes are kept even when
+    /// the control message was truncated (the stream keeps its place).
     fn fill(&mut self, want: usize, wait: &mut Wait<'_>) -> Result<usize> {
-        let stream = self.stream;
         let space = self.buf.space(want);
-        let mut anc = Ancillary::default();
-        let (n, _) = wait.run(
-            stream.fd.as_fd(),
-            Ready::Read,
-            "recv",
-            &stream.peer,
-            |nonblocking| {
-                recv_ancillary(stream.fd.as_fd(), space, recv_flags(nonblocking), &mut anc)
-            },
-        )?;
-        let truncated = anc.truncated;
+        let (n, anc) = recv_into(self.stream, space, RecvFlags::empty(), wait)?;
         self.buf.filled(n, anc.fds);
-        if truncated {
-            return Err(Error::FdsTruncated {
-                what: stream.peer.clone(),
-            });
+        if anc.truncated {
+            return Err(self.fds_truncated());
         }
         Ok(n)
     }
@@ -1624,18 +1624,8 @@ impl Reader<'_> {
 
     fn next_packet(&mut self, limit: Option<u64>, wait: &mut Wait<'_>) -> Result<Incoming> {
         let stream = self.stream;
-        let mut peeked = Ancillary::default();
-        let (len, _) = wait.run(
-            stream.fd.as_fd(),
-            Ready::Read,
-            "recv",
-            &stream.peer,
-            |nonblocking| {
-                peeked = Ancillary::default();
-                let flags = recv_flags(nonblocking) | RecvFlags::PEEK | RecvFlags::TRUNC;
-                recv_ancillary(stream.fd.as_fd(), &mut [], flags, &mut peeked)
-            },
-        )?;
+        let flags = RecvFlags::PEEK | RecvFlags::TRUNC;
+        let (len, peeked) = recv_into(stream, &mut [], flags, wait)?;
         // A peek duplicates any descriptors on the packet: close those copies now.
         let has_creds = peeked.creds.is_some();
         drop(peeked);
@@ -1656,7 +1646,7 @@ impl Reader<'_> {
         // Small: one receive into the buffer (consuming the packet), one copy out.
         let mut small = std::mem::take(&mut self.buf.data);
         small.resize(RX_BUFFER, 0);
-        let result = self.recv_some(&mut small, RecvFlags::empty(), wait);
+        let result = self.recv_some(&mut small, wait);
         let out = result.map(|(got, fds)| {
             self.buf.claimed = fds;
             small[..got].to_vec()
@@ -1694,7 +1684,7 @@ impl Reader<'_> {
     /// Fills `dst` (exactly the announced length) with the message's payload.
     pub fn read_payload(&mut self, dst: &mut [u8], wait: &mut Wait<'_>) -> Result<()> {
         if self.stream.kind == Kind::SeqPacket {
-            let (n, fds) = self.recv_some(dst, RecvFlags::empty(), wait)?;
+            let (n, fds) = self.recv_some(dst, wait)?;
             self.buf.claimed.extend(fds);
             if n != dst.len() {
                 return Err(Error::Truncated {
@@ -1714,20 +1704,23 @@ impl Reader<'_> {
         };
         while got < dst.len() {
             // Reads stay inside this frame, so whatever descriptors come are its own.
-            let (n, fds) = match self.recv_some(&mut dst[got..], RecvFlags::empty(), wait) {
+            let read = recv_into(self.stream, &mut dst[got..], RecvFlags::empty(), wait);
+            let (n, anc) = match read {
                 Ok(read) => read,
                 Err(e @ (Error::Timeout { .. } | Error::Interrupted)) => {
-                    self.buf.partial = Some(Partial {
-                        len: dst.len(),
-                        data: dst[..got].to_vec(),
-                        fds: std::mem::take(&mut self.buf.claimed),
-                    });
+                    self.keep_partial(dst, got);
                     return Err(e);
                 }
                 Err(e) => return Err(e),
             };
             self.buf.abs_end += n as u64;
-            self.buf.claimed.extend(fds);
+            if anc.truncated {
+                // The bytes stay with the message (continued by the next receive); the
+                // descriptors that arrived are closed.
+                self.keep_partial(dst, got + n);
+                return Err(self.fds_truncated());
+            }
+            self.buf.claimed.extend(anc.fds);
             if n == 0 {
                 return Err(Error::Truncated {
                     expected: dst.len() as u64,
@@ -1738,6 +1731,15 @@ impl Reader<'_> {
             got += n;
         }
         Ok(())
+    }
+
+    /// Keeps the first `got` bytes of a large message for the next receive to continue.
+    fn keep_partial(&mut self, dst: &[u8], got: usize) {
+        self.buf.partial = Some(Partial {
+            len: dst.len(),
+            data: dst[..got].to_vec(),
+            fds: std::mem::take(&mut self.buf.claimed),
+        });
     }
 
     /// Reads at most `dst.len()` raw bytes (one packet on seqpacket sockets); 0 at end of file.
@@ -1753,7 +1755,7 @@ impl Reader<'_> {
             self.buf.claim_before(upto);
             return Ok(n);
         }
-        let (n, fds) = self.recv_some(dst, RecvFlags::empty(), wait)?;
+        let (n, fds) = self.recv_some(dst, wait)?;
         self.buf.abs_end += n as u64;
         self.buf.claimed = fds;
         Ok(n)

@@ -345,7 +345,7 @@ else:
 after = len(os.listdir("/proc/self/fd"))
 resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 data, fds = conn.recv_bytes_and_fds()
-report(result=result, leaked=after - count, next=data.decode(), fds=len(fds))
+report(result=result, leaked=after - count, next=data[:4].decode(), size=len(data), fds=len(fds))
 if ARGS["kind"] == "stream":
     data, fds = conn.recv_bytes_and_fds()
     report(last=data.decode(), fds=len(fds))
@@ -353,13 +353,15 @@ conn.close()
 """
 
 
+@pytest.mark.parametrize("size", [3, 100 * 1024])
 @pytest.mark.parametrize("kind", ["stream", "seqpacket"])
-def test_kernel_truncated_control_message(backend, sock_dir, spawn, kind):
+def test_kernel_truncated_control_message(backend, sock_dir, spawn, kind, size):
     lst, conn, child = _accept_child(backend, sock_dir, spawn, CTRUNC_RECEIVER, kind=kind)
     r, w = os.pipe()
+    ten = (b"ten" * size)[:size]
     try:
         with lst, conn:
-            conn.send_bytes(b"ten", fds=[w] * 10)
+            conn.send_bytes(ten, fds=[w] * 10)
             conn.send_bytes(b"next", fds=[r])
             child.send(go=True)
             got = child.expect("result")
@@ -367,11 +369,11 @@ def test_kernel_truncated_control_message(backend, sock_dir, spawn, kind):
             assert got.pop("leaked") == 0
             if kind == "seqpacket":
                 # The packet went with its descriptors.
-                assert got == {"next": "next", "fds": 1}
+                assert got == {"next": "next", "size": 4, "fds": 1}
             else:
                 # A stream keeps its bytes (it must stay in step): the message comes again,
-                # without the descriptors the kernel could not deliver.
-                assert got == {"next": "ten", "fds": 0}
+                # whole, without the descriptors the kernel could not deliver.
+                assert got == {"next": ten[:4].decode(), "size": size, "fds": 0}
                 assert child.expect("last") == {"last": "next", "fds": 1}
     finally:
         os.close(r)
