@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
-__all__ = ["Closing"]
+if TYPE_CHECKING:
+    from ._sockdir import UnixBinding
+
+__all__ = ["BoundSocket", "Closing"]
 
 
 class Closing:
@@ -26,3 +31,29 @@ class Closing:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class BoundSocket(Closing):
+    """A socket that may own a path in the socket directory (listeners, bound datagram sockets):
+    closing closes the socket, then gives the path back; collection closes quietly."""
+
+    __slots__ = ("_binding", "_closed", "_sock")
+
+    _sock: socket.socket
+    _binding: UnixBinding | None
+    _closed: bool
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._sock.close()
+        finally:
+            binding, self._binding = self._binding, None
+            if binding is not None:
+                binding.release()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()

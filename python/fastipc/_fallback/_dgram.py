@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import socket
@@ -13,7 +12,7 @@ from .._errors import MessageTooLarge, NotSupportedError
 from .._types import Credentials
 from . import _platform
 from ._addr import Address, format_host, parse, remapped_name
-from ._closing import Closing
+from ._closing import BoundSocket
 from ._fds import ANC_SPACE, CLOEXEC, close_all, creds_message, fd_list, rights, truncated
 from ._fds import parse_ancillary as _parse
 from ._open import unix_target
@@ -26,20 +25,17 @@ if TYPE_CHECKING:
 __all__ = ["DatagramSocket"]
 
 
-class DatagramSocket(Closing):
+class DatagramSocket(BoundSocket):
     """A datagram socket (Unix datagram when remapped, UDP otherwise)."""
 
     __slots__ = (
         "__weakref__",
         "_address",
-        "_binding",
-        "_closed",
         "_loopback_names",
         "_path",
         "_peer",
         "_sdir",
         "_sdir_abs",
-        "_sock",
     )
 
     def __init__(
@@ -285,18 +281,3 @@ class DatagramSocket(Closing):
 
     def fileno(self) -> int:
         return self._check().fileno()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._sock.close()
-        finally:
-            binding, self._binding = self._binding, None
-            if binding is not None:
-                binding.release()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()

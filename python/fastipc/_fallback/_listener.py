@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import socket
 from typing import TYPE_CHECKING
 
 from . import _fds, _platform
-from ._closing import Closing
+from ._closing import BoundSocket
 from ._conn import Connection
 from ._platform import deadline_for, oserror, remaining, timeout_error, wait_fd
 from ._sockdir import UnixBinding
@@ -19,20 +18,17 @@ if TYPE_CHECKING:
 __all__ = ["Listener"]
 
 
-class Listener(Closing):
+class Listener(BoundSocket):
     """A listening stream or seqpacket socket. Created by :func:`listen`."""
 
     __slots__ = (
         "__weakref__",
         "_address",
-        "_binding",
-        "_closed",
         "_gids",
         "_kind",
         "_max",
         "_path",
         "_refused",
-        "_sock",
         "_uids",
     )
 
@@ -135,18 +131,3 @@ class Listener(Closing):
         if self._closed:
             raise oserror(errno.EBADF, self._address)
         return self._sock.fileno()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._sock.close()
-        finally:
-            binding, self._binding = self._binding, None
-            if binding is not None:
-                binding.release()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
