@@ -1,0 +1,1 @@
+"""The benchmark of fastipc: ``fastipc bench`` and the helpers of ``benches/``."""
