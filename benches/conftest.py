@@ -1,9 +1,9 @@
 """Fixtures of the round-trip benchmarks (pytest-benchmark).
 
 Run with ``python -m pytest benches`` (they are outside ``testpaths``, so the test suite never
-collects them). The echo side runs in another process: a ``python -m fastipc._benchpeer serve``
+collects them). The echo side runs in another process: a ``python -m fastipc.bench.peer serve``
 child for listening mechanisms, a forked child for connected pairs. The pytest process is the
-client, and the mechanisms are those of ``fastipc bench`` (``fastipc._benchmech``).
+client, and the mechanisms are those of ``fastipc bench`` (``fastipc.bench``).
 
 Options: ``--fastipc-placement same-core|cross-core|none`` (default same-core: the client and the
 echo side pinned to one CPU, the stable measurement) and ``--fastipc-backends rust,python``
@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from types import ModuleType
 
 import pytest
-from fastipc._bench import echo_server
-from fastipc._benchmech import REGISTRY, Client, Env, ListenerMechanism, PairMechanism, fork_echo
-from fastipc._benchpeer import payload_for
+from fastipc.bench.base import Client, Env, ListenerMechanism, PairMechanism, fork_echo
+from fastipc.bench.mechanisms import REGISTRY
+from fastipc.bench.processes import echo_server
+from fastipc.bench.timing import payload_for
 
 BACKEND_MODULES = {"rust": "fastipc._fastipc", "python": "fastipc._fallback"}
 

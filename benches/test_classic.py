@@ -5,7 +5,7 @@ socket benchmarks (default: the same core).
 
     python -m pytest benches/test_classic.py --benchmark-columns=median,iqr,ops
 
-``fastipc._benchclassic.measure`` runs the same round trips without pytest.
+``fastipc.bench.classic.measure`` runs the same round trips without pytest.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from conftest import backend_module
-from fastipc._benchclassic import CLASSIC
-from fastipc._benchmech import Env, PairMechanism, fork_echo
+from fastipc.bench.base import Env, PairMechanism, fork_echo
+from fastipc.bench.classic import CLASSIC
 from pytest_benchmark.fixture import BenchmarkFixture
 
 SIZE = 64

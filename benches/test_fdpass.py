@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from fastipc._benchmech import REGISTRY
+from fastipc.bench.mechanisms import REGISTRY
 from pytest_benchmark.fixture import BenchmarkFixture
 
 SIZE = 64

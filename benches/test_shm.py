@@ -4,7 +4,7 @@
   A and posts B, wait B) for fastipc (both backends), posix_ipc and multiprocessing.Semaphore.
 * ``test_segment_handoff``: 1 MiB through a segment plus semaphore handoff (the memwriter/
   memreader pattern), fastipc against multiprocessing.shared_memory + multiprocessing.Semaphore.
-* ``test_ratios``: the same measurements through ``fastipc._benchshm`` (what ``fastipc bench``
+* ``test_ratios``: the same measurements through ``fastipc.bench.shm`` (what ``fastipc bench``
   can reuse), printed as one table with the ratios to the baselines.
 
 The peer is forked and pinned as ``--fastipc-placement`` says (default: same core). Run with
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from conftest import backend_module
-from fastipc import _benchshm
+from fastipc.bench import shm
 from pytest_benchmark.fixture import BenchmarkFixture
 
 HANDOFF_SIZE = 1 << 20
@@ -89,12 +89,12 @@ def test_semaphore_round_trip(
     impl: str,
     backend: str | None,
 ) -> None:
-    reason = _benchshm.unavailable(impl)
+    reason = shm.unavailable(impl)
     if reason:
         pytest.skip(reason)
     module = _module(backend, backends)
     where, peer_cpu, own_cpu = placement
-    ping, pong = _benchshm._semaphores(impl, module, 2)
+    ping, pong = shm.semaphores(impl, module, 2)
 
     def echo() -> None:
         wait, post = ping.acquire, pong.release
@@ -136,7 +136,7 @@ def test_segment_handoff(
         from multiprocessing import shared_memory
 
         seg = shared_memory.SharedMemory(create=True, size=HANDOFF_SIZE)
-    full, empty = _benchshm._semaphores(impl, module, 2)
+    full, empty = shm.semaphores(impl, module, 2)
     buf = seg.buf
     payload = bytes(range(256)) * (HANDOFF_SIZE // 256)
 
@@ -183,10 +183,10 @@ def test_ratios(placement: tuple[str, int | None, int | None], backends: list[st
     cpus = (own_cpu, peer_cpu)
     lines = [f"placement: {where}"]
     rt: dict[str, float] = {}
-    for impl in _benchshm.IMPLS:
-        if _benchshm.unavailable(impl):
+    for impl in shm.IMPLS:
+        if shm.unavailable(impl):
             continue
-        samples = _benchshm.semaphore_pingpong(impl, 20_000, cpus=cpus, module=module)
+        samples = shm.semaphore_pingpong(impl, 20_000, cpus=cpus, module=module)
         med, p99 = _median_p99(samples)
         rt[impl] = med
         lines.append(
@@ -197,7 +197,7 @@ def test_ratios(placement: tuple[str, int | None, int | None], backends: list[st
             lines.append(f"  fastipc / {base}: {rt['fastipc'] / rt[base]:.2f}x the round trip time")
     tp: dict[str, float] = {}
     for impl in ("fastipc", "multiprocessing"):
-        samples = _benchshm.segment_handoff(impl, HANDOFF_SIZE, 500, cpus=cpus, module=module)
+        samples = shm.segment_handoff(impl, HANDOFF_SIZE, 500, cpus=cpus, module=module)
         med, _ = _median_p99(samples)
         tp[impl] = HANDOFF_SIZE / med  # bytes per ns = GB/s
         lines.append(

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fastipc._bench import format_size
-from fastipc._benchmech import REGISTRY
+from fastipc.bench.mechanisms import REGISTRY
+from fastipc.bench.report import format_size
 from pytest_benchmark.fixture import BenchmarkFixture
 
 SIZES = [64, 65536, 1048576]

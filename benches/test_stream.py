@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from conftest import backend_module
-from fastipc._bench import echo_server, format_size
-from fastipc._benchmech import REGISTRY, Client, Env, ListenerMechanism, PairMechanism, fork_echo
-from fastipc._benchpeer import payload_for
+from fastipc.bench.base import Client, Env, ListenerMechanism, PairMechanism, fork_echo
+from fastipc.bench.mechanisms import REGISTRY
+from fastipc.bench.processes import echo_server
+from fastipc.bench.report import format_size
+from fastipc.bench.timing import payload_for
 from pytest_benchmark.fixture import BenchmarkFixture
 
 SIZES = [64, 65536]

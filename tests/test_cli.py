@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from fastipc import cli
-from fastipc._benchmech import REGISTRY
+from fastipc.bench.mechanisms import REGISTRY
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "bench.md"
 TINY = ["bench", "--quick", "--sizes", "64", "--iterations", "40"]
@@ -302,15 +302,15 @@ def test_reference_peer_without_a_compiler(monkeypatch: pytest.MonkeyPatch) -> N
 def test_reference_peer_builds_into_the_user_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fastipc import _refpeer
+    from fastipc.bench import cpeer
 
-    if _refpeer._compiler() is None:
+    if cpeer._compiler() is None:
         pytest.skip("no C compiler")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    exe = Path(_refpeer.build())
+    exe = Path(cpeer.build())
     assert exe.parent == tmp_path / "fastipc"
-    assert exe.name.startswith("refpeer-")
-    assert _refpeer.build() == str(exe)  # reused, not rebuilt
+    assert exe.name.startswith("cpeer-")
+    assert cpeer.build() == str(exe)  # reused, not rebuilt
     assert [p.name for p in exe.parent.iterdir()] == [exe.name]  # no temporary left
 
 

@@ -12,13 +12,17 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import BACKEND, SharedMemory, __version__, default_socket_dir, listen, socketpair
-from . import _bench as bench
 from . import _registry as registry
-from ._benchmech import REGISTRY
-from ._benchpeer import TimingPlan
+
+if TYPE_CHECKING:
+    from .bench.results import Progress, Report
+    from .bench.timing import TimingPlan
+
+# The benchmark (fastipc.bench) is imported only by the bench command, when it runs or its
+# options are parsed: ls, info and clean never load it.
 
 __all__ = ["main"]
 
@@ -45,6 +49,8 @@ def _sizes(text: str) -> list[int]:
 
 
 def _mechanisms(text: str) -> list[str]:
+    from .bench.mechanisms import REGISTRY
+
     names = [part.strip() for part in text.split(",") if part.strip()]
     if names == ["all"]:
         return list(REGISTRY)
@@ -77,16 +83,42 @@ def _positive(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fastipc", description="fastipc: fast, safe interprocess communication."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _mechanism_list() -> str:
+    """The epilog of ``fastipc bench --help``: every mechanism with its summary."""
+    from .bench.mechanisms import REGISTRY
 
     mechanisms = "\n".join(
         f"  {name:<19} {m.summary}{'' if m.default else ' (not run by default)'}"
         for name, m in REGISTRY.items()
     )
+    return (
+        f"mechanisms:\n{mechanisms}\n\noptional baselines: pip install 'fastipc[bench]'"
+        " (a missing one is skipped with a note)"
+    )
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose epilog may be written only when its help is shown
+    (``late_epilog``), so that building the parser imports nothing it names."""
+
+    def __init__(self, *args: Any, late_epilog: Callable[[], str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._late_epilog = late_epilog
+
+    def format_help(self) -> str:
+        if self._late_epilog is not None:
+            self.epilog, self._late_epilog = self._late_epilog(), None
+        return super().format_help()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fastipc", description="fastipc: fast, safe interprocess communication."
+    )
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+
     bench = commands.add_parser(
         "bench",
         help="every mechanism side by side, with the alternatives and the machine's limit",
@@ -94,8 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         "latency (client -> echo side -> client; median, p99) and one-way throughput (a stream "
         "of messages; messages/s, GB/s), with the alternatives (multiprocessing.Pipe is the "
         "reference) and a C reference peer (the machine's limit) in the same run.",
-        epilog=f"mechanisms:\n{mechanisms}\n\noptional baselines: pip install 'fastipc[bench]'"
-        " (a missing one is skipped with a note)",
+        late_epilog=_mechanism_list,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument(
@@ -191,12 +222,12 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise _Terminated
 
 
-def _progress_printer() -> Callable[[bench.Progress], None]:
+def _progress_printer() -> Callable[[Progress], None]:
     """A progress bar with the time left on a terminal; otherwise one line per finished cell."""
     tty = sys.stderr.isatty()
     started = time.monotonic()
 
-    def show(p: bench.Progress) -> None:
+    def show(p: Progress) -> None:
         if not tty:
             if p.final:
                 sys.stderr.write(f"[{p.done}/{p.total}] {p.line}\n")
@@ -218,19 +249,11 @@ def _progress_printer() -> Callable[[bench.Progress], None]:
     return show
 
 
-def _bench(args: argparse.Namespace) -> int:
-    placement = args.placement or ("same-core" if args.quick else "both")
-    placements = list(bench.PLACEMENTS) if placement == "both" else [placement]
-    if args.plot is not None:
-        try:
-            from . import _benchplot
+def _timing_plan(args: argparse.Namespace) -> TimingPlan:
+    from .bench.timing import TimingPlan
 
-            _benchplot.check()
-        except ImportError as exc:
-            print(f"fastipc bench: --plot: {exc}", file=sys.stderr)
-            return 2
     if args.quick:
-        plan = TimingPlan(
+        return TimingPlan(
             iterations=args.iterations,
             budget_s=0.08,
             max_iterations=4000,
@@ -241,46 +264,64 @@ def _bench(args: argparse.Namespace) -> int:
             stream_batches=3,
             stream_min_messages=8,
         )
-    else:
-        plan = TimingPlan(
-            iterations=args.iterations,
-            budget_s=0.35,
-            warmup_s=0.08,
-            min_iterations=100,
-            stream_budget_s=0.2,
-            stream_warmup_s=0.03,
-            stream_batches=5,
-        )
-    mechanisms = args.mechanisms or [name for name, m in REGISTRY.items() if m.default]
-    if args.cpus is not None and hasattr(os, "sched_getaffinity"):
-        allowed = os.sched_getaffinity(0)
-        if not set(args.cpus) <= allowed:
-            print(
-                f"fastipc bench: --cpus {','.join(map(str, args.cpus))}: this process may only use "
-                f"CPUs {','.join(map(str, sorted(allowed)))}",
-                file=sys.stderr,
-            )
+    return TimingPlan(
+        iterations=args.iterations,
+        budget_s=0.35,
+        warmup_s=0.08,
+        min_iterations=100,
+        stream_budget_s=0.2,
+        stream_warmup_s=0.03,
+        stream_batches=5,
+    )
+
+
+def _bad_cpus(cpus: list[int] | None) -> str | None:
+    """Why ``--cpus`` cannot be used, or ``None``."""
+    if cpus is None or not hasattr(os, "sched_getaffinity"):
+        return None
+    allowed = os.sched_getaffinity(0)
+    if set(cpus) <= allowed:
+        return None
+    return (
+        f"--cpus {','.join(map(str, cpus))}: this process may only use "
+        f"CPUs {','.join(map(str, sorted(allowed)))}"
+    )
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import mechanisms, plot, report, runner
+    from .bench.results import Options
+
+    placement = args.placement or ("same-core" if args.quick else "both")
+    if args.plot is not None:
+        try:
+            plot.check()
+        except ImportError as exc:
+            print(f"fastipc bench: --plot: {exc}", file=sys.stderr)
             return 2
-    progress = _progress_printer()
+    problem = _bad_cpus(args.cpus)
+    if problem is not None:
+        print(f"fastipc bench: {problem}", file=sys.stderr)
+        return 2
 
     def show_machine(machine: dict[str, Any]) -> None:
-        print(bench.format_machine(machine), flush=True)
+        print(report.format_machine(machine), flush=True)
 
-    options = bench.Options(
+    options = Options(
         sizes=args.sizes or list(DEFAULT_SIZES),
-        mechanisms=mechanisms,
-        placements=placements,
-        plan=plan,
+        mechanisms=args.mechanisms or mechanisms.defaults(),
+        placements=list(runner.PLACEMENTS) if placement == "both" else [placement],
+        plan=_timing_plan(args),
         backend=args.backend,
         cpus=args.cpus,
         quick=args.quick,
-        progress=progress,
+        progress=_progress_printer(),
         on_machine=show_machine,
     )
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        report = bench.run(options)
-    except bench.BenchError as exc:
+        result = runner.run(options)
+    except runner.BenchError as exc:
         print(f"fastipc bench: {exc}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, _Terminated):
@@ -291,25 +332,30 @@ def _bench(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             sys.stderr.write("\r\x1b[K")
             sys.stderr.flush()
-    report.command = ["fastipc", *args.argv]
+    result.command = ["fastipc", *args.argv]
     print()
-    print(bench.format_report(report, machine=False))
+    print(report.format_report(result, machine=False))
+    return _write_outputs(args, result)
+
+
+def _write_outputs(args: argparse.Namespace, result: Report) -> int:
+    """``--json`` and ``--plot``; the exit status of the whole command."""
+    from .bench import plot, report
+
     if args.json is not None:
         try:
-            bench.write_json(report, args.json)
+            report.write_json(result, args.json)
         except OSError as exc:
             print(f"fastipc bench: cannot write {args.json}: {exc}", file=sys.stderr)
             return 1
     if args.plot is not None:
-        from . import _benchplot
-
         try:
-            _benchplot.plot(report, args.plot)
+            plot.plot(result, args.plot)
         except OSError as exc:
             print(f"fastipc bench: cannot write {args.plot}: {exc}", file=sys.stderr)
             return 1
         print(f"plot: {args.plot}")
-    return 1 if report.failed else 0
+    return 1 if result.failed else 0
 
 
 def _capabilities() -> list[tuple[str, str]]:

@@ -1,7 +1,7 @@
 """Round-trip mechanisms of the classic IPC kinds, for ``benches/test_classic.py`` and
 ``fastipc bench`` (they are in its registry).
 
-Each is a :class:`~fastipc._benchmech.PairMechanism`: the client process makes two one-way
+Each is a :class:`~fastipc.bench.base.PairMechanism`: the client process makes two one-way
 channels (there and back), forks the echo side, and times ``send(payload)`` then ``recv()``.
 Pipes and FIFOs carry a 4-byte length prefix and the payload in one write; a message queue
 carries one message per queue message. Every baseline does the same work with the standard
@@ -24,8 +24,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import NotSupportedError
-from ._benchmech import (
+from .. import NotSupportedError
+from .affinity import pinned
+from .base import (
     REGISTRY,
     Client,
     Echo,
@@ -34,7 +35,6 @@ from ._benchmech import (
     PairMechanism,
     drain_loop,
     fork_echo,
-    pin,
     register,
 )
 
@@ -462,32 +462,32 @@ def measure(
         raise RuntimeError(f"{name}: {reason}")
     assert isinstance(mechanism, PairMechanism)
     socket_dir = tempfile.mkdtemp(prefix="fastipc-bench-")
-    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     try:
         client, echo = mechanism.pair(Env(socket_dir=socket_dir, max_size=size, impl=backend))
         pid = fork_echo(echo, client, cpu)
         try:
-            if cpu is not None:
-                pin(cpu)
-            payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
-            send, recv = client.sender(), client.receiver()
-            for _ in range(warmup):
-                send(payload)
-                recv()
-            send(payload)
-            assert client.received(recv()) == payload, "the echo returned different bytes"
-            clock = time.perf_counter_ns
-            samples = []
-            for _ in range(rounds):
-                t = clock()
-                send(payload)
-                recv()
-                samples.append(clock() - t)
-            return samples
+            with pinned(cpu):
+                return _time_round_trips(client, size, rounds, warmup)
         finally:
             client.close()
             os.waitpid(pid, 0)
     finally:
-        if before is not None:
-            os.sched_setaffinity(0, before)
         shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+def _time_round_trips(client: Client, size: int, rounds: int, warmup: int) -> list[int]:
+    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    send, recv = client.sender(), client.receiver()
+    for _ in range(warmup):
+        send(payload)
+        recv()
+    send(payload)
+    assert client.received(recv()) == payload, "the echo returned different bytes"
+    clock = time.perf_counter_ns
+    samples = []
+    for _ in range(rounds):
+        t = clock()
+        send(payload)
+        recv()
+        samples.append(clock() - t)
+    return samples

@@ -1,5 +1,5 @@
 """Semaphore and shared memory benchmarks between two processes: the measurements behind
-``benches/test_shm.py``, as functions ``fastipc bench`` can call.
+``benches/test_shm.py``, as functions, and the shared-memory mechanisms of ``fastipc bench``.
 
 Both functions fork a peer, pin both processes to the CPUs given (the same one for the stable
 "same-core" figure), run a warm-up and then time every round on the parent's side with
@@ -27,7 +27,17 @@ from dataclasses import dataclass
 from types import FrameType, ModuleType
 from typing import Any
 
-__all__ = ["IMPLS", "BenchTimeout", "segment_handoff", "semaphore_pingpong", "unavailable"]
+from .affinity import pin, pinned
+from .base import Client, Echo, Env, PairMechanism, drain_loop, register
+
+__all__ = [
+    "IMPLS",
+    "BenchTimeout",
+    "segment_handoff",
+    "semaphore_pingpong",
+    "semaphores",
+    "unavailable",
+]
 
 IMPLS = ("fastipc", "posix_ipc", "multiprocessing")
 
@@ -65,7 +75,9 @@ def _fastipc_module(module: ModuleType | None) -> ModuleType:
     return fastipc
 
 
-def _semaphores(impl: str, module: ModuleType | None, n: int, value: int = 0) -> list[_Sem]:
+def semaphores(impl: str, module: ModuleType | None, n: int, value: int = 0) -> list[_Sem]:
+    """``n`` new semaphores of ``impl`` with ``value``, unlinked where they have a name (the
+    handles a forked peer inherits are all it needs)."""
     sems: list[_Sem] = []
     for _ in range(n):
         if impl == "fastipc":
@@ -88,19 +100,6 @@ def _semaphores(impl: str, module: ModuleType | None, n: int, value: int = 0) ->
 
 
 @contextlib.contextmanager
-def _pinned(cpu: int | None) -> Iterator[None]:
-    if cpu is None or not hasattr(os, "sched_setaffinity"):
-        yield
-        return
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
-
-
-@contextlib.contextmanager
 def _watchdog(seconds: int) -> Iterator[None]:
     def expired(signum: int, frame: FrameType | None) -> None:
         raise BenchTimeout(f"the benchmark peer did not answer within {seconds} s")
@@ -119,8 +118,7 @@ def _fork(peer: Callable[[], None], cpu: int | None) -> int:
     if pid == 0:  # pragma: no cover - the peer
         status = 0
         try:
-            if cpu is not None and hasattr(os, "sched_setaffinity"):
-                os.sched_setaffinity(0, {cpu})
+            pin(cpu)
             peer()
         except BaseException:
             status = 1
@@ -150,7 +148,7 @@ def semaphore_pingpong(
     ``cpus`` is (this process's CPU, the peer's CPU); the same number for both is the same-core
     measurement. ``module`` picks a fastipc backend module for ``impl="fastipc"``.
     """
-    ping, pong = _semaphores(impl, module, 2)
+    ping, pong = semaphores(impl, module, 2)
     total = warmup + rounds
 
     def peer() -> None:
@@ -162,7 +160,7 @@ def semaphore_pingpong(
     samples = [0] * rounds
     pid = _fork(peer, cpus[1])
     try:
-        with _pinned(cpus[0]), _watchdog(timeout):
+        with pinned(cpus[0]), _watchdog(timeout):
             post, wait, now = ping.release, pong.acquire, time.perf_counter_ns
             for _ in range(warmup):
                 post()
@@ -211,7 +209,7 @@ def segment_handoff(
     (``multiprocessing.shared_memory`` and ``multiprocessing.Semaphore``).
     """
     seg = _segment(impl, module, size)
-    full, empty = _semaphores(impl, module, 2)
+    full, empty = semaphores(impl, module, 2)
     buf = seg.buf
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
     total = warmup + rounds
@@ -229,7 +227,7 @@ def segment_handoff(
     samples = [0] * rounds
     pid = _fork(peer, cpus[1])
     try:
-        with _pinned(cpus[0]), _watchdog(timeout):
+        with pinned(cpus[0]), _watchdog(timeout):
             post, wait, now = full.release, empty.acquire, time.perf_counter_ns
             for _ in range(warmup):
                 buf[:] = payload
@@ -310,8 +308,8 @@ class _ShmPair:
         self.seg = _segment(impl, module, 2 * slot)
         try:
             self.seg.unlink()  # the mappings (this process's and the forked one's) live on
-            fulls = _semaphores(impl, module, 2, 0)
-            empties = _semaphores(impl, module, 2, 1)
+            fulls = semaphores(impl, module, 2, 0)
+            empties = semaphores(impl, module, 2, 1)
         except BaseException:
             self.seg.close()
             raise
@@ -382,8 +380,6 @@ class _ShmEcho:
             b_full.release()
 
     def drain(self) -> None:
-        from ._benchmech import drain_loop
-
         there, back = self.pair.there, self.pair.back
         sink = memoryview(bytearray(self.pair.max_size))
         recv_into = there.recv_into
@@ -402,29 +398,25 @@ class _ShmEcho:
         # in the creating process the client closes the shared pair
 
 
-def _register_mechanisms() -> None:
-    from ._benchmech import Client, Echo, Env, PairMechanism, register
+class _Shm(PairMechanism):
+    impl: str = "fastipc"
 
-    class _Shm(PairMechanism):
-        impl: str = "fastipc"
-
-        def pair(self, env: Env) -> tuple[Client, Echo]:
-            module = env.impl if self.impl == "fastipc" else None
-            shared = _ShmPair(self.impl, module, max(env.max_size, 1))
-            return _ShmClient(shared), _ShmEcho(shared)
-
-    @register
-    class FastipcShm(_Shm):
-        name = "fastipc-shm"
-        summary = "fastipc.SharedMemory + fastipc.Semaphore: one slot each way, copied in and out"
-        uses_fastipc = True
-        counterpart = "mp-shm"
-
-    @register
-    class MultiprocessingShm(_Shm):
-        name = "mp-shm"
-        summary = "multiprocessing.shared_memory + multiprocessing.Semaphore, the same slots"
-        impl = "multiprocessing"
+    def pair(self, env: Env) -> tuple[Client, Echo]:
+        module = env.impl if self.impl == "fastipc" else None
+        shared = _ShmPair(self.impl, module, max(env.max_size, 1))
+        return _ShmClient(shared), _ShmEcho(shared)
 
 
-_register_mechanisms()
+@register
+class FastipcShm(_Shm):
+    name = "fastipc-shm"
+    summary = "fastipc.SharedMemory + fastipc.Semaphore: one slot each way, copied in and out"
+    uses_fastipc = True
+    counterpart = "mp-shm"
+
+
+@register
+class MultiprocessingShm(_Shm):
+    name = "mp-shm"
+    summary = "multiprocessing.shared_memory + multiprocessing.Semaphore, the same slots"
+    impl = "multiprocessing"

@@ -3,7 +3,7 @@
 ``fastipc[bench]`` extra, pyzmq over ``ipc://`` and faster-fifo. A package that is not installed
 makes its rows ``unavailable`` with a note on how to install it, never an error.
 
-All are connected pairs (:class:`~fastipc._benchmech.PairMechanism`): the client process makes
+All are connected pairs (:class:`~fastipc.bench.base.PairMechanism`): the client process makes
 the channel and forks the echo side. A queue has no end of file, so the client ends the echo side
 with a sentinel (``None``, or an empty ZeroMQ message) when it closes.
 """
@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ._benchmech import Client, Echo, Env, PairMechanism, drain_loop, register
+from .base import Client, Echo, Env, PairMechanism, drain_loop, register
 
 __all__ = ["missing"]
 

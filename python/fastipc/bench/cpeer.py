@@ -1,12 +1,12 @@
-"""The reference peer of ``fastipc bench``: the machine's limit for the same exchange.
+"""The C reference peer of ``fastipc bench``: the machine's limit for the same exchange.
 
-``_refpeer.c`` (shipped in the package) does what the Python rows do, without Python: 4-byte
-length-prefixed messages over a Unix stream socketpair to an echo side in a forked process, timed
-one round trip at a time with ``clock_gettime``, then the one-way stream. It is compiled with the
-system's C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``) the first time it is needed, into
-a per-user cache directory (``$XDG_CACHE_HOME/fastipc``, else ``~/.cache/fastipc``), under a name
-that changes with the source and the compiler. Without a compiler its rows are ``unavailable``,
-with the reason.
+``cpeer.c`` (shipped in the package, beside this module) does what the Python rows do, without
+Python: 4-byte length-prefixed messages over a Unix stream socketpair to an echo side in a forked
+process, timed one round trip at a time with ``clock_gettime``, then the one-way stream. It is
+compiled with the system's C compiler (``$CC``, else ``cc``, ``gcc`` or ``clang``) the first time
+it is needed, into a per-user cache directory (``$XDG_CACHE_HOME/fastipc``, else
+``~/.cache/fastipc``), under a name that changes with the source and the compiler. Without a
+compiler its rows are ``unavailable``, with the reason.
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ._benchmech import Mechanism, register
+from .base import LIMIT, Mechanism, register
 
 __all__ = ["SOURCE", "ReferencePeer", "build"]
 
-SOURCE = Path(__file__).with_name("_refpeer.c")
-NAME = "c-limit"
+SOURCE = Path(__file__).with_name("cpeer.c")
 
 
 def _compiler() -> str | None:
@@ -56,9 +55,9 @@ def build() -> str:
     key = hashlib.sha256(source + cc.encode()).hexdigest()[:16]
     out_dir = cache_dir()
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    exe = out_dir / f"refpeer-{key}"
+    exe = out_dir / f"cpeer-{key}"
     if not os.access(exe, os.X_OK):
-        fd, tmp = tempfile.mkstemp(prefix=".refpeer-", dir=out_dir)
+        fd, tmp = tempfile.mkstemp(prefix=".cpeer-", dir=out_dir)
         os.close(fd)
         try:
             proc = subprocess.run(
@@ -81,7 +80,7 @@ def build() -> str:
 
 @register
 class ReferencePeer(Mechanism):
-    name = NAME
+    name = LIMIT
     summary = "C, no Python: the same framed echo over a Unix socketpair (the machine's limit)"
     topology = "external"
     family = "limit"

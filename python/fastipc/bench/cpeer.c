@@ -7,8 +7,8 @@
  * (CLOCK_MONOTONIC), then the one-way stream: batches of a count message, that many messages
  * sent back to back, and the receiver's acknowledgement of the byte count.
  *
- *   refpeer SIZE ECHO_CPU CLIENT_CPU ITERATIONS BUDGET_NS MIN_IT MAX_IT WARMUP_NS MIN_WARMUP
- *           STREAM_ITERATIONS STREAM_BUDGET_NS STREAM_WARMUP_NS STREAM_BATCHES
+ *   cpeer SIZE ECHO_CPU CLIENT_CPU ITERATIONS BUDGET_NS MIN_IT MAX_IT WARMUP_NS MIN_WARMUP
+ *         STREAM_ITERATIONS STREAM_BUDGET_NS STREAM_WARMUP_NS STREAM_BATCHES
  *
  * A CPU of -1 is no pinning; ITERATIONS (STREAM_ITERATIONS) 0 calibrates the number from the
  * warm-up and the budget. Prints one JSON line, {"event": "result", ...} or
@@ -38,7 +38,7 @@ static int64_t now_ns(void) {
 }
 
 static void fail(const char *what) {
-    printf("{\"event\": \"error\", \"type\": \"OSError\", \"message\": \"refpeer: %s: %s\"}\n",
+    printf("{\"event\": \"error\", \"type\": \"OSError\", \"message\": \"cpeer: %s: %s\"}\n",
            what, strerror(errno));
     fflush(stdout);
     exit(1);
@@ -243,7 +243,7 @@ static long clamp(long n, long lo, long hi) { return n < lo ? lo : (n > hi ? hi 
 
 int main(int argc, char **argv) {
     if (argc != 14) {
-        fprintf(stderr, "usage: refpeer SIZE ECHO_CPU CLIENT_CPU ITERATIONS BUDGET_NS MIN_IT "
+        fprintf(stderr, "usage: cpeer SIZE ECHO_CPU CLIENT_CPU ITERATIONS BUDGET_NS MIN_IT "
                         "MAX_IT WARMUP_NS MIN_WARMUP STREAM_ITERATIONS STREAM_BUDGET_NS "
                         "STREAM_WARMUP_NS STREAM_BATCHES\n");
         return 2;
