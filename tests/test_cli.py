@@ -323,3 +323,43 @@ def test_info(capsys: pytest.CaptureFixture[str]) -> None:
     assert re.search(r"^fastipc +\d+\.\d+\.\d+$", out, re.M)
     assert re.search(r"^backend +(rust|python)$", out, re.M)
     assert "stream socketpair" in out and "pipes" in out
+
+
+# -- what each command imports ---------------------------------------------------------------------
+
+LOADED_BENCH = "sorted(m for m in sys.modules if m.split('.')[:2] == ['fastipc', 'bench'])"
+
+
+def test_only_the_bench_command_imports_the_benchmark() -> None:
+    """``import fastipc``, ``fastipc ls``, ``info`` and ``clean`` leave ``fastipc.bench`` alone;
+    parsing the bench command's options is what loads it (which shows the check can fail)."""
+    script = f"""
+import contextlib, io, json, sys
+import fastipc
+loaded = {{"import fastipc": {LOADED_BENCH}}}
+from fastipc import cli
+for command in (["ls"], ["ls", "--json"], ["info"], ["clean", "--dry-run"]):
+    with contextlib.redirect_stdout(io.StringIO()):
+        status = cli.main(command)
+    assert status == 0, (command, status)
+    loaded[" ".join(command)] = {LOADED_BENCH}
+cli.build_parser().parse_args(["bench", "--mechanisms", "mp-pipe"])
+loaded["bench --mechanisms mp-pipe"] = {LOADED_BENCH}
+print(json.dumps(loaded))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = json.loads(proc.stdout)
+    parsed_bench = loaded.pop("bench --mechanisms mp-pipe")
+    assert {"fastipc.bench", "fastipc.bench.mechanisms", "fastipc.bench.sockets"} <= set(
+        parsed_bench
+    )
+    assert loaded == {
+        "import fastipc": [],
+        "ls": [],
+        "ls --json": [],
+        "info": [],
+        "clean --dry-run": [],
+    }
