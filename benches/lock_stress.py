@@ -19,6 +19,7 @@ import sys
 import time
 
 import fastipc
+from fastipc.bench.affinity import allowed_cpus, pin
 
 # data layout: two u64 counters that must be equal outside the lock, and the number of repairs
 # the workers made (any acquirer may be the one told that the owner died)
@@ -50,8 +51,7 @@ def spawn(lock_name: str, data_name: str, cpu: int | None) -> int:
     if pid == 0:  # pragma: no cover - child
         try:
             os.close(r)
-            if cpu is not None and hasattr(os, "sched_setaffinity"):
-                os.sched_setaffinity(0, {cpu})
+            pin(cpu)
             worker(lock_name, data_name, w)
         finally:
             os._exit(0)
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [None]
+    cpus = allowed_cpus()
 
     lock = fastipc.Lock(create=True)
     data = fastipc.SharedMemory(create=True, size=PAIR.size + REPAIRS.size)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from conftest import backend_module
+from fastipc.bench.affinity import pinned
 from fastipc.bench.base import Env, PairMechanism, fork_echo
 from fastipc.bench.classic import CLASSIC
 from pytest_benchmark.fixture import BenchmarkFixture
@@ -51,10 +52,7 @@ def classic_round_trip(
         pid = fork_echo(echo, client, echo_cpu)
         stack.callback(os.waitpid, pid, 0)
         stack.callback(client.close)
-        if client_cpu is not None:
-            before = os.sched_getaffinity(0)
-            os.sched_setaffinity(0, {client_cpu})
-            stack.callback(os.sched_setaffinity, 0, before)
+        stack.enter_context(pinned(client_cpu))
         payload = bytes(range(SIZE))
         send, recv = client.sender(), client.receiver()
         send(payload)

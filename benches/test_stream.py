@@ -13,7 +13,8 @@ import os
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import backend_module
+from conftest import backend_module, refusal_skips
+from fastipc.bench.affinity import pinned
 from fastipc.bench.base import Client, Env, ListenerMechanism, PairMechanism, fork_echo
 from fastipc.bench.mechanisms import REGISTRY
 from fastipc.bench.processes import echo_server
@@ -51,7 +52,7 @@ def stream_batch(
         impl = backend_module(backend) if backend is not None else None
         env = Env(socket_dir=socket_dir, max_size=max(size, 64), impl=impl)
         client: Client
-        try:
+        with refusal_skips(name, size):
             if isinstance(mechanism, PairMechanism):
                 client, sink = mechanism.pair(env)
                 pid = fork_echo(sink, client, sink_cpu, drain=True)
@@ -69,13 +70,8 @@ def stream_batch(
                     )
                 )
                 client = mechanism.connect(env, address)
-        except Exception as exc:  # a size the mechanism refuses (a POSIX queue's limit)
-            pytest.skip(f"{name}: {exc}")
         stack.callback(client.close)
-        if client_cpu is not None:
-            before = os.sched_getaffinity(0)
-            os.sched_setaffinity(0, {client_cpu})
-            stack.callback(os.sched_setaffinity, 0, before)
+        stack.enter_context(pinned(client_cpu))
         payload = payload_for(size)
         send, recv, received = client.sender(), client.receiver(), client.received
         count = BATCH[size]

@@ -18,6 +18,7 @@ make them bound methods of the transport where possible, so that the loop adds n
 from __future__ import annotations
 
 import abc
+import errno
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from types import ModuleType
 from typing import ClassVar, Literal, Protocol, TypeVar
 
 from .. import _backend
+from .._errors import MessageTooLarge, NotSupportedError
 from .affinity import pin
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "family",
     "fork_echo",
     "ordered",
+    "refuses",
     "register",
 ]
 
@@ -173,6 +176,14 @@ def register(cls: _M) -> _M:
         raise ValueError(f"mechanism {cls.name!r} is registered twice")
     REGISTRY[cls.name] = cls()
     return cls
+
+
+def refuses(exc: BaseException) -> bool:
+    """Whether ``exc`` is a mechanism refusing a message size (a packet larger than the kernel
+    takes, a queue's message size limit): the cell is ``unsupported``, not failed."""
+    return isinstance(exc, (MessageTooLarge, NotSupportedError)) or (
+        isinstance(exc, OSError) and exc.errno == errno.EMSGSIZE
+    )
 
 
 def drain_loop(

@@ -13,7 +13,6 @@ of file, which is how it dies with the process that started it, whatever killed 
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -23,9 +22,9 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from .. import BACKEND, MessageTooLarge, NotSupportedError, __version__
+from .. import BACKEND, __version__
 from .affinity import pin
-from .base import Client, Env, ListenerMechanism, PairMechanism, fork_echo
+from .base import Client, Env, ListenerMechanism, PairMechanism, fork_echo, refuses
 from .mechanisms import REGISTRY
 from .timing import TimingPlan, measure, payload_for, stream, summarize
 
@@ -156,8 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _emit(
             "error",
             type=type(exc).__name__,
-            unsupported=isinstance(exc, (MessageTooLarge, NotSupportedError))
-            or (isinstance(exc, OSError) and exc.errno == errno.EMSGSIZE),
+            unsupported=refuses(exc),
             message=message,
             traceback=traceback.format_exc(),
         )
