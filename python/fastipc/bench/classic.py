@@ -38,7 +38,7 @@ from .base import (
     register,
 )
 
-__all__ = ["CLASSIC", "measure", "register_classic"]
+__all__ = ["CLASSIC", "measure"]
 
 _HEADER = struct.Struct("!i")
 
@@ -49,10 +49,6 @@ def _classic(cls: type[Mechanism]) -> type[Mechanism]:
     register(cls)
     CLASSIC[cls.name] = REGISTRY[cls.name]
     return cls
-
-
-def register_classic() -> None:
-    """Kept for callers of earlier versions: the classic mechanisms are always registered."""
 
 
 class _Owned:
