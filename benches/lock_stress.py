@@ -63,7 +63,7 @@ def spawn(lock_name: str, data_name: str, cpu: int | None) -> int:
     return pid
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=1000, help="workers to kill (default 1000)")
     parser.add_argument("--workers", type=int, default=3, help="workers at a time (default 3)")
@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         "--max-delay-ms", type=float, default=3.0, help="random delay before a kill"
     )
     parser.add_argument("--seed", type=int, default=None)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
     rng = random.Random(args.seed)
     cpus = allowed_cpus()
 
