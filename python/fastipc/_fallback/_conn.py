@@ -14,7 +14,7 @@ from .. import _handles
 from .._errors import BufferTooShort, MessageTooLarge, NotSupportedError, TruncatedMessage
 from .._types import Credentials
 from . import _fds, _platform
-from ._closing import Closing
+from ._closing import Closing, closed_error
 from ._fds import (
     ANC_SPACE,
     CLOEXEC,
@@ -145,7 +145,7 @@ class Connection(Closing):
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _ebadf(self) -> OSError:
-        return oserror(errno.EBADF, self._address)
+        return closed_error(self._address)
 
     def _error(self, e: OSError) -> OSError:
         if e.errno is None:

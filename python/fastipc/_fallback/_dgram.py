@@ -12,7 +12,7 @@ from .._errors import MessageTooLarge, NotSupportedError
 from .._types import Credentials
 from . import _platform
 from ._addr import Address, format_host, parse, remapped_name
-from ._closing import BoundSocket
+from ._closing import BoundSocket, closed_error
 from ._fds import ANC_SPACE, CLOEXEC, close_all, creds_message, fd_list, rights, truncated
 from ._fds import parse_ancillary as _parse
 from ._open import unix_target
@@ -96,7 +96,7 @@ class DatagramSocket(BoundSocket):
 
     def _check(self) -> socket.socket:
         if self._closed:
-            raise oserror(errno.EBADF, self._name())
+            raise closed_error(self._name())
         return self._sock
 
     def _error(self, e: OSError, name: str | None, send: bool = False) -> Exception:

@@ -17,8 +17,8 @@ from typing import Any
 
 from .._errors import NotSupportedError
 from .._records import SignalInfo, make_signal_info
-from ._closing import Closing
-from ._waits import backoff, closed_error, deadline_of, run_fd, timed_out
+from ._closing import Closing, closed_error
+from ._waits import backoff, deadline_of, run_fd, timed_out
 
 __all__ = ["SignalReceiver", "kill_and_wait"]
 
