@@ -58,6 +58,24 @@ def _byte_view(buf: Buffer) -> memoryview:
     return view
 
 
+def _payload(buf: Buffer, offset: int, size: int | None) -> memoryview:
+    """The bytes ``offset .. offset + size`` of ``buf`` (to its end when ``size`` is None), as
+    ``multiprocessing.connection.Connection.send_bytes`` checks them."""
+    view = _byte_view(buf)
+    n = len(view)
+    if offset < 0:
+        raise ValueError("offset is negative")
+    if n < offset:
+        raise ValueError("buffer length < offset")
+    if size is None:
+        size = n - offset
+    elif size < 0:
+        raise ValueError("size is negative")
+    elif offset + size > n:
+        raise ValueError("buffer length < offset + size")
+    return view[offset : offset + size]
+
+
 class Connection(Closing):
     """A connected stream or seqpacket socket carrying framed messages and raw bytes."""
 
@@ -325,41 +343,58 @@ class Connection(Closing):
         if self._claimed:
             self._drop_fds()
         if self._end == 0 and self._unix:
-            # Fast path: the buffer is empty, and one ready read brings whole small frames.
-            try:
-                got, anc, flags, _ = self._sock.recvmsg_into((self._view,), ANC_SPACE, CLOEXEC)
-            except _WOULDBLOCK:
-                pass
-            except OSError as e:
-                raise self._error(e) from None
-            else:
-                if anc or flags & _MSG_CTRUNC:
-                    try:
-                        fds: list[int] | None = parse_ancillary(anc, flags, self._address)[0]
-                    except OSError:
-                        fds = None
-                    if fds and got >= 4 and not self._pfds:
-                        # The read ends right after the segment with the descriptors: they are
-                        # the first frame's when it ends there too.
-                        size = _HDR.unpack_from(self._buf)[0]
-                        if 0 <= size <= limit and size + 4 == got:
-                            self._abs_end += got
-                            self._claimed = fds
-                            return bytes(self._view[4:got])
-                    self._filled(got, fds)
-                else:
-                    self._end = got
-                    self._abs_end += got
-                    if got >= 4:
-                        size = _HDR.unpack_from(self._buf)[0]
-                        end = size + 4
-                        if 0 <= size <= limit and end <= got:
-                            if end == got:
-                                self._end = 0
-                            else:
-                                self._start = end
-                            return bytes(self._view[4:end])
-        # The header.
+            ready = self._recv_ready(limit)
+            if ready is not None:
+                return ready
+        hlen, size = self._recv_header(limit, deadline)
+        return self._recv_payload(hlen, size, deadline)
+
+    def _recv_ready(self, limit: int) -> bytes | None:
+        """The fast path, with the buffer empty: one ready read that brings a whole small frame
+        returns it. ``None`` otherwise, with whatever was read kept in the buffer."""
+        try:
+            got, anc, flags, _ = self._sock.recvmsg_into((self._view,), ANC_SPACE, CLOEXEC)
+        except _WOULDBLOCK:
+            return None
+        except OSError as e:
+            raise self._error(e) from None
+        if anc or flags & _MSG_CTRUNC:
+            return self._ready_with_fds(got, anc, flags, limit)
+        self._end = got
+        self._abs_end += got
+        if got < 4:
+            return None
+        size = _HDR.unpack_from(self._buf)[0]
+        end = size + 4
+        if not (0 <= size <= limit and end <= got):
+            return None
+        if end == got:
+            self._end = 0
+        else:
+            self._start = end
+        return bytes(self._view[4:end])
+
+    def _ready_with_fds(
+        self, got: int, anc: list[tuple[int, int, bytes]], flags: int, limit: int
+    ) -> bytes | None:
+        """The fast path's read brought descriptors (or a truncated control message)."""
+        try:
+            fds: list[int] | None = parse_ancillary(anc, flags, self._address)[0]
+        except OSError:
+            fds = None
+        if fds and got >= 4 and not self._pfds:
+            # The read ends right after the segment with the descriptors: they are the first
+            # frame's when it ends there too.
+            size = _HDR.unpack_from(self._buf)[0]
+            if 0 <= size <= limit and size + 4 == got:
+                self._abs_end += got
+                self._claimed = fds
+                return bytes(self._view[4:got])
+        self._filled(got, fds)
+        return None
+
+    def _recv_header(self, limit: int, deadline: float | None) -> tuple[int, int]:
+        """Reads the next frame's header into the buffer: its length and the payload's size."""
         while self._end - self._start < 4:
             if self._fill(4, deadline) == 0:
                 self._eof(4)
@@ -376,7 +411,11 @@ class Connection(Closing):
             raise oserror(errno.EBADMSG, self._address)
         if size > limit:
             raise self._too_large(size, limit)
-        # The payload: from the internal buffer when it fits there.
+        return hlen, size
+
+    def _recv_payload(self, hlen: int, size: int, deadline: float | None) -> bytes | bytearray:
+        """The payload of the frame whose header starts the buffer: from the internal buffer
+        when it fits there, else into a message of its own."""
         total = hlen + size
         if total <= _BUFSIZE:
             while self._end - self._start < total:
@@ -534,44 +573,45 @@ class Connection(Closing):
         fds: Iterable[object] | None = None,
     ) -> None:
         fdl = self._fd_args(fds) if fds is not None else _NO_FDS
-        view = _byte_view(buf)
-        n = len(view)
-        if offset < 0:
-            raise ValueError("offset is negative")
-        if n < offset:
-            raise ValueError("buffer length < offset")
-        if size is None:
-            size = n - offset
-        elif size < 0:
-            raise ValueError("size is negative")
-        elif offset + size > n:
-            raise ValueError("buffer length < offset + size")
-        payload = view[offset : offset + size]
+        payload = _payload(buf, offset, size)
         with self._slock:
             if self._closed:
                 raise self._ebadf()
             deadline = deadline_for(self._timeout)
             if fdl:
-                if self._seq:
-                    self._sendmsg([payload], fdl, deadline)
-                elif size <= _SMALL:
-                    frame = _HDR.pack(size) + payload
-                    sent = self._sendmsg([frame], fdl, deadline)
-                    if sent < len(frame):
-                        self._send_all(memoryview(frame)[sent:], deadline)
-                else:
-                    head = _HDR_LONG.pack(-1, size) if size >= _LONG else _HDR.pack(size)
-                    self._send_with_fds([memoryview(head), payload], fdl, deadline)
+                self._send_frame_with_fds(payload, fdl, deadline)
             elif self._seq:
                 self._send_packet(payload, deadline)
-            elif size >= _LONG:
-                self._send_all(_HDR_LONG.pack(-1, size), deadline)
-                self._send_all(payload, deadline)
-            elif size <= _SMALL:
-                self._send_all(_HDR.pack(size) + payload, deadline)
             else:
-                self._send_all(_HDR.pack(size), deadline)
-                self._send_all(payload, deadline)
+                self._send_frame(payload, deadline)
+
+    def _send_frame(self, payload: memoryview, deadline: float | None) -> None:
+        """Sends ``payload`` framed on the stream: header and payload in one copy when small."""
+        size = len(payload)
+        if size >= _LONG:
+            self._send_all(_HDR_LONG.pack(-1, size), deadline)
+            self._send_all(payload, deadline)
+        elif size <= _SMALL:
+            self._send_all(_HDR.pack(size) + payload, deadline)
+        else:
+            self._send_all(_HDR.pack(size), deadline)
+            self._send_all(payload, deadline)
+
+    def _send_frame_with_fds(
+        self, payload: memoryview, fdl: list[int], deadline: float | None
+    ) -> None:
+        """Sends ``payload`` as one packet or frame with ``fdl`` riding on its first bytes."""
+        size = len(payload)
+        if self._seq:
+            self._sendmsg([payload], fdl, deadline)
+        elif size <= _SMALL:
+            frame = _HDR.pack(size) + payload
+            sent = self._sendmsg([frame], fdl, deadline)
+            if sent < len(frame):
+                self._send_all(memoryview(frame)[sent:], deadline)
+        else:
+            head = _HDR_LONG.pack(-1, size) if size >= _LONG else _HDR.pack(size)
+            self._send_with_fds([memoryview(head), payload], fdl, deadline)
 
     def recv_bytes(self, maxlength: int | None = None) -> bytes:
         if maxlength is not None and maxlength < 0:
