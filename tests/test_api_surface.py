@@ -161,7 +161,7 @@ def _functions(body: list[ast.stmt], method: bool) -> dict[str, tuple[str, tuple
 
 
 def _class_members(
-    cls: ast.ClassDef, classes: dict[str, ast.ClassDef], marked: set[str]
+    cls: ast.ClassDef, classes: dict[str, ast.ClassDef]
 ) -> tuple[dict[str, Member], tuple[Param, ...] | None, set[str]]:
     body: list[ast.stmt] = []
     for base in cls.bases:  # a base defined in the stub (_PipeEnd) lends its members
@@ -202,7 +202,7 @@ def read_stub() -> Stub:
         stub.functions[name] = params
     for node in body:
         if isinstance(node, ast.ClassDef) and node.name in stub.names:
-            members, constructor, dunders = _class_members(node, classes, marked)
+            members, constructor, dunders = _class_members(node, classes)
             stub.classes[node.name] = members
             stub.dunders[node.name] = dunders
             if constructor is not None:
