@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable, MutableMapping
 from types import ModuleType
 
-__all__ = ["load"]
+from ._records import unsupported
+
+__all__ = ["export", "load"]
+
+#: Why a name is missing from a backend: only the Rust extension lacks names, and only those of
+#: the Linux-only mechanisms (marked by ``sys.platform`` in ``_fastipc.pyi``) off Linux.
+_MISSING = "not available on this platform (Linux only)"
 
 
 def load() -> ModuleType:
@@ -31,3 +38,17 @@ def load() -> ModuleType:
 
         return _fallback
     return _fastipc
+
+
+def export(namespace: MutableMapping[str, object], names: Iterable[str]) -> None:
+    """Fills ``namespace`` (the facade's globals) with the chosen backend's objects for each of
+    ``names`` it does not define itself; a name the backend lacks here becomes a stand-in that
+    raises ``NotSupportedError``, so that ``import fastipc`` works everywhere."""
+    impl = load()
+    for name in names:
+        if name in namespace:
+            continue
+        try:
+            namespace[name] = getattr(impl, name)
+        except AttributeError:
+            namespace[name] = unsupported(name, _MISSING)

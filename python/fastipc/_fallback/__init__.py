@@ -4,8 +4,6 @@ It is the implementation on Windows and wherever the extension cannot load; ``do
 and ``docs/shm.md`` describe the behaviour both backends share.
 """
 
-from __future__ import annotations
-
 from ._addr import default_socket_dir, resolve
 from ._api import DEFAULT_MAX_MESSAGE, connect, fromfd, listen, socketpair
 from ._conn import Connection
@@ -22,6 +20,7 @@ from ._signals import SignalReceiver, kill_and_wait
 
 BACKEND = "python"
 
+# The names of _fastipc.pyi, as the extension's __all__ has them (tests/test_api_surface.py).
 __all__ = [
     "BACKEND",
     "DEFAULT_MAX_MESSAGE",

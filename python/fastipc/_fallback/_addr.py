@@ -140,47 +140,55 @@ def _ip_host(host: str) -> str:
 def parse(address: object, socket_dir: str | None = None) -> Endpoint:
     """Parse ``address`` for this platform (``NotSupportedError`` for what it cannot do)."""
     if isinstance(address, tuple):
-        if len(address) != 2:
-            raise _bad(address, "a tuple address is (host, port)")
-        host, port = address
-        if not isinstance(host, str):
-            raise TypeError(f"invalid fastipc address {address!r}: the host must be a str")
-        if isinstance(port, bool) or not isinstance(port, int):
-            raise TypeError(f"invalid fastipc address {address!r}: the port must be an int")
-        if "\0" in host:
-            raise _bad(address, "NUL byte")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        if not host:
-            raise _bad(address, "empty host")
-        if not 0 <= port <= 65535:
-            raise _bad(address, "the port must be a number from 0 to 65535")
-        return _host_endpoint(host, port, socket_dir)
+        return _parse_tuple(address, socket_dir)
     if not isinstance(address, str):
         raise TypeError(f"a fastipc address is a str or a (host, port) tuple, not {address!r}")
     if "\0" in address:
         raise _bad(address, "NUL byte")
     if address.startswith("unix:"):
-        rest = address[5:]
-        if not rest:
-            raise _bad(address, "nothing after 'unix:'")
-        if _platform.tcp_loopback():
-            raise NotSupportedError(f"unix: addresses are not supported on Windows ({address!r})")
-        if rest.startswith("@"):
-            if not rest[1:]:
-                raise _bad(address, "empty abstract name")
-            if not _platform.abstract_supported():
-                raise NotSupportedError(
-                    f"abstract sockets exist on Linux only ({address!r})",
-                )
-            return Endpoint("abstract", address, "", 0, rest[1:], "", "")
-        return Endpoint("unix", address, "", 0, rest, "", "")
+        return _parse_unix(address)
     if address.startswith(("tcp:", "udp:")):
         host, port = _split_hostport(address[4:], address)
         host = _ip_host(host)
         return Endpoint("ip", ip_logical("tcp:", host, port), host, port, "", "", "tcp:")
     host, port = _split_hostport(address, address)
     return _host_endpoint(host, port, socket_dir)
+
+
+def _parse_tuple(address: tuple[object, ...], socket_dir: str | None) -> Endpoint:
+    """A ``(host, port)`` address."""
+    if len(address) != 2:
+        raise _bad(address, "a tuple address is (host, port)")
+    host, port = address
+    if not isinstance(host, str):
+        raise TypeError(f"invalid fastipc address {address!r}: the host must be a str")
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"invalid fastipc address {address!r}: the port must be an int")
+    if "\0" in host:
+        raise _bad(address, "NUL byte")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise _bad(address, "empty host")
+    if not 0 <= port <= 65535:
+        raise _bad(address, "the port must be a number from 0 to 65535")
+    return _host_endpoint(host, port, socket_dir)
+
+
+def _parse_unix(address: str) -> Endpoint:
+    """A ``unix:<path>`` or ``unix:@<abstract name>`` address."""
+    rest = address[5:]
+    if not rest:
+        raise _bad(address, "nothing after 'unix:'")
+    if _platform.tcp_loopback():
+        raise NotSupportedError(f"unix: addresses are not supported on Windows ({address!r})")
+    if not rest.startswith("@"):
+        return Endpoint("unix", address, "", 0, rest, "", "")
+    if not rest[1:]:
+        raise _bad(address, "empty abstract name")
+    if not _platform.abstract_supported():
+        raise NotSupportedError(f"abstract sockets exist on Linux only ({address!r})")
+    return Endpoint("abstract", address, "", 0, rest[1:], "", "")
 
 
 def _host_endpoint(host: str, port: int, socket_dir: str | None) -> Endpoint:

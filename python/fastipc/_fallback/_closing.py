@@ -1,8 +1,10 @@
-"""The context-manager protocol shared by the fallback's closable objects."""
+"""The shape shared by the fallback's closable objects: the context-manager protocol, and the one
+error every operation on a closed object raises."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -10,7 +12,13 @@ from typing import TYPE_CHECKING, Self
 if TYPE_CHECKING:
     from ._sockdir import UnixBinding
 
-__all__ = ["BoundSocket", "Closing"]
+__all__ = ["BoundSocket", "Closing", "closed_error"]
+
+
+def closed_error(what: str | None) -> OSError:
+    """``OSError(EBADF)`` for an operation on a closed object, naming its address or name ``what``
+    (the Rust backend raises the same error)."""
+    return OSError(errno.EBADF, "the object is closed", what)
 
 
 class Closing:

@@ -12,7 +12,7 @@ from .._errors import MessageTooLarge, NotSupportedError
 from .._types import Credentials
 from . import _platform
 from ._addr import Address, format_host, parse, remapped_name
-from ._closing import BoundSocket
+from ._closing import BoundSocket, closed_error
 from ._fds import ANC_SPACE, CLOEXEC, close_all, creds_message, fd_list, rights, truncated
 from ._fds import parse_ancillary as _parse
 from ._open import unix_target
@@ -96,7 +96,7 @@ class DatagramSocket(BoundSocket):
 
     def _check(self) -> socket.socket:
         if self._closed:
-            raise oserror(errno.EBADF, self._name())
+            raise closed_error(self._name())
         return self._sock
 
     def _error(self, e: OSError, name: str | None, send: bool = False) -> Exception:
@@ -117,7 +117,7 @@ class DatagramSocket(BoundSocket):
             return (ep.host, ep.port), ep.logical
         return unix_target(ep), ep.logical
 
-    def sender_name(self, addr: object) -> str | None:
+    def _sender_name(self, addr: object) -> str | None:
         """The logical address of a sender as returned by ``recvfrom``."""
         if addr is None or addr in ("", b""):
             return None
@@ -126,22 +126,29 @@ class DatagramSocket(BoundSocket):
                 return "unix:@" + addr[1:].decode("utf-8", "surrogateescape")
             addr = os.fsdecode(addr)
         if isinstance(addr, str):
-            if addr.startswith("\0"):
-                return "unix:@" + addr[1:]
-            head, base = os.path.split(addr)
-            if os.path.abspath(head or ".") == self._sdir_abs:
-                name, _, port = base.rpartition(":")
-                if name and remapped_name(name.strip("[]")) == name and port.isdigit():
-                    return base
-            return f"unix:{addr}"
+            return self._unix_sender_name(addr)
         if isinstance(addr, tuple) and len(addr) >= 2:
-            ip, ip_port = str(addr[0]), int(addr[1])
-            if self._loopback_names:
-                loop = remapped_name(ip)
-                if loop is not None:
-                    return f"{loop}:{ip_port}"
-            return f"udp:{format_host(ip)}:{ip_port}"
+            return self._ip_sender_name(str(addr[0]), int(addr[1]))
         return None  # pragma: no cover - unknown family
+
+    def _unix_sender_name(self, addr: str) -> str:
+        """A Unix sender: ``host:port`` for a remapped path in this socket's directory."""
+        if addr.startswith("\0"):
+            return "unix:@" + addr[1:]
+        head, base = os.path.split(addr)
+        if os.path.abspath(head or ".") == self._sdir_abs:
+            name, _, port = base.rpartition(":")
+            if name and remapped_name(name.strip("[]")) == name and port.isdigit():
+                return base
+        return f"unix:{addr}"
+
+    def _ip_sender_name(self, ip: str, port: int) -> str:
+        """A UDP sender: a loopback one by its remapped name when this socket's peers use those."""
+        if self._loopback_names:
+            loop = remapped_name(ip)
+            if loop is not None:
+                return f"{loop}:{port}"
+        return f"udp:{format_host(ip)}:{port}"
 
     # -- operations -----------------------------------------------------------------------------
 
@@ -206,7 +213,7 @@ class DatagramSocket(BoundSocket):
         except OSError as e:
             raise self._error(e, self._name()) from None
         fds, creds = _parse(anc, flags, self._name())
-        return data, fds, creds, self.sender_name(addr)
+        return data, fds, creds, self._sender_name(addr)
 
     def recvfrom(self, bufsize: int, *, credentials: bool = False) -> Any:
         if credentials:
@@ -223,7 +230,7 @@ class DatagramSocket(BoundSocket):
             data, addr = sock.recvfrom(bufsize)
         except OSError as e:
             raise self._error(e, self._name()) from None
-        return data, self.sender_name(addr)
+        return data, self._sender_name(addr)
 
     def send_fds(self, data: Buffer, fds: Iterable[object], address: Address | None = None) -> int:
         if address is None:

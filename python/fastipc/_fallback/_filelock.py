@@ -12,7 +12,8 @@ from typing import Self
 
 from .._errors import NotSupportedError
 from .._records import LockHolder
-from ._waits import backoff, closed_error, deadline_of
+from ._closing import closed_error
+from ._waits import backoff, deadline_of
 
 __all__ = ["FileLock"]
 

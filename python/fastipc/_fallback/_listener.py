@@ -7,7 +7,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from . import _fds, _platform
-from ._closing import BoundSocket
+from ._closing import BoundSocket, closed_error
 from ._conn import Connection
 from ._platform import deadline_for, oserror, remaining, timeout_error, wait_fd
 from ._sockdir import UnixBinding
@@ -80,7 +80,7 @@ class Listener(BoundSocket):
     @property
     def refused(self) -> int:
         if self._closed:
-            raise oserror(errno.EBADF, self._address)
+            raise closed_error(self._address)
         return self._refused
 
     def _admits(self, sock: socket.socket) -> bool:
@@ -102,7 +102,7 @@ class Listener(BoundSocket):
         deadline = deadline_for(timeout)
         while True:
             if self._closed:
-                raise oserror(errno.EBADF, self._address)
+                raise closed_error(self._address)
             try:
                 sock, _ = self._sock.accept()
                 if (self._uids or self._gids) and not self._admits(sock):
@@ -129,5 +129,5 @@ class Listener(BoundSocket):
 
     def fileno(self) -> int:
         if self._closed:
-            raise oserror(errno.EBADF, self._address)
+            raise closed_error(self._address)
         return self._sock.fileno()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
+import functools
 import os
 import struct
 import sys
@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing_extensions import Buffer
 
 from .._errors import MessageTooLarge, NotSupportedError
-from ._closing import Closing
-from ._waits import SLICE, backoff, closed_error, deadline_of, read_proc_number, timed_out
+from . import _libc
+from ._closing import Closing, closed_error
+from ._waits import SLICE, backoff, deadline_of, read_proc_number, timed_out
 
 __all__ = ["MessageQueue", "SysVMessageQueue", "ftok", "unlink_message_queue"]
 
@@ -30,70 +31,41 @@ IPC_RMID = 0
 IPC_STAT = 2
 
 
-def _libc() -> ctypes.CDLL:
+@functools.cache
+def _lib() -> ctypes.CDLL:
     if not LINUX:
         raise NotSupportedError("message queues of this kind exist on Linux only in the fallback")
-    name = ctypes.util.find_library("c") or "libc.so.6"
-    return ctypes.CDLL(name, use_errno=True)
-
-
-_LIB: list[ctypes.CDLL] = []
-_LIB_LOCK = threading.Lock()
-
-
-def _lib() -> ctypes.CDLL:
-    with _LIB_LOCK:
-        if not _LIB:
-            lib = _libc()
-            lib.mq_open.restype = ctypes.c_int
-            lib.mq_timedsend.argtypes = [
-                ctypes.c_int,
-                ctypes.c_char_p,
-                ctypes.c_size_t,
-                ctypes.c_uint,
-                ctypes.POINTER(_Timespec),
-            ]
-            lib.mq_timedreceive.argtypes = [
-                ctypes.c_int,
-                ctypes.c_void_p,
-                ctypes.c_size_t,
-                ctypes.POINTER(ctypes.c_uint),
-                ctypes.POINTER(_Timespec),
-            ]
-            lib.mq_timedreceive.restype = ctypes.c_ssize_t
-            lib.mq_unlink.argtypes = [ctypes.c_char_p]
-            lib.ftok.argtypes = [ctypes.c_char_p, ctypes.c_int]
-            lib.msgget.argtypes = [ctypes.c_int, ctypes.c_int]
-            lib.msgsnd.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-            lib.msgrcv.argtypes = [
-                ctypes.c_int,
-                ctypes.c_void_p,
-                ctypes.c_size_t,
-                ctypes.c_long,
-                ctypes.c_int,
-            ]
-            lib.msgrcv.restype = ctypes.c_ssize_t
-            lib.msgctl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
-            _LIB.append(lib)
-        return _LIB[0]
-
-
-class _Timespec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-
-def _realtime_after(step: float) -> _Timespec:
-    """CLOCK_REALTIME now plus ``step`` (the clock of mq_timed*); 0: a time already passed."""
-    if step <= 0:
-        return _Timespec(0, 0)
-    at = time.time() + step
-    sec = int(at)
-    return _Timespec(sec, int((at - sec) * 1e9))
-
-
-def _err(what: str, msg: str | None = None) -> OSError:
-    code = ctypes.get_errno()
-    return OSError(code, msg or os.strerror(code), what)
+    lib = _libc.load("mq_open", "rt")
+    lib.mq_open.restype = ctypes.c_int
+    lib.mq_timedsend.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_size_t,
+        ctypes.c_uint,
+        ctypes.POINTER(_libc.Timespec),
+    ]
+    lib.mq_timedreceive.argtypes = [
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.POINTER(ctypes.c_uint),
+        ctypes.POINTER(_libc.Timespec),
+    ]
+    lib.mq_timedreceive.restype = ctypes.c_ssize_t
+    lib.mq_unlink.argtypes = [ctypes.c_char_p]
+    lib.ftok.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    lib.msgget.argtypes = [ctypes.c_int, ctypes.c_int]
+    lib.msgsnd.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    lib.msgrcv.argtypes = [
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_long,
+        ctypes.c_int,
+    ]
+    lib.msgrcv.restype = ctypes.c_ssize_t
+    lib.msgctl.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+    return lib
 
 
 class _MqAttr(ctypes.Structure):
@@ -126,7 +98,7 @@ def unlink_message_queue(name: str) -> None:
     lib = _lib()
     name = _normalize(name)
     if lib.mq_unlink(name.encode()) < 0:
-        raise _err(name)
+        raise _libc.errno_error(name)
 
 
 class MessageQueue(Closing):
@@ -202,7 +174,7 @@ class MessageQueue(Closing):
             os.fchmod(fd, mode & 0o777)
         got = _MqAttr()
         if lib.mq_getattr(fd, ctypes.byref(got)) < 0:
-            err = _err(self._name)
+            err = _libc.errno_error(self._name)
             os.close(fd)
             self._fd = -1
             raise err
@@ -227,7 +199,7 @@ class MessageQueue(Closing):
     def current_messages(self) -> int:
         got = _MqAttr()
         if _lib().mq_getattr(self._check(), ctypes.byref(got)) < 0:
-            raise _err(self._name)
+            raise _libc.errno_error(self._name)
         return int(got.mq_curmsgs)
 
     @property
@@ -268,14 +240,14 @@ class MessageQueue(Closing):
             )
             return self._buf.raw[:n], int(prio.value)
 
-    def _sliced(self, timeout: float | None, op: Callable[[_Timespec], int]) -> int:
+    def _sliced(self, timeout: float | None, op: Callable[[_libc.Timespec], int]) -> int:
         """The timed call in slices of at most 50 ms on the blocking descriptor; Python runs
         signal handlers between slices (an EINTR ends the slice early)."""
         deadline = deadline_of(timeout)
         while True:
             self._check()
             left = None if deadline is None else deadline - time.monotonic()
-            rc = op(_realtime_after(SLICE if left is None else min(left, SLICE)))
+            rc = op(_libc.realtime_after(SLICE if left is None else min(left, SLICE)))
             if rc >= 0:
                 return rc
             code = ctypes.get_errno()
@@ -319,7 +291,7 @@ def ftok(path: str | os.PathLike[str], project_id: int) -> int:
     raw = os.fsencode(path)
     key = lib.ftok(raw, project_id)
     if key == -1:
-        raise _err(os.fsdecode(raw))
+        raise _libc.errno_error(os.fsdecode(raw))
     return int(key)
 
 
@@ -407,7 +379,7 @@ class SysVMessageQueue(Closing):
             raise NotSupportedError("queue statistics need a 64-bit Linux in the fallback")
         buf = ctypes.create_string_buffer(256)
         if _lib().msgctl(qid, IPC_STAT, buf) < 0:
-            raise _err(self._what)
+            raise _libc.errno_error(self._what)
         # struct msqid_ds of 64-bit Linux: ipc_perm (48 bytes, mode at offset 20), three times,
         # __msg_cbytes, msg_qnum, msg_qbytes, msg_lspid, msg_lrpid.
         mode = struct.unpack_from("I", buf, 20)[0] & 0o777
@@ -484,7 +456,7 @@ class SysVMessageQueue(Closing):
 
     def remove(self) -> None:
         if _lib().msgctl(self._check(), IPC_RMID, None) < 0:
-            raise _err(self._what)
+            raise _libc.errno_error(self._what)
 
     def close(self) -> None:
         self._closed = True

@@ -16,8 +16,8 @@ from typing import Any, Self
 from typing_extensions import Buffer
 
 from .._errors import NotSupportedError, TruncatedMessage
-from ._closing import Closing
-from ._waits import SLICE, backoff, check_timeout, closed_error, deadline_of, timed_out, wait_fd
+from ._closing import Closing, closed_error
+from ._waits import SLICE, backoff, check_timeout, deadline_of, timed_out, wait_fd
 
 __all__ = ["FIFO", "PipeReader", "PipeWriter", "pipe"]
 

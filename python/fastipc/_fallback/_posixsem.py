@@ -7,13 +7,15 @@ with short sleeps, and the value cannot be read.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import functools
 import os
 import platform
 import sys
 import time
+
+from . import _libc
+from ._closing import closed_error
 
 __all__ = ["HAS_TIMEDWAIT", "VALUE_MAX", "NamedSem", "exists", "unlink"]
 
@@ -23,15 +25,9 @@ _VARIADIC_BROKEN = sys.platform == "darwin" and platform.machine() == "arm64"
 VALUE_MAX = 32767 if sys.platform == "darwin" else 2**31 - 1
 
 
-class _Timespec(ctypes.Structure):
-    _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
-
-
 @functools.cache
 def _lib() -> ctypes.CDLL:
-    lib = ctypes.CDLL(None, use_errno=True)
-    if not hasattr(lib, "sem_open"):  # glibc before 2.34 keeps them in libpthread
-        lib = ctypes.CDLL(ctypes.util.find_library("pthread"), use_errno=True)
+    lib = _libc.load("sem_open", "pthread")
     lib.sem_open.restype = ctypes.c_void_p
     lib.sem_open.argtypes = (ctypes.c_char_p, ctypes.c_int)
     for fn in ("sem_post", "sem_wait", "sem_trywait", "sem_close"):
@@ -41,15 +37,10 @@ def _lib() -> ctypes.CDLL:
     lib.sem_unlink.argtypes = (ctypes.c_char_p,)
     if HAS_TIMEDWAIT:
         lib.sem_timedwait.restype = ctypes.c_int
-        lib.sem_timedwait.argtypes = (ctypes.c_void_p, ctypes.POINTER(_Timespec))
+        lib.sem_timedwait.argtypes = (ctypes.c_void_p, ctypes.POINTER(_libc.Timespec))
         lib.sem_getvalue.restype = ctypes.c_int
         lib.sem_getvalue.argtypes = (ctypes.c_void_p, ctypes.POINTER(ctypes.c_int))
     return lib
-
-
-def _oserror(op: str, name: str) -> OSError:
-    code = ctypes.get_errno()
-    return OSError(code, os.strerror(code), name)
 
 
 _SEM_FAILED = ctypes.c_void_p(0).value  # NULL on Linux; macOS returns -1, checked below
@@ -78,19 +69,19 @@ class NamedSem:
             if handle in (None, _SEM_FAILED, ctypes.c_void_p(-1).value):
                 if ctypes.get_errno() == errno.EINTR:
                     continue
-                raise _oserror("sem_open", name)
+                raise _libc.errno_error(name)
             break
         self._handle: int | None = handle
         self.name = name
 
     def _h(self) -> int:
         if self._handle is None:
-            raise OSError(errno.EBADF, "the semaphore is closed", self.name)
+            raise closed_error(self.name)
         return self._handle
 
     def post(self) -> None:
         if _lib().sem_post(self._h()) != 0:
-            raise _oserror("sem_post", self.name)
+            raise _libc.errno_error(self.name)
 
     def try_wait(self) -> bool:
         """Decrement if positive; False if the value is zero."""
@@ -101,7 +92,7 @@ class NamedSem:
             if code == errno.EAGAIN:
                 return False
             if code != errno.EINTR:
-                raise _oserror("sem_trywait", self.name)
+                raise _libc.errno_error(self.name)
 
     def wait_for(self, seconds: float) -> bool:
         """Wait at most ``seconds`` to decrement; False when the time passes (or on a signal,
@@ -117,14 +108,13 @@ class NamedSem:
                     return False
                 time.sleep(min(nap, left))
                 nap = min(nap * 2, 0.001)
-        until = time.time() + seconds
-        spec = _Timespec(int(until), int((until % 1) * 1e9))
+        spec = _libc.realtime_after(seconds)
         if _lib().sem_timedwait(self._h(), ctypes.byref(spec)) == 0:
             return True
         code = ctypes.get_errno()
         if code in (errno.ETIMEDOUT, errno.EINTR, errno.EAGAIN):
             return False
-        raise _oserror("sem_timedwait", self.name)
+        raise _libc.errno_error(self.name)
 
     def value(self) -> int:
         if not HAS_TIMEDWAIT:
@@ -135,7 +125,7 @@ class NamedSem:
             )
         out = ctypes.c_int(0)
         if _lib().sem_getvalue(self._h(), ctypes.byref(out)) != 0:
-            raise _oserror("sem_getvalue", self.name)
+            raise _libc.errno_error(self.name)
         return max(out.value, 0)
 
     def close(self) -> None:
@@ -146,7 +136,7 @@ class NamedSem:
 
 def unlink(name: str) -> None:
     if _lib().sem_unlink(name.encode()) != 0:
-        raise _oserror("sem_unlink", name)
+        raise _libc.errno_error(name)
 
 
 def exists(name: str) -> bool:

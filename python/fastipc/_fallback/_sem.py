@@ -10,7 +10,6 @@ not available.
 from __future__ import annotations
 
 import contextlib
-import errno
 import math
 import os
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 
 from .. import _registry
 from . import _names
+from ._closing import closed_error
 
 __all__ = ["Semaphore"]
 
@@ -86,7 +86,7 @@ class Semaphore:
     def _enter(self) -> Any:
         with self._guard:
             if self._sem is None or self._closing:
-                raise OSError(errno.EBADF, "the semaphore is closed", self._name)
+                raise closed_error(self._name)
             self._users += 1
             return self._sem
 
@@ -107,7 +107,7 @@ class Semaphore:
                 return True
             while True:
                 if self._closing:
-                    raise OSError(errno.EBADF, "the semaphore is closed", self._name)
+                    raise closed_error(self._name)
                 if deadline is None:
                     left = _SLICE
                 else:

@@ -12,17 +12,16 @@ tracker, and a segment lives while a handle to it is open.
 from __future__ import annotations
 
 import contextlib
-import errno
 import gc
 import mmap
 import os
 import sys
-from types import TracebackType
 from typing import Any
 
 from .. import _registry
 from .._errors import NotSupportedError
 from . import _names
+from ._closing import Closing, closed_error
 
 __all__ = ["SharedMemory"]
 
@@ -33,11 +32,7 @@ if sys.platform != "win32":
     import _posixshmem  # type: ignore[import-not-found]
 
 
-def _closed(name: str) -> OSError:
-    return OSError(errno.EBADF, "the shared memory segment is closed", name)
-
-
-class SharedMemory:
+class SharedMemory(Closing):
     """A shared memory segment: ``multiprocessing.shared_memory.SharedMemory`` with POSIX names,
     a mode, reserved pages and nothing tracked behind the user's back."""
 
@@ -65,34 +60,41 @@ class SharedMemory:
             self._open_windows(name, create, size)
             return
         if create:
-            if name is None:
-                while True:
-                    candidate = _names.generated()
-                    try:
-                        self._create(candidate, size, mode)
-                    except FileExistsError:
-                        continue
-                    break
-            else:
-                self._create(_names.posix_name(name, "shm"), size, mode)
-            _registry.record("shm", self._name or "", size)
+            self._create_named(name, size, mode)
         else:
             assert name is not None
-            self._name = _names.posix_name(name, "shm")
-            self._fd = _posixshmem.shm_open(self._name, os.O_RDWR, mode=0)
-            try:
-                self._size = os.fstat(self._fd).st_size
-                if self._size == 0:
-                    raise ValueError(
-                        f"the shared memory segment {self._name} is empty (size 0): nothing to map"
-                    )
-                self._mmap = mmap.mmap(self._fd, self._size)
-            except BaseException:
-                os.close(self._fd)
-                self._fd = -1
-                raise
+            self._open(_names.posix_name(name, "shm"))
         assert self._mmap is not None
         self._buf = memoryview(self._mmap)
+
+    def _create_named(self, name: str | None, size: int, mode: int) -> None:
+        """Creates the segment ``name`` (a generated name when None) and records it."""
+        if name is None:
+            while True:
+                try:
+                    self._create(_names.generated(), size, mode)
+                except FileExistsError:
+                    continue
+                break
+        else:
+            self._create(_names.posix_name(name, "shm"), size, mode)
+        _registry.record("shm", self._name or "", size)
+
+    def _open(self, name: str) -> None:
+        """Opens and maps the existing segment ``name``."""
+        self._name = name
+        self._fd = _posixshmem.shm_open(name, os.O_RDWR, mode=0)
+        try:
+            self._size = os.fstat(self._fd).st_size
+            if self._size == 0:
+                raise ValueError(
+                    f"the shared memory segment {name} is empty (size 0): nothing to map"
+                )
+            self._mmap = mmap.mmap(self._fd, self._size)
+        except BaseException:
+            os.close(self._fd)
+            self._fd = -1
+            raise
 
     def _create(self, name: str, size: int, mode: int) -> None:
         fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=mode)
@@ -188,7 +190,7 @@ class SharedMemory:
     def buf(self) -> memoryview:
         """The segment's bytes as a writable memoryview (zero-copy)."""
         if self._buf is None:
-            raise _closed(self._label)
+            raise closed_error(self._label)
         return self._buf
 
     @property
@@ -197,7 +199,7 @@ class SharedMemory:
 
     def fileno(self) -> int:
         if self._fd < 0:
-            raise _closed(self._label)
+            raise closed_error(self._label)
         return self._fd
 
     @property
@@ -259,17 +261,6 @@ class SharedMemory:
             return
         _posixshmem.shm_unlink(self._name)
         _registry.forget("shm", self._name)
-
-    def __enter__(self) -> SharedMemory:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __reduce__(self) -> tuple[Any, ...]:
         if self._name is None:

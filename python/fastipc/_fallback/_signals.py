@@ -17,8 +17,8 @@ from typing import Any
 
 from .._errors import NotSupportedError
 from .._records import SignalInfo, make_signal_info
-from ._closing import Closing
-from ._waits import backoff, closed_error, deadline_of, run_fd, timed_out
+from ._closing import Closing, closed_error
+from ._waits import backoff, deadline_of, run_fd, timed_out
 
 __all__ = ["SignalReceiver", "kill_and_wait"]
 
@@ -134,38 +134,57 @@ def kill_and_wait(
         raise ValueError(f"pid must be a positive process id, not {pid}")
     what = f"process group {pid}" if group else f"process {pid}"
     deadline = deadline_of(timeout)
-    pidfd = -1
-    if hasattr(os, "pidfd_open"):
-        try:
-            pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            if not group:
-                raise ProcessLookupError(errno.ESRCH, os.strerror(errno.ESRCH), what) from None
-        except OSError:
-            pidfd = -1
+    pidfd = _open_pidfd(pid, group, what)
     try:
-        try:
-            if sig != 0:
-                if group:
-                    os.killpg(pid, sig)
-                elif pidfd >= 0:
-                    signal.pidfd_send_signal(pidfd, sig)
-                else:
-                    os.kill(pid, sig)
-            elif pidfd < 0 and not group:
-                os.kill(pid, 0)
-        except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, what) from None
+        _send_signal(pid, sig, pidfd, group, what)
         if pidfd >= 0:
-            poller = select.poll()
-            poller.register(pidfd, select.POLLIN)
-            while True:
-                step = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
-                if step <= 0:
-                    raise timed_out(what)
-                if poller.poll(step * 1000):
-                    return
-        backoff(deadline, what, lambda: True if _exited(pid) else None, first=1e-4, cap=0.01)
+            _wait_pidfd(pidfd, deadline, what)
+        else:
+            backoff(deadline, what, lambda: True if _exited(pid) else None, first=1e-4, cap=0.01)
     finally:
         if pidfd >= 0:
             os.close(pidfd)
+
+
+def _open_pidfd(pid: int, group: bool, what: str) -> int:
+    """A pidfd of ``pid``, or -1 where there is none (no ``pidfd_open``, or no such process
+    while waiting for a group). ``ProcessLookupError`` for a missing process."""
+    if not hasattr(os, "pidfd_open"):
+        return -1
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        if not group:
+            raise ProcessLookupError(errno.ESRCH, os.strerror(errno.ESRCH), what) from None
+    except OSError:
+        pass
+    return -1
+
+
+def _send_signal(pid: int, sig: int, pidfd: int, group: bool, what: str) -> None:
+    """Sends ``sig`` (through the pidfd when there is one); signal 0 checks the process exists
+    where no pidfd did."""
+    try:
+        if sig != 0:
+            if group:
+                os.killpg(pid, sig)
+            elif pidfd >= 0:
+                signal.pidfd_send_signal(pidfd, sig)
+            else:
+                os.kill(pid, sig)
+        elif pidfd < 0 and not group:
+            os.kill(pid, 0)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, what) from None
+
+
+def _wait_pidfd(pidfd: int, deadline: float | None, what: str) -> None:
+    """Waits until the pidfd is readable (the process has exited), in slices."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    while True:
+        step = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+        if step <= 0:
+            raise timed_out(what)
+        if poller.poll(step * 1000):
+            return

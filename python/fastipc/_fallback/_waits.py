@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import math
-import os
 import select
 import time
 from collections.abc import Callable
@@ -36,10 +35,6 @@ def deadline_of(timeout: float | None) -> float | None:
 
 def timed_out(what: str) -> TimeoutError:
     return TimeoutError(errno.ETIMEDOUT, "timed out", what)
-
-
-def closed_error(what: str) -> OSError:
-    return OSError(errno.EBADF, "the object is closed", what)
 
 
 def wait_fd(fd: int, events: int, deadline: float | None, what: str) -> None:
@@ -99,7 +94,3 @@ def read_proc_number(path: str) -> int | None:
             return int(f.read().strip())
     except (OSError, ValueError):
         return None
-
-
-def oserror(code: int, what: str, msg: str | None = None) -> OSError:
-    return OSError(code, msg or os.strerror(code), what)

@@ -12,6 +12,7 @@ import errno
 from typing import Any
 
 from .._errors import NotSupportedError
+from ._closing import closed_error
 
 __all__ = ["VALUE_MAX", "NamedSem", "unlink"]
 
@@ -72,7 +73,7 @@ class NamedSem:
 
     def _h(self) -> int:
         if self._handle is None:
-            raise OSError(errno.EBADF, "the semaphore is closed", self.name)
+            raise closed_error(self.name)
         return self._handle
 
     def post(self, n: int = 1) -> None:
