@@ -13,7 +13,7 @@ use crate::pipe::{self as core, PipeReader as CoreReader, PipeWriter as CoreWrit
 use crate::py::blocking::detached;
 use crate::py::buffer::{Buffer, Fresh};
 use crate::py::errors::IntoPy;
-use crate::py::slot::Slot;
+use crate::py::slot::{closed, Slot};
 use crate::py::timeout_arg;
 
 /// Largest single read of `read()`.
@@ -100,7 +100,7 @@ macro_rules! common_methods {
 
             /// Closes the end without closing the descriptor, and returns it (as socket.detach).
             fn detach(&self) -> PyResult<i32> {
-                let arc = self.inner.take().ok_or_else(|| crate::py::slot::closed(&self.what))?;
+                let arc = self.inner.take().ok_or_else(|| closed(&self.what))?;
                 match Arc::try_unwrap(arc) {
                     Ok(end) => Ok(end.into_fd().into_raw_fd()),
                     Err(arc) => {
@@ -112,9 +112,7 @@ macro_rules! common_methods {
 
             /// Closes the end. Idempotent.
             fn close(&self) {
-                if let Some(end) = self.inner.take() {
-                    end.mark_closed();
-                }
+                self.inner.close();
             }
 
             fn __enter__(slf: Py<Self>) -> Py<Self> {

@@ -94,8 +94,7 @@ impl SignalReceiver {
     /// it blocked (pending ones are then delivered as usual). Idempotent.
     fn close(&self) -> PyResult<()> {
         use crate::py::errors::IntoPy;
-        if let Some(rx) = self.inner.take() {
-            rx.mark_closed();
+        if let Some(rx) = self.inner.close() {
             rx.restore_mask().py_err()?;
         }
         Ok(())

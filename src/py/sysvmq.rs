@@ -144,9 +144,7 @@ impl SysVMessageQueue {
 
     /// Forgets the queue (it stays in the system until removed). Idempotent.
     fn close(&self) {
-        if let Some(q) = self.inner.take() {
-            q.mark_closed();
-        }
+        self.inner.close();
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
