@@ -36,16 +36,6 @@ use datagram::DatagramSocket;
 use errors::IntoPy;
 use listener::Listener;
 
-/// `OSError(EBADF)` for an operation on a closed object.
-pub(crate) fn closed_error(what: &str) -> PyErr {
-    let errno = rustix::io::Errno::BADF;
-    PyOSError::new_err((
-        errno.raw_os_error(),
-        "the socket is closed",
-        what.to_string(),
-    ))
-}
-
 /// A timeout argument in seconds.
 pub(crate) fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     crate::wait::timeout_from_secs(timeout).py_err()
