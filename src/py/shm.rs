@@ -5,13 +5,14 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use pyo3::exceptions::{PyBufferError, PyOSError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyMemoryView, PyType};
 
 use crate::py::buffer::export;
 use crate::py::errors::IntoPy;
+use crate::py::slot::closed;
 use crate::shm::{self, SharedMemory as Core};
 use crate::sys::shm::Mapping;
 
@@ -73,15 +74,6 @@ pub struct SharedMemory {
 
 /// What `SharedMemory(name, create, size)` is called with to unpickle.
 type ReduceArgs = (Option<String>, bool, usize);
-
-fn closed(name: &str) -> PyErr {
-    let errno = rustix::io::Errno::BADF;
-    PyOSError::new_err((
-        errno.raw_os_error(),
-        "the shared memory segment is closed",
-        name.to_string(),
-    ))
-}
 
 impl SharedMemory {
     fn wrap(py: Python<'_>, core: Core) -> PyResult<SharedMemory> {
