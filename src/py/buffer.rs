@@ -1,15 +1,19 @@
 //! The Python buffer protocol: borrowing the bytes of any buffer object (bytes, bytearray,
-//! memoryview, numpy arrays ...) across a GIL release, and allocating `bytes` to receive into.
+//! memoryview, numpy arrays ...) across a GIL release, allocating `bytes` to receive into, and
+//! exporting a shared memory mapping (`SharedMemory.buf`).
 //!
-//! This is the one place of the bindings with `unsafe`: the buffer protocol is Python's C API, not
-//! the operating system's, so it lives with the bindings rather than in `sys/`.
+//! The buffer protocol is Python's C API, not the operating system's, so its `unsafe` lives here
+//! with the bindings rather than in `sys/` (with `fds.rs`, the only binding file allowed it).
 
 use std::ffi::c_int;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+
+use crate::sys::shm::Mapping;
 
 /// A contiguous buffer exported by a Python object, held until dropped.
 pub struct Buffer {
@@ -144,6 +148,51 @@ impl Fresh {
 // other thread can reach it before the value is handed back.
 unsafe impl Send for Fresh {}
 
+/// The mapping behind `SharedMemory.buf`: exports the segment's bytes through the buffer
+/// protocol and counts the exports. The memory is unmapped only when this object dies, so a
+/// consumer that keeps a reference to it instead of an export (numpy's `ndarray(buffer=...)`
+/// does) never sees it vanish.
+#[pyclass(frozen, module = "fastipc._fastipc", name = "_Segment")]
+pub struct Segment {
+    map: Mapping,
+    exports: AtomicUsize,
+}
+
+impl Segment {
+    /// Exports `map`, which it owns from now on.
+    pub fn new(map: Mapping) -> Segment {
+        Segment {
+            map,
+            exports: AtomicUsize::new(0),
+        }
+    }
+
+    /// How many views of the bytes are exported now.
+    pub fn exports(&self) -> usize {
+        self.exports.load(Ordering::Acquire)
+    }
+}
+
+#[pymethods]
+impl Segment {
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        // SAFETY: `view` comes from CPython's bf_getbuffer; the mapping lives as long as this
+        // object, which the view keeps alive.
+        unsafe { export(view, slf.as_any(), this.map.as_ptr(), this.map.len(), flags) }?;
+        this.exports.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        self.exports.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Exports `len` writable bytes at `ptr` through the buffer protocol, on behalf of `owner` (which
 /// the view keeps alive).
 ///
@@ -151,7 +200,7 @@ unsafe impl Send for Fresh {}
 /// `view` must be the pointer CPython passed to the owner's `bf_getbuffer`, and `ptr..ptr+len`
 /// must stay valid until the matching `bf_releasebuffer` (the owner refuses to unmap while views
 /// are exported).
-pub unsafe fn export(
+unsafe fn export(
     view: *mut ffi::Py_buffer,
     owner: &Bound<'_, PyAny>,
     ptr: *mut u8,
