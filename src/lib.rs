@@ -4,6 +4,9 @@
 //! program can be the other end of any fastipc channel. The `python` feature adds the PyO3
 //! bindings of the `fastipc._fastipc` extension module.
 
+// `unsafe` only where the crate touches raw memory or the OS: `sys/`, and `py/buffer.rs` and
+// `py/fds.rs` (Python's C API), each with `#![allow(unsafe_code)]` at its top.
+#![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 

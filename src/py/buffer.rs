@@ -5,6 +5,9 @@
 //! The buffer protocol is Python's C API, not the operating system's, so its `unsafe` lives here
 //! with the bindings rather than in `sys/` (with `fds.rs`, the only binding file allowed it).
 
+// The crate denies `unsafe_code`; Python's buffer and bytes C API works on raw pointers.
+#![allow(unsafe_code)]
+
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicUsize, Ordering};
 

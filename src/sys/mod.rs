@@ -2,6 +2,9 @@
 //! core with `unsafe`: every block says why it holds in a `// SAFETY:` comment. (The Python
 //! buffer protocol's `unsafe` lives in `py/buffer.rs`, with the bindings it serves.)
 
+// The crate denies `unsafe_code`; libc calls on raw memory and descriptors are this module's job.
+#![allow(unsafe_code)]
+
 pub mod creds;
 #[cfg(target_vendor = "apple")]
 pub mod fifo;
