@@ -236,7 +236,7 @@ impl FileLock {
         Ok(())
     }
 
-    /// The first lock held by someone else that conflicts with this one (F_GETLK), if any. The
+    /// The first lock held by someone else that conflicts with this one (`F_GETLK`), if any. The
     /// pid is that of the holder of a POSIX lock, -1 for an open-file-description lock.
     pub fn conflict(&self) -> Result<Option<Conflict>> {
         // Ask in both families: an OFD query reports POSIX holders with pid -1, a POSIX query

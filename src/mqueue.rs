@@ -1,7 +1,7 @@
 //! POSIX message queues (Linux: the queue descriptor is a file descriptor, usable with
 //! `select`). Waits are `mq_timedsend`/`mq_timedreceive` in slices of at most 50 ms on a
 //! blocking descriptor, so a message that arrives during a wait costs one system call. The
-//! slices are measured on CLOCK_REALTIME, as those calls require: a wall-clock step can lengthen
+//! slices are measured on `CLOCK_REALTIME`, as those calls require: a wall-clock step can lengthen
 //! or shorten one slice, never the deadline, which is on the monotonic clock.
 
 use std::ffi::CString;
@@ -243,7 +243,7 @@ impl MessageQueue {
     }
 }
 
-/// CLOCK_REALTIME now plus `step` (the clock of mq_timedsend/mq_timedreceive); a zero step is
+/// `CLOCK_REALTIME` now plus `step` (the clock of `mq_timedsend`/`mq_timedreceive`); a zero step is
 /// a time already passed, so the call tries once.
 fn realtime_after(step: Duration) -> Timespec {
     let now = rustix::time::clock_gettime(ClockId::Realtime);

@@ -236,7 +236,7 @@ macro_rules! end_accessors {
             self.0.capacity()
         }
 
-        /// Sets the pipe's capacity (F_SETPIPE_SZ, Linux); returns the size the kernel chose.
+        /// Sets the pipe's capacity (`F_SETPIPE_SZ`, Linux); returns the size the kernel chose.
         pub fn set_capacity(&self, size: usize) -> Result<usize> {
             self.0.set_capacity(size)
         }

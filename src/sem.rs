@@ -1,4 +1,4 @@
-//! Named semaphores: the POSIX objects C programs (`sem_open`) and posix_ipc use under the same
+//! Named semaphores: the POSIX objects C programs (`sem_open`) and `posix_ipc` use under the same
 //! name, with waits bounded by a deadline and interruptible between slices.
 
 use rustix::io::Errno;
@@ -223,7 +223,7 @@ impl Semaphore {
     }
 }
 
-/// Gives a new semaphore exactly `mode` (sem_open applies the umask). Linux keeps named
+/// Gives a new semaphore exactly `mode` (`sem_open` applies the umask). Linux keeps named
 /// semaphores as `/dev/shm/sem.<name>`; elsewhere there is no file to change.
 fn fix_mode(name: &str, mode: u32) {
     #[cfg(target_os = "linux")]

@@ -58,7 +58,7 @@ impl std::fmt::Debug for sys::MsgBuf {
 }
 
 impl SysVQueue {
-    /// Opens the queue of `key` (`None`: a new private queue, IPC_PRIVATE), creating it
+    /// Opens the queue of `key` (`None`: a new private queue, `IPC_PRIVATE`), creating it
     /// exclusively with `mode` when `create` is true.
     pub fn open(key: Option<i32>, create: bool, mode: u32) -> Result<SysVQueue> {
         let what = match key {

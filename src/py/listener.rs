@@ -81,7 +81,7 @@ impl Listener {
         self.max_message
     }
 
-    /// Waits for a connection (TimeoutError at the deadline).
+    /// Waits for a connection (`TimeoutError` at the deadline).
     #[pyo3(signature = (timeout=None))]
     fn accept(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Connection> {
         let timeout = timeout_arg(timeout)?;

@@ -25,7 +25,7 @@ pub struct Lock {
     inner: Slot<Core>,
     name: String,
     recovered: AtomicBool,
-    /// False for a lock placed in a SharedMemory with `in_buffer`: no segment of its own.
+    /// False for a lock placed in a `SharedMemory` with `in_buffer`: no segment of its own.
     own_segment: bool,
 }
 
@@ -79,14 +79,14 @@ impl Lock {
         })
     }
 
-    /// Bytes a lock takes in a SharedMemory (`in_buffer`).
+    /// Bytes a lock takes in a `SharedMemory` (`in_buffer`).
     #[classattr]
     #[allow(non_snake_case)]
     fn SIZE() -> usize {
         IN_BUFFER_SIZE
     }
 
-    /// A lock placed at `offset` (a multiple of 64) of the SharedMemory `shm`, next to the data
+    /// A lock placed at `offset` (a multiple of 64) of the `SharedMemory` `shm`, next to the data
     /// it protects, taking `Lock.SIZE` bytes. Exactly one process initialises it with
     /// `init=True` before the others use it (they wait up to 2 s for that). `shm` cannot be
     /// closed while the lock is open (`BufferError`).

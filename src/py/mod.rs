@@ -97,7 +97,7 @@ fn dir_of(path: Option<&std::path::Path>) -> String {
         .unwrap_or_default()
 }
 
-/// Listens at `address`: a Listener for "stream"/"seqpacket", a DatagramSocket for "datagram".
+/// Listens at `address`: a Listener for "stream"/"seqpacket", a `DatagramSocket` for "datagram".
 #[pyfunction]
 #[pyo3(signature = (address, *, kind="stream", backlog=128, socket_dir=None, max_message=DEFAULT_MAX_MESSAGE as i64, allow_uids=None, allow_gids=None))]
 #[allow(clippy::too_many_arguments)]
@@ -134,7 +134,7 @@ fn listen(
     Ok(Py::new(py, Listener::wrap(listener))?.into_any())
 }
 
-/// Connects to `address`: a Connection for "stream"/"seqpacket", a DatagramSocket for "datagram".
+/// Connects to `address`: a Connection for "stream"/"seqpacket", a `DatagramSocket` for "datagram".
 #[pyfunction]
 #[pyo3(signature = (address, *, kind="stream", timeout=None, socket_dir=None, max_message=DEFAULT_MAX_MESSAGE as i64))]
 fn connect(
@@ -186,7 +186,7 @@ fn socketpair(py: Python<'_>, kind: &str) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
     ))
 }
 
-/// A Connection (stream or seqpacket) or DatagramSocket on a duplicate of `fd`, which stays
+/// A Connection (stream or seqpacket) or `DatagramSocket` on a duplicate of `fd`, which stays
 /// the caller's. `address` names the peer in errors and reprs.
 #[pyfunction]
 #[pyo3(signature = (fd, *, address=None, max_message=DEFAULT_MAX_MESSAGE as i64))]

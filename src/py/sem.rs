@@ -10,7 +10,7 @@ use crate::py::timeout_arg;
 use crate::sem::{self, Semaphore as Core};
 use crate::wait::Deadline;
 
-/// A named semaphore shared with other processes, C programs (`sem_open`) and posix_ipc.
+/// A named semaphore shared with other processes, C programs (`sem_open`) and `posix_ipc`.
 ///
 /// `close()` marks the object closed (every later call raises `OSError(EBADF)`, a wait in another
 /// thread ends at its next slice); the handle itself is closed with the object, so that no thread

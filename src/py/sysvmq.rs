@@ -71,7 +71,7 @@ impl SysVMessageQueue {
         Ok(self.inner.get(&self.what)?.stat().py_err()?.messages)
     }
 
-    /// Bytes the queue holds at most (msg_qbytes).
+    /// Bytes the queue holds at most (`msg_qbytes`).
     #[getter]
     fn max_bytes(&self) -> PyResult<u64> {
         Ok(self.inner.get(&self.what)?.stat().py_err()?.max_bytes)
@@ -137,7 +137,7 @@ impl SysVMessageQueue {
         Ok((PyBytes::new(py, &data).unbind(), t))
     }
 
-    /// Removes the queue from the system (IPC_RMID).
+    /// Removes the queue from the system (`IPC_RMID`).
     fn remove(&self) -> PyResult<()> {
         self.inner.get(&self.what)?.remove().py_err()
     }

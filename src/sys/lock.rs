@@ -19,15 +19,15 @@ pub enum Family {
 /// A lock type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Type {
-    /// F_RDLCK.
+    /// `F_RDLCK`.
     Read,
-    /// F_WRLCK.
+    /// `F_WRLCK`.
     Write,
-    /// F_UNLCK.
+    /// `F_UNLCK`.
     Unlock,
 }
 
-/// A lock that stands in the way, as F_GETLK reports it.
+/// A lock that stands in the way, as `F_GETLK` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conflict {
     /// The holder's pid (-1 for an open-file-description lock).

@@ -89,7 +89,7 @@ fn timespec(at: &rustix::time::Timespec) -> libc::timespec {
     ts
 }
 
-/// `mq_timedsend` until `at` (CLOCK_REALTIME): ETIMEDOUT when the queue stays full until then
+/// `mq_timedsend` until `at` (`CLOCK_REALTIME`): ETIMEDOUT when the queue stays full until then
 /// (at once if `at` has passed).
 pub fn send(
     mqd: BorrowedFd<'_>,
@@ -116,7 +116,7 @@ pub fn send(
 }
 
 /// `mq_timedreceive` into `buf` (at least the queue's message size) until `at`
-/// (CLOCK_REALTIME); returns `(length, priority)`, ETIMEDOUT when the queue stays empty.
+/// (`CLOCK_REALTIME`); returns `(length, priority)`, ETIMEDOUT when the queue stays empty.
 pub fn receive(
     mqd: BorrowedFd<'_>,
     buf: &mut [u8],

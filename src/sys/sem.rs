@@ -1,4 +1,4 @@
-//! POSIX named semaphores (`sem_open` and friends): the same objects C programs and posix_ipc
+//! POSIX named semaphores (`sem_open` and friends): the same objects C programs and `posix_ipc`
 //! open under the same name.
 
 use std::ffi::CStr;

@@ -82,7 +82,7 @@ pub struct Info {
     pub pid: i32,
     /// The sender's real uid.
     pub uid: u32,
-    /// si_code (SI_USER, SI_QUEUE, CLD_EXITED ...).
+    /// `si_code` (`SI_USER`, `SI_QUEUE`, `CLD_EXITED` ...).
     pub code: i32,
     /// Exit status or signal, for SIGCHLD.
     pub status: i32,
