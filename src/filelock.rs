@@ -10,7 +10,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags};
@@ -151,7 +151,7 @@ impl FileLock {
 
     /// Whether this object holds the lock.
     pub fn held(&self) -> bool {
-        *self.held.lock().unwrap_or_else(|e| e.into_inner())
+        *self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock_type(&self) -> Type {
@@ -180,7 +180,7 @@ impl FileLock {
         timeout: Option<Duration>,
         interrupt: &mut dyn Interrupt,
     ) -> Result<bool> {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         if *held {
             return Ok(true);
         }
@@ -223,7 +223,7 @@ impl FileLock {
 
     /// Releases the lock; EPERM-like `Invalid` if it is not held.
     pub fn release(&self) -> Result<()> {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         if !*held {
             return Err(Error::Invalid(format!(
                 "release of a lock that is not held ({})",

@@ -7,7 +7,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rustix::io::Errno;
@@ -215,7 +215,7 @@ impl MessageQueue {
         timeout: Option<Duration>,
         interrupt: &mut dyn Interrupt,
     ) -> Result<(Vec<u8>, u32)> {
-        let mut buf = self.rx.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buf = self.rx.lock().unwrap_or_else(PoisonError::into_inner);
         let fd = self.fd.as_fd();
         let (n, prio) = self.sliced("mq_receive", timeout, interrupt, |at| {
             sys::receive(fd, &mut buf, at)

@@ -8,7 +8,7 @@
 use std::ffi::CString;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rustix::io::Errno;
@@ -202,7 +202,7 @@ impl SysVQueue {
         timeout: Option<Duration>,
         interrupt: &mut dyn Interrupt,
     ) -> Result<(Vec<u8>, i64)> {
-        let mut slot = self.rx.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.rx.lock().unwrap_or_else(PoisonError::into_inner);
         let buf = slot.get_or_insert_with(|| sys::MsgBuf::new(max_message_size()));
         backoff(
             Deadline::after(timeout),

@@ -1,7 +1,7 @@
 //! `fastipc.SharedMemory`: a mapped shared memory segment, with `buf` a zero-copy memoryview.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
@@ -46,12 +46,12 @@ impl SharedMemory {
     }
 
     fn segment(&self, py: Python<'_>) -> Option<Py<Segment>> {
-        let guard = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         guard.as_ref().map(|open| open.segment.clone_ref(py))
     }
 
     fn fd_of(&self) -> Option<i32> {
-        let guard = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         guard.as_ref().map(|open| open.fd.as_raw_fd())
     }
 
@@ -143,7 +143,7 @@ impl SharedMemory {
     /// The segment's bytes as a writable memoryview (zero-copy).
     #[getter]
     fn buf(&self, py: Python<'_>) -> PyResult<Py<PyMemoryView>> {
-        let mut guard = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.view.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(view) = guard.as_ref() {
             return Ok(view.clone_ref(py));
         }
@@ -175,10 +175,14 @@ impl SharedMemory {
     /// Unmaps the segment and closes the descriptor; the segment itself lives on until
     /// `unlink()`. `BufferError` while views of `buf` are exported. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let taken = self.view.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let taken = self
+            .view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(view) = taken {
             if let Err(err) = view.bind(py).call_method0("release") {
-                *self.view.lock().unwrap_or_else(|e| e.into_inner()) = Some(view);
+                *self.view.lock().unwrap_or_else(PoisonError::into_inner) = Some(view);
                 return Err(if err.is_instance_of::<PyBufferError>(py) {
                     PyBufferError::new_err(format!(
                         "cannot close {}: views of its buf are still exported ({})",
@@ -190,7 +194,7 @@ impl SharedMemory {
                 });
             }
         }
-        let mut guard = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(open) = guard.as_ref() {
             let n = open.segment.get().exports();
             if n > 0 {

@@ -2,7 +2,7 @@
 //! takes out, so that an operation in another thread keeps its `Arc` until it ends (at its next
 //! slice), and the one error every operation on a closed object raises.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
@@ -24,18 +24,21 @@ impl<T> Slot<T> {
 
     /// The object, or [`closed`] naming `what` once closed.
     pub fn get(&self, what: &str) -> PyResult<Arc<T>> {
-        let guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         guard.as_ref().cloned().ok_or_else(|| closed(what))
     }
 
     /// Takes the object out (closing it when the last user lets go).
     pub fn take(&self) -> Option<Arc<T>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 
     /// Whether it was taken.
     pub fn is_closed(&self) -> bool {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
     }
 }
 
