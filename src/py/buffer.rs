@@ -32,7 +32,7 @@ impl Buffer {
         let mut view: Box<ffi::Py_buffer> = Box::new(ffi::Py_buffer::new());
         // SAFETY: `obj` is a live object (we hold a reference and the GIL); `view` points to
         // writable storage for one Py_buffer that outlives the call.
-        let rc = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, flags) };
+        let rc = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &raw mut *view, flags) };
         if rc != 0 {
             return Err(PyErr::fetch(obj.py()));
         }
@@ -73,7 +73,7 @@ impl Buffer {
         }
         // SAFETY: a writable export is `len` contiguous writable bytes at `buf`, valid while
         // held; `&mut self` makes this the only slice of it handed out.
-        Ok(unsafe { std::slice::from_raw_parts_mut(self.view.buf as *mut u8, self.len()) })
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.view.buf.cast::<u8>(), self.len()) })
     }
 }
 
@@ -104,7 +104,7 @@ impl Drop for Buffer {
     fn drop(&mut self) {
         Python::attach(|_py| {
             // SAFETY: the view was filled by a successful PyObject_GetBuffer and is released once.
-            unsafe { ffi::PyBuffer_Release(&mut *self.view) }
+            unsafe { ffi::PyBuffer_Release(&raw mut *self.view) }
         });
     }
 }
@@ -132,7 +132,7 @@ impl Fresh {
         let bytes: Py<PyBytes> =
             unsafe { Bound::from_owned_ptr(py, raw).cast_into_unchecked() }.unbind();
         // SAFETY: PyBytes_AsString on a bytes object returns its internal buffer of `len` bytes.
-        let ptr = unsafe { ffi::PyBytes_AsString(raw) } as *mut u8;
+        let ptr = unsafe { ffi::PyBytes_AsString(raw) }.cast::<u8>();
         Ok(Fresh { bytes, ptr, len })
     }
 

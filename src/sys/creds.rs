@@ -88,8 +88,8 @@ pub fn peer_pidfd(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
             SO_PEERPIDFD,
-            (&mut pidfd as *mut libc::c_int).cast(),
-            &mut len,
+            (&raw mut pidfd).cast(),
+            &raw mut len,
         )
     };
     if rc != 0 {

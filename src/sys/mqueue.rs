@@ -40,7 +40,7 @@ pub fn open(
         Some((maxmsg, msgsize)) => {
             attr.mq_maxmsg = maxmsg as libc::c_long;
             attr.mq_msgsize = msgsize as libc::c_long;
-            &mut attr as *mut libc::mq_attr
+            &raw mut attr
         }
         None => std::ptr::null_mut(),
     };
@@ -69,7 +69,7 @@ pub fn unlink(name: &CStr) -> Result<(), Errno> {
 pub fn getattr(mqd: BorrowedFd<'_>) -> Result<Attr, Errno> {
     let mut attr = zeroed_attr();
     // SAFETY: `mqd` is a live queue descriptor; `attr` is writable storage for the call.
-    if unsafe { libc::mq_getattr(mqd.as_raw_fd(), &mut attr) } < 0 {
+    if unsafe { libc::mq_getattr(mqd.as_raw_fd(), &raw mut attr) } < 0 {
         return Err(last_errno());
     }
     Ok(Attr {
@@ -106,7 +106,7 @@ pub fn send(
             data.as_ptr().cast(),
             data.len(),
             priority,
-            &ts,
+            &raw const ts,
         )
     };
     if rc < 0 {
@@ -131,8 +131,8 @@ pub fn receive(
             mqd.as_raw_fd(),
             buf.as_mut_ptr().cast(),
             buf.len(),
-            &mut priority,
-            &ts,
+            &raw mut priority,
+            &raw const ts,
         )
     };
     if n < 0 {

@@ -194,7 +194,7 @@ impl SharedMutex {
             Some(slice) => {
                 let until = super::realtime_after(slice);
                 // SAFETY: as above; `until` is a valid timespec on the stack.
-                unsafe { libc::pthread_mutex_timedlock(self.raw(), &until) }
+                unsafe { libc::pthread_mutex_timedlock(self.raw(), &raw const until) }
             }
         };
         match rc {

@@ -66,7 +66,7 @@ impl Mapping {
         // SAFETY: `offset..end` lies inside the mapping, which is valid while `self` lives; the
         // source is a Rust slice that cannot overlap a mapping made by the kernel for us.
         unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), self.as_ptr().add(offset), src.len())
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.as_ptr().add(offset), src.len());
         };
         Ok(())
     }
@@ -79,7 +79,7 @@ impl Mapping {
         }
         // SAFETY: as in `write_at`, with the roles swapped.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), dst.as_mut_ptr(), dst.len())
+            std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), dst.as_mut_ptr(), dst.len());
         };
         Ok(())
     }
