@@ -255,7 +255,7 @@ impl DatagramSocket {
                 what,
                 s.as_fd().as_raw_fd()
             ),
-            Err(_) => format!("<fastipc.DatagramSocket {} closed>", what),
+            Err(_) => format!("<fastipc.DatagramSocket {what} closed>"),
         }
     }
 }

@@ -93,10 +93,7 @@ impl FileLock {
     /// Whether this object holds the lock.
     #[getter]
     fn held(&self) -> bool {
-        self.inner
-            .get(&self.path)
-            .map(|l| l.held())
-            .unwrap_or(false)
+        self.inner.get(&self.path).is_ok_and(|l| l.held())
     }
 
     /// Who holds a lock that conflicts with this one (`F_GETLK`): a LockHolder(pid, start,
