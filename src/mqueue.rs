@@ -77,11 +77,12 @@ impl MessageQueue {
             oflag |= libc::O_CREAT | libc::O_EXCL;
             if max_messages.is_some() || max_message_size.is_some() {
                 let maxmsg = max_messages.unwrap_or_else(|| {
-                    read_proc_number("/proc/sys/fs/mqueue/msg_default").map_or(10, |n| n as i64)
+                    read_proc_number("/proc/sys/fs/mqueue/msg_default")
+                        .map_or(10, |n| i64::try_from(n).unwrap_or(i64::MAX))
                 });
                 let msgsize = max_message_size.unwrap_or_else(|| {
                     read_proc_number("/proc/sys/fs/mqueue/msgsize_default")
-                        .map_or(8192, |n| n as i64)
+                        .map_or(8192, |n| i64::try_from(n).unwrap_or(i64::MAX))
                 });
                 if maxmsg <= 0 || msgsize <= 0 {
                     return Err(Error::Invalid(format!(
@@ -243,8 +244,8 @@ impl MessageQueue {
     }
 }
 
-/// `CLOCK_REALTIME` now plus `step` (the clock of `mq_timedsend`/`mq_timedreceive`); a zero step is
-/// a time already passed, so the call tries once.
+/// `CLOCK_REALTIME` now plus `step` (the clock of `mq_timedsend`/`mq_timedreceive`); a zero step
+/// is a time already passed, so the call tries once.
 fn realtime_after(step: Duration) -> Timespec {
     let now = rustix::time::clock_gettime(ClockId::Realtime);
     if step.is_zero() {
@@ -254,8 +255,12 @@ fn realtime_after(step: Duration) -> Timespec {
         };
     }
     let nanos = now.tv_nsec + i64::from(step.subsec_nanos());
+    let secs = i64::try_from(step.as_secs()).unwrap_or(i64::MAX);
     Timespec {
-        tv_sec: now.tv_sec + step.as_secs() as i64 + nanos / 1_000_000_000,
+        tv_sec: now
+            .tv_sec
+            .saturating_add(secs)
+            .saturating_add(nanos / 1_000_000_000),
         tv_nsec: nanos % 1_000_000_000,
     }
 }
@@ -303,6 +308,11 @@ fn open_error(errno: Errno, name: &str, sizes: Option<(i64, i64)>) -> Error {
 mod tests {
     use super::*;
     use crate::wait::Uninterrupted;
+
+    #[test]
+    fn realtime_after_saturates() {
+        assert_eq!(realtime_after(Duration::MAX).tv_sec, i64::MAX);
+    }
 
     #[test]
     fn names() {

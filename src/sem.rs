@@ -213,7 +213,7 @@ impl Semaphore {
     /// The current value; `NotSupported` on macOS.
     pub fn value(&self) -> Result<u32> {
         match self.sem.value() {
-            Ok(v) => Ok(v.max(0) as u32),
+            Ok(v) => Ok(u32::try_from(v).unwrap_or(0)),
             Err(Errno::NOSYS) => Err(Error::NotSupported(format!(
                 "the value of a semaphore cannot be read on this platform (sem_getvalue) ({})",
                 self.name

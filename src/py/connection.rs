@@ -52,11 +52,9 @@ fn handles(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
 }
 
 fn limit_arg(maxlength: Option<i64>) -> PyResult<Option<u64>> {
-    match maxlength {
-        Some(n) if n < 0 => Err(PyValueError::new_err("negative maxlength")),
-        Some(n) => Ok(Some(n as u64)),
-        None => Ok(None),
-    }
+    maxlength
+        .map(|n| u64::try_from(n).map_err(|_| PyValueError::new_err("negative maxlength")))
+        .transpose()
 }
 
 impl Connection {

@@ -164,7 +164,7 @@ impl SysVMessageQueue {
         };
         format!(
             "<fastipc.SysVMessageQueue key=0x{:08x} id={}{}>",
-            self.key as u32, self.id, state
+            self.key, self.id, state
         )
     }
 }

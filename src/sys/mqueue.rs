@@ -135,8 +135,8 @@ pub fn receive(
             &raw const ts,
         )
     };
-    if n < 0 {
-        return Err(last_errno());
+    match usize::try_from(n) {
+        Ok(n) => Ok((n, priority)),
+        Err(_) => Err(last_errno()),
     }
-    Ok((n as usize, priority))
 }

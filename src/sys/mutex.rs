@@ -127,6 +127,8 @@ impl SharedMutex {
         }
     }
 
+    // The base's alignment is checked in the constructors (see the SAFETY comment).
+    #[allow(clippy::cast_ptr_alignment)]
     fn state(&self) -> &AtomicU32 {
         // SAFETY: the base is page-aligned (own mapping) or 64-byte aligned (borrowed) and the
         // region is at least SEGMENT_SIZE bytes (checked in the constructors); the memory lives

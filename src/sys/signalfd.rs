@@ -98,18 +98,19 @@ pub fn read(fd: BorrowedFd<'_>) -> Result<Info, Errno> {
     let size = std::mem::size_of::<libc::signalfd_siginfo>();
     // SAFETY: `info` is writable storage of `size` bytes; the kernel writes whole records only.
     let n = unsafe { libc::read(fd.as_raw_fd(), (&raw mut info).cast(), size) };
-    if n < 0 {
+    let Ok(n) = usize::try_from(n) else {
         return Err(last_errno());
-    }
-    if n as usize != size {
+    };
+    if n != size {
         return Err(Errno::IO);
     }
     Ok(Info {
-        signo: info.ssi_signo as i32,
-        pid: info.ssi_pid as i32,
+        signo: i32::try_from(info.ssi_signo).map_err(|_| Errno::IO)?,
+        pid: i32::try_from(info.ssi_pid).map_err(|_| Errno::IO)?,
         uid: info.ssi_uid,
         code: info.ssi_code,
         status: info.ssi_status,
-        value: info.ssi_ptr as i64,
+        // The sigval's 64 bits unchanged, read as a signed number.
+        value: i64::from_ne_bytes(info.ssi_ptr.to_ne_bytes()),
     })
 }

@@ -151,8 +151,5 @@ pub fn receive(id: i32, buf: &mut MsgBuf, mtype: i64, flags: i32) -> Result<usiz
             flags,
         )
     };
-    if n < 0 {
-        return Err(last_errno());
-    }
-    Ok(n as usize)
+    usize::try_from(n).map_err(|_| last_errno())
 }
