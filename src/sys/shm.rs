@@ -103,10 +103,10 @@ pub fn reserve(fd: BorrowedFd<'_>, len: u64) -> Result<(), Errno> {
             // SAFETY: plain system call on a valid descriptor; no memory is passed.
             let rc = unsafe { libc::posix_fallocate(fd.as_raw_fd(), 0, len) };
             match rc {
-                0 => return Ok(()),
                 libc::EINTR => continue,
-                // tmpfs on old kernels, or file systems without fallocate: nothing to reserve.
-                libc::EOPNOTSUPP | libc::ENOSYS => return Ok(()),
+                // Reserved; or tmpfs on old kernels, or file systems without fallocate: nothing
+                // to reserve.
+                0 | libc::EOPNOTSUPP | libc::ENOSYS => return Ok(()),
                 err => return Err(Errno::from_raw_os_error(err)),
             }
         }
