@@ -161,6 +161,7 @@ impl Address {
     }
 
     /// The same address with another port (for remapped and IP addresses).
+    #[must_use]
     pub fn with_port(&self, port: u16) -> Address {
         match self {
             Address::Remapped { host, .. } => Address::Remapped {

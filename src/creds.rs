@@ -57,6 +57,7 @@ mod tests {
 
     #[test]
     fn socketpair_credentials_are_ours() {
+        use std::os::fd::AsFd;
         let (a, _b) = rustix::net::socketpair(
             rustix::net::AddressFamily::UNIX,
             rustix::net::SocketType::STREAM,
@@ -64,11 +65,10 @@ mod tests {
             None,
         )
         .expect("socketpair");
-        use std::os::fd::AsFd;
         let c = peer_credentials(a.as_fd(), "pair").expect("credentials");
         assert_eq!(c.uid, rustix::process::geteuid().as_raw());
         assert_eq!(c.gid, rustix::process::getegid().as_raw());
         #[cfg(target_os = "linux")]
-        assert_eq!(c.pid, Some(std::process::id() as i32));
+        assert_eq!(c.pid, i32::try_from(std::process::id()).ok());
     }
 }

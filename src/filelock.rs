@@ -10,7 +10,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags};
@@ -151,7 +151,7 @@ impl FileLock {
 
     /// Whether this object holds the lock.
     pub fn held(&self) -> bool {
-        *self.held.lock().unwrap_or_else(|e| e.into_inner())
+        *self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock_type(&self) -> Type {
@@ -180,7 +180,7 @@ impl FileLock {
         timeout: Option<Duration>,
         interrupt: &mut dyn Interrupt,
     ) -> Result<bool> {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         if *held {
             return Ok(true);
         }
@@ -223,7 +223,7 @@ impl FileLock {
 
     /// Releases the lock; EPERM-like `Invalid` if it is not held.
     pub fn release(&self) -> Result<()> {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         if !*held {
             return Err(Error::Invalid(format!(
                 "release of a lock that is not held ({})",
@@ -236,7 +236,7 @@ impl FileLock {
         Ok(())
     }
 
-    /// The first lock held by someone else that conflicts with this one (F_GETLK), if any. The
+    /// The first lock held by someone else that conflicts with this one (`F_GETLK`), if any. The
     /// pid is that of the holder of a POSIX lock, -1 for an open-file-description lock.
     pub fn conflict(&self) -> Result<Option<Conflict>> {
         // Ask in both families: an OFD query reports POSIX holders with pid -1, a POSIX query

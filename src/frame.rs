@@ -12,14 +12,17 @@ pub const LONG: usize = 12;
 
 /// Encodes the header for a payload of `len` bytes into `out`; returns the header's length.
 pub fn encode_header(len: u64, out: &mut [u8; LONG]) -> usize {
-    if len <= SHORT_MAX {
+    match u32::try_from(len) {
         // `len` fits in i32 here, and the format's short length is that i32 big-endian.
-        out[..SHORT].copy_from_slice(&(len as u32).to_be_bytes());
-        SHORT
-    } else {
-        out[..SHORT].copy_from_slice(&(-1i32).to_be_bytes());
-        out[SHORT..].copy_from_slice(&len.to_be_bytes());
-        LONG
+        Ok(short) if len <= SHORT_MAX => {
+            out[..SHORT].copy_from_slice(&short.to_be_bytes());
+            SHORT
+        }
+        _ => {
+            out[..SHORT].copy_from_slice(&(-1i32).to_be_bytes());
+            out[SHORT..].copy_from_slice(&len.to_be_bytes());
+            LONG
+        }
     }
 }
 
@@ -45,23 +48,20 @@ pub fn decode_header(buf: &[u8]) -> Header {
         return Header::NeedMore(SHORT);
     }
     let short = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-    match short {
-        n if n >= 0 => Header::Complete {
-            header: SHORT,
-            len: n as u64,
-        },
-        -1 => {
-            if buf.len() < LONG {
-                return Header::NeedMore(LONG);
-            }
-            let mut long = [0u8; 8];
-            long.copy_from_slice(&buf[SHORT..LONG]);
-            Header::Complete {
-                header: LONG,
-                len: u64::from_be_bytes(long),
-            }
+    if short == -1 {
+        if buf.len() < LONG {
+            return Header::NeedMore(LONG);
         }
-        n => Header::Malformed(n),
+        let mut long = [0u8; 8];
+        long.copy_from_slice(&buf[SHORT..LONG]);
+        return Header::Complete {
+            header: LONG,
+            len: u64::from_be_bytes(long),
+        };
+    }
+    match u64::try_from(short) {
+        Ok(len) => Header::Complete { header: SHORT, len },
+        Err(_) => Header::Malformed(short),
     }
 }
 

@@ -230,9 +230,8 @@ impl Lock {
 
     /// Releases the lock; `EPERM` if the calling thread does not hold it.
     pub fn release(&self) -> Result<()> {
-        let mutex = match &self.mutex {
-            Some(m) => m,
-            None => return Err(Error::os(Errno::BADF, "unlock", &self.name)),
+        let Some(mutex) = &self.mutex else {
+            return Err(Error::os(Errno::BADF, "unlock", &self.name));
         };
         mutex
             .unlock()

@@ -1,13 +1,13 @@
 //! POSIX message queues (Linux: the queue descriptor is a file descriptor, usable with
 //! `select`). Waits are `mq_timedsend`/`mq_timedreceive` in slices of at most 50 ms on a
 //! blocking descriptor, so a message that arrives during a wait costs one system call. The
-//! slices are measured on CLOCK_REALTIME, as those calls require: a wall-clock step can lengthen
+//! slices are measured on `CLOCK_REALTIME`, as those calls require: a wall-clock step can lengthen
 //! or shorten one slice, never the deadline, which is on the monotonic clock.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rustix::io::Errno;
@@ -77,11 +77,12 @@ impl MessageQueue {
             oflag |= libc::O_CREAT | libc::O_EXCL;
             if max_messages.is_some() || max_message_size.is_some() {
                 let maxmsg = max_messages.unwrap_or_else(|| {
-                    read_proc_number("/proc/sys/fs/mqueue/msg_default").map_or(10, |n| n as i64)
+                    read_proc_number("/proc/sys/fs/mqueue/msg_default")
+                        .map_or(10, |n| i64::try_from(n).unwrap_or(i64::MAX))
                 });
                 let msgsize = max_message_size.unwrap_or_else(|| {
                     read_proc_number("/proc/sys/fs/mqueue/msgsize_default")
-                        .map_or(8192, |n| n as i64)
+                        .map_or(8192, |n| i64::try_from(n).unwrap_or(i64::MAX))
                 });
                 if maxmsg <= 0 || msgsize <= 0 {
                     return Err(Error::Invalid(format!(
@@ -215,7 +216,7 @@ impl MessageQueue {
         timeout: Option<Duration>,
         interrupt: &mut dyn Interrupt,
     ) -> Result<(Vec<u8>, u32)> {
-        let mut buf = self.rx.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buf = self.rx.lock().unwrap_or_else(PoisonError::into_inner);
         let fd = self.fd.as_fd();
         let (n, prio) = self.sliced("mq_receive", timeout, interrupt, |at| {
             sys::receive(fd, &mut buf, at)
@@ -243,8 +244,8 @@ impl MessageQueue {
     }
 }
 
-/// CLOCK_REALTIME now plus `step` (the clock of mq_timedsend/mq_timedreceive); a zero step is
-/// a time already passed, so the call tries once.
+/// `CLOCK_REALTIME` now plus `step` (the clock of `mq_timedsend`/`mq_timedreceive`); a zero step
+/// is a time already passed, so the call tries once.
 fn realtime_after(step: Duration) -> Timespec {
     let now = rustix::time::clock_gettime(ClockId::Realtime);
     if step.is_zero() {
@@ -254,8 +255,12 @@ fn realtime_after(step: Duration) -> Timespec {
         };
     }
     let nanos = now.tv_nsec + i64::from(step.subsec_nanos());
+    let secs = i64::try_from(step.as_secs()).unwrap_or(i64::MAX);
     Timespec {
-        tv_sec: now.tv_sec + step.as_secs() as i64 + nanos / 1_000_000_000,
+        tv_sec: now
+            .tv_sec
+            .saturating_add(secs)
+            .saturating_add(nanos / 1_000_000_000),
         tv_nsec: nanos % 1_000_000_000,
     }
 }
@@ -305,6 +310,11 @@ mod tests {
     use crate::wait::Uninterrupted;
 
     #[test]
+    fn realtime_after_saturates() {
+        assert_eq!(realtime_after(Duration::MAX).tv_sec, i64::MAX);
+    }
+
+    #[test]
     fn names() {
         assert_eq!(normalize_name("q").unwrap(), "/q");
         assert_eq!(normalize_name("/q").unwrap(), "/q");
@@ -316,19 +326,16 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn normalized_names_are_kernel_names(name in "\\PC{0,300}") {
-            match normalize_name(&name) {
-                Ok(n) => {
-                    proptest::prop_assert!(n.starts_with('/'));
-                    proptest::prop_assert!(!n[1..].contains('/') && !n.contains('\0'));
-                    proptest::prop_assert!((2..=NAME_MAX + 1).contains(&n.len()));
-                    proptest::prop_assert_eq!(normalize_name(&n).ok(), Some(n.clone()));
-                }
-                Err(_) => {
-                    let bare = name.strip_prefix('/').unwrap_or(&name);
-                    proptest::prop_assert!(
-                        bare.is_empty() || bare.len() > NAME_MAX || bare.contains('/') || bare.contains('\0')
-                    );
-                }
+            if let Ok(n) = normalize_name(&name) {
+                proptest::prop_assert!(n.starts_with('/'));
+                proptest::prop_assert!(!n[1..].contains('/') && !n.contains('\0'));
+                proptest::prop_assert!((2..=NAME_MAX + 1).contains(&n.len()));
+                proptest::prop_assert_eq!(normalize_name(&n).ok(), Some(n.clone()));
+            } else {
+                let bare = name.strip_prefix('/').unwrap_or(&name);
+                proptest::prop_assert!(
+                    bare.is_empty() || bare.len() > NAME_MAX || bare.contains('/') || bare.contains('\0')
+                );
             }
         }
     }

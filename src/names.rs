@@ -78,13 +78,13 @@ pub fn generated(random: u64) -> String {
 
 /// 64 random bits from the kernel (a hash of the time and pid if that fails).
 pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
     let mut buf = [0u8; 8];
     if rustix::rand::getrandom(&mut buf, rustix::rand::GetRandomFlags::empty())
         .is_ok_and(|n| n == 8)
     {
         return u64::from_ne_bytes(buf);
     }
-    use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());
     if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {

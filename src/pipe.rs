@@ -9,7 +9,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rustix::fs::{FileType, Mode, OFlags};
@@ -236,7 +236,7 @@ macro_rules! end_accessors {
             self.0.capacity()
         }
 
-        /// Sets the pipe's capacity (F_SETPIPE_SZ, Linux); returns the size the kernel chose.
+        /// Sets the pipe's capacity (`F_SETPIPE_SZ`, Linux); returns the size the kernel chose.
         pub fn set_capacity(&self, size: usize) -> Result<usize> {
             self.0.set_capacity(size)
         }
@@ -315,7 +315,7 @@ impl PipeReader {
     /// Reads exactly `dst.len()` bytes within the end's timeout: `Eof` if the pipe ends before
     /// any, `Truncated` part way. Reads from several threads do not interleave.
     pub fn read_exact(&self, dst: &mut [u8], interrupt: &mut dyn Interrupt) -> Result<()> {
-        let _guard = self.0.io.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.0.io.lock().unwrap_or_else(PoisonError::into_inner);
         let deadline = Deadline::after(self.timeout());
         let mut got = 0;
         while got < dst.len() {
@@ -404,7 +404,7 @@ impl PipeWriter {
     /// Writes every byte of `data` within the end's timeout. Writes from several threads do not
     /// interleave; a timeout may leave part of `data` written.
     pub fn write_all(&self, data: &[u8], interrupt: &mut dyn Interrupt) -> Result<()> {
-        let _guard = self.0.io.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.0.io.lock().unwrap_or_else(PoisonError::into_inner);
         let deadline = Deadline::after(self.timeout());
         let mut sent = 0;
         while sent < data.len() {

@@ -1,4 +1,4 @@
-//! Named semaphores: the POSIX objects C programs (`sem_open`) and posix_ipc use under the same
+//! Named semaphores: the POSIX objects C programs (`sem_open`) and `posix_ipc` use under the same
 //! name, with waits bounded by a deadline and interruptible between slices.
 
 use rustix::io::Errno;
@@ -213,7 +213,7 @@ impl Semaphore {
     /// The current value; `NotSupported` on macOS.
     pub fn value(&self) -> Result<u32> {
         match self.sem.value() {
-            Ok(v) => Ok(v.max(0) as u32),
+            Ok(v) => Ok(u32::try_from(v).unwrap_or(0)),
             Err(Errno::NOSYS) => Err(Error::NotSupported(format!(
                 "the value of a semaphore cannot be read on this platform (sem_getvalue) ({})",
                 self.name
@@ -223,7 +223,7 @@ impl Semaphore {
     }
 }
 
-/// Gives a new semaphore exactly `mode` (sem_open applies the umask). Linux keeps named
+/// Gives a new semaphore exactly `mode` (`sem_open` applies the umask). Linux keeps named
 /// semaphores as `/dev/shm/sem.<name>`; elsewhere there is no file to change.
 fn fix_mode(name: &str, mode: u32) {
     #[cfg(target_os = "linux")]

@@ -1,4 +1,4 @@
-//! Shared memory segments: named (`shm_open`, the same objects C programs and posix_ipc open) and
+//! Shared memory segments: named (`shm_open`, the same objects C programs and `posix_ipc` open) and
 //! anonymous (`memfd_create` on Linux, sealed against shrinking), mapped read-write.
 //!
 //! A segment lives until it is unlinked, as POSIX says: closing maps it out of this process only.
@@ -70,7 +70,7 @@ fn create_named(name: &str, size: u64, mode: Mode) -> Result<(OwnedFd, Mapping)>
 }
 
 impl SharedMemory {
-    /// Creates a segment of `size` bytes (O_EXCL, `mode`), named `name` or a generated
+    /// Creates a segment of `size` bytes (`O_EXCL`, `mode`), named `name` or a generated
     /// `/fastipc-…` name. `FileExistsError` if the name exists.
     pub fn create(name: Option<&str>, size: u64, mode: u32) -> Result<SharedMemory> {
         let mode = mode_of(mode)?;

@@ -271,7 +271,7 @@ mod tests {
             .arg("30")
             .spawn()
             .unwrap();
-        let pid = child.id() as i32;
+        let pid = i32::try_from(child.id()).expect("a pid fits an i32");
         let r = signal_and_wait(
             pid,
             0,

@@ -8,7 +8,7 @@
 use std::ffi::CString;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rustix::io::Errno;
@@ -38,7 +38,8 @@ pub fn ftok(path: &Path, project_id: i32) -> Result<i32> {
 
 /// The most bytes one message may carry here (`/proc/sys/kernel/msgmax`).
 pub fn max_message_size() -> usize {
-    read_proc_number("/proc/sys/kernel/msgmax").map_or(8192, |n| n as usize)
+    read_proc_number("/proc/sys/kernel/msgmax")
+        .map_or(8192, |n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// A System V message queue.
@@ -58,11 +59,11 @@ impl std::fmt::Debug for sys::MsgBuf {
 }
 
 impl SysVQueue {
-    /// Opens the queue of `key` (`None`: a new private queue, IPC_PRIVATE), creating it
+    /// Opens the queue of `key` (`None`: a new private queue, `IPC_PRIVATE`), creating it
     /// exclusively with `mode` when `create` is true.
     pub fn open(key: Option<i32>, create: bool, mode: u32) -> Result<SysVQueue> {
         let what = match key {
-            Some(k) => format!("key 0x{:08x}", k as u32),
+            Some(k) => format!("key 0x{k:08x}"),
             None => "IPC_PRIVATE".to_string(),
         };
         let raw_key = key.unwrap_or(libc::IPC_PRIVATE);
@@ -77,7 +78,8 @@ impl SysVQueue {
                 "key 0 is IPC_PRIVATE: it cannot name an existing queue".into(),
             ));
         }
-        let mut flags = (mode & 0o777) as i32;
+        // Nine permission bits: always an i32.
+        let mut flags = i32::try_from(mode & 0o777).unwrap_or(0o600);
         if create {
             flags |= libc::IPC_CREAT | libc::IPC_EXCL;
         }
@@ -179,7 +181,9 @@ impl SysVQueue {
                     Err(Errno::AGAIN | Errno::INTR) => Ok(None),
                     Err(Errno::INVAL)
                         if data.len()
-                            > self.stat().map_or(usize::MAX, |s| s.max_bytes as usize) =>
+                            > self.stat().map_or(usize::MAX, |s| {
+                                usize::try_from(s.max_bytes).unwrap_or(usize::MAX)
+                            }) =>
                     {
                         Err(Error::MessageTooLarge {
                             size: data.len() as u64,
@@ -202,7 +206,7 @@ impl SysVQueue {
         timeout: Option<Duration>,
         interrupt: &mut dyn Interrupt,
     ) -> Result<(Vec<u8>, i64)> {
-        let mut slot = self.rx.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.rx.lock().unwrap_or_else(PoisonError::into_inner);
         let buf = slot.get_or_insert_with(|| sys::MsgBuf::new(max_message_size()));
         backoff(
             Deadline::after(timeout),

@@ -76,7 +76,7 @@ pub fn poll_once(fd: BorrowedFd<'_>, ready: Ready, timeout: Duration) -> Result<
     };
     let mut fds = [PollFd::from_borrowed_fd(fd, flags)];
     let spec = rustix::time::Timespec {
-        tv_sec: timeout.as_secs() as i64,
+        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
         tv_nsec: i64::from(timeout.subsec_nanos()),
     };
     match poll(&mut fds, Some(&spec)) {
@@ -229,5 +229,26 @@ pub fn timeout_from_secs(secs: Option<f64>) -> Result<Option<Duration>> {
         ))),
         Some(s) if s > 1e12 => Ok(None),
         Some(s) => Ok(Some(Duration::from_secs_f64(s))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_once_takes_any_duration() {
+        use std::os::fd::AsFd;
+        // A wait longer than a timespec's seconds can say is capped, not wrapped negative.
+        let (reader, writer) = rustix::pipe::pipe().expect("pipe");
+        assert_eq!(rustix::io::write(&writer, b"x"), Ok(1));
+        assert_eq!(
+            poll_once(reader.as_fd(), Ready::Read, Duration::MAX),
+            Ok(true)
+        );
+        assert_eq!(
+            poll_once(reader.as_fd(), Ready::Read, Duration::ZERO),
+            Ok(true)
+        );
     }
 }

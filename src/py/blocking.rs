@@ -24,6 +24,9 @@ impl SignalCheck {
 }
 
 impl Interrupt for SignalCheck {
+    // `Python::check_signals` itself does not fit `attach`'s closure, which is generic over the
+    // `Python<'py>` lifetime.
+    #[allow(clippy::redundant_closure_for_method_calls)]
     fn check(&mut self) -> Result<(), Error> {
         match Python::attach(|py| py.check_signals()) {
             Ok(()) => Ok(()),

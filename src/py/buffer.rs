@@ -1,15 +1,22 @@
 //! The Python buffer protocol: borrowing the bytes of any buffer object (bytes, bytearray,
-//! memoryview, numpy arrays ...) across a GIL release, and allocating `bytes` to receive into.
+//! memoryview, numpy arrays ...) across a GIL release, allocating `bytes` to receive into, and
+//! exporting a shared memory mapping (`SharedMemory.buf`).
 //!
-//! This is the one place of the bindings with `unsafe`: the buffer protocol is Python's C API, not
-//! the operating system's, so it lives with the bindings rather than in `sys/`.
+//! The buffer protocol is Python's C API, not the operating system's, so its `unsafe` lives here
+//! with the bindings rather than in `sys/` (with `fds.rs`, the only binding file allowed it).
+
+// The crate denies `unsafe_code`; Python's buffer and bytes C API works on raw pointers.
+#![allow(unsafe_code)]
 
 use std::ffi::c_int;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+
+use crate::sys::shm::Mapping;
 
 /// A contiguous buffer exported by a Python object, held until dropped.
 pub struct Buffer {
@@ -25,7 +32,7 @@ impl Buffer {
         let mut view: Box<ffi::Py_buffer> = Box::new(ffi::Py_buffer::new());
         // SAFETY: `obj` is a live object (we hold a reference and the GIL); `view` points to
         // writable storage for one Py_buffer that outlives the call.
-        let rc = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, flags) };
+        let rc = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &raw mut *view, flags) };
         if rc != 0 {
             return Err(PyErr::fetch(obj.py()));
         }
@@ -66,7 +73,7 @@ impl Buffer {
         }
         // SAFETY: a writable export is `len` contiguous writable bytes at `buf`, valid while
         // held; `&mut self` makes this the only slice of it handed out.
-        Ok(unsafe { std::slice::from_raw_parts_mut(self.view.buf as *mut u8, self.len()) })
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.view.buf.cast::<u8>(), self.len()) })
     }
 }
 
@@ -97,7 +104,7 @@ impl Drop for Buffer {
     fn drop(&mut self) {
         Python::attach(|_py| {
             // SAFETY: the view was filled by a successful PyObject_GetBuffer and is released once.
-            unsafe { ffi::PyBuffer_Release(&mut *self.view) }
+            unsafe { ffi::PyBuffer_Release(&raw mut *self.view) }
         });
     }
 }
@@ -125,7 +132,7 @@ impl Fresh {
         let bytes: Py<PyBytes> =
             unsafe { Bound::from_owned_ptr(py, raw).cast_into_unchecked() }.unbind();
         // SAFETY: PyBytes_AsString on a bytes object returns its internal buffer of `len` bytes.
-        let ptr = unsafe { ffi::PyBytes_AsString(raw) } as *mut u8;
+        let ptr = unsafe { ffi::PyBytes_AsString(raw) }.cast::<u8>();
         Ok(Fresh { bytes, ptr, len })
     }
 
@@ -144,6 +151,51 @@ impl Fresh {
 // other thread can reach it before the value is handed back.
 unsafe impl Send for Fresh {}
 
+/// The mapping behind `SharedMemory.buf`: exports the segment's bytes through the buffer
+/// protocol and counts the exports. The memory is unmapped only when this object dies, so a
+/// consumer that keeps a reference to it instead of an export (numpy's `ndarray(buffer=...)`
+/// does) never sees it vanish.
+#[pyclass(frozen, module = "fastipc._fastipc", name = "_Segment")]
+pub struct Segment {
+    map: Mapping,
+    exports: AtomicUsize,
+}
+
+impl Segment {
+    /// Exports `map`, which it owns from now on.
+    pub fn new(map: Mapping) -> Segment {
+        Segment {
+            map,
+            exports: AtomicUsize::new(0),
+        }
+    }
+
+    /// How many views of the bytes are exported now.
+    pub fn exports(&self) -> usize {
+        self.exports.load(Ordering::Acquire)
+    }
+}
+
+#[pymethods]
+impl Segment {
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        // SAFETY: `view` comes from CPython's bf_getbuffer; the mapping lives as long as this
+        // object, which the view keeps alive.
+        unsafe { export(view, slf.as_any(), this.map.as_ptr(), this.map.len(), flags) }?;
+        this.exports.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        self.exports.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Exports `len` writable bytes at `ptr` through the buffer protocol, on behalf of `owner` (which
 /// the view keeps alive).
 ///
@@ -151,7 +203,7 @@ unsafe impl Send for Fresh {}
 /// `view` must be the pointer CPython passed to the owner's `bf_getbuffer`, and `ptr..ptr+len`
 /// must stay valid until the matching `bf_releasebuffer` (the owner refuses to unmap while views
 /// are exported).
-pub unsafe fn export(
+unsafe fn export(
     view: *mut ffi::Py_buffer,
     owner: &Bound<'_, PyAny>,
     ptr: *mut u8,

@@ -1,6 +1,6 @@
 //! `fastipc.Connection`: a connected stream or seqpacket socket.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -12,14 +12,15 @@ use crate::py::blocking::detached;
 use crate::py::buffer::{Buffer, Fresh};
 use crate::py::errors::IntoPy;
 use crate::py::fds::{self, FdList};
-use crate::py::{closed_error, timeout_arg};
+use crate::py::slot::Slot;
+use crate::py::timeout_arg;
 use crate::socket::{Incoming, Kind, Stream, SCM_MAX_FD};
 use crate::wait::Deadline;
 
 /// A connected stream or seqpacket socket carrying framed messages and raw bytes.
 #[pyclass(frozen, module = "fastipc", name = "Connection")]
 pub struct Connection {
-    inner: Mutex<Option<Arc<Stream>>>,
+    inner: Slot<Stream>,
     address: String,
     kind: Kind,
     max_message: u64,
@@ -51,11 +52,9 @@ fn handles(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
 }
 
 fn limit_arg(maxlength: Option<i64>) -> PyResult<Option<u64>> {
-    match maxlength {
-        Some(n) if n < 0 => Err(PyValueError::new_err("negative maxlength")),
-        Some(n) => Ok(Some(n as u64)),
-        None => Ok(None),
-    }
+    maxlength
+        .map(|n| u64::try_from(n).map_err(|_| PyValueError::new_err("negative maxlength")))
+        .transpose()
 }
 
 impl Connection {
@@ -64,23 +63,12 @@ impl Connection {
             address: stream.peer().to_string(),
             kind: stream.kind(),
             max_message: stream.max_message(),
-            inner: Mutex::new(Some(Arc::new(stream))),
+            inner: Slot::new(stream),
         }
     }
 
     fn stream(&self) -> PyResult<Arc<Stream>> {
-        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        guard
-            .as_ref()
-            .cloned()
-            .ok_or_else(|| closed_error(&self.address))
-    }
-
-    fn close_inner(&self) {
-        let taken = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(stream) = taken {
-            stream.mark_closed();
-        }
+        self.inner.get(&self.address)
     }
 
     /// Receives one message and the descriptors that came with it.
@@ -113,7 +101,7 @@ impl Connection {
             if self.kind == Kind::Stream
                 && err.is_instance_of::<crate::py::errors::MessageTooLarge>(py)
             {
-                self.close_inner();
+                self.inner.close();
             }
         }
         result
@@ -137,10 +125,7 @@ impl Connection {
     /// Whether `close()` was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
+        self.inner.is_closed()
     }
 
     /// Always True (as in multiprocessing).
@@ -434,7 +419,7 @@ impl Connection {
 
     /// Closes the socket. Idempotent.
     fn close(&self) {
-        self.close_inner();
+        self.inner.close();
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -443,7 +428,7 @@ impl Connection {
 
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) {
-        self.close_inner();
+        self.inner.close();
     }
 
     fn __repr__(&self) -> String {

@@ -1,7 +1,7 @@
 //! `fastipc.DatagramSocket`.
 
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -11,13 +11,14 @@ use crate::py::blocking::detached;
 use crate::py::buffer::Buffer;
 use crate::py::errors::IntoPy;
 use crate::py::fds::{self, FdList};
-use crate::py::{address_arg, closed_error, timeout_arg};
+use crate::py::slot::Slot;
+use crate::py::{address_arg, timeout_arg};
 use crate::socket::Datagram;
 
 /// A datagram socket: Unix datagram when remapped, UDP otherwise.
 #[pyclass(frozen, module = "fastipc", name = "DatagramSocket")]
 pub struct DatagramSocket {
-    inner: Mutex<Option<Arc<Datagram>>>,
+    inner: Slot<Datagram>,
     address: Option<String>,
     path: Option<String>,
 }
@@ -27,29 +28,16 @@ impl DatagramSocket {
         DatagramSocket {
             address: sock.local().map(str::to_string),
             path: sock.path().map(|p| p.display().to_string()),
-            inner: Mutex::new(Some(Arc::new(sock))),
+            inner: Slot::new(sock),
         }
     }
 
-    fn what(&self) -> String {
-        self.address
-            .clone()
-            .unwrap_or_else(|| "datagram socket".into())
+    fn what(&self) -> &str {
+        self.address.as_deref().unwrap_or("datagram socket")
     }
 
     fn get(&self) -> PyResult<Arc<Datagram>> {
-        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        guard
-            .as_ref()
-            .cloned()
-            .ok_or_else(|| closed_error(&self.what()))
-    }
-
-    fn close_inner(&self) {
-        let taken = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(sock) = taken {
-            sock.mark_closed();
-        }
+        self.inner.get(self.what())
     }
 }
 
@@ -125,10 +113,7 @@ impl DatagramSocket {
     /// Whether `close()` was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
+        self.inner.is_closed()
     }
 
     /// Sends one datagram to `address` (remapped like every address), with `fds` attached and,
@@ -222,7 +207,9 @@ impl DatagramSocket {
         if fds.len() > maxfds {
             drop(fds);
             return Err(crate::py::errors::to_py(
-                crate::error::Error::FdsTruncated { what: self.what() },
+                crate::error::Error::FdsTruncated {
+                    what: self.what().to_string(),
+                },
                 None,
             ));
         }
@@ -248,7 +235,7 @@ impl DatagramSocket {
 
     /// Closes the socket (and unlinks its socket file). Idempotent.
     fn close(&self) {
-        self.close_inner();
+        self.inner.close();
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -257,7 +244,7 @@ impl DatagramSocket {
 
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) {
-        self.close_inner();
+        self.inner.close();
     }
 
     fn __repr__(&self) -> String {
@@ -268,7 +255,7 @@ impl DatagramSocket {
                 what,
                 s.as_fd().as_raw_fd()
             ),
-            Err(_) => format!("<fastipc.DatagramSocket {} closed>", what),
+            Err(_) => format!("<fastipc.DatagramSocket {what} closed>"),
         }
     }
 }

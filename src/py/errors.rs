@@ -14,7 +14,7 @@ pyo3::import_exception!(fastipc._errors, SharedSocketDirWarning);
 pyo3::import_exception!(socket, gaierror);
 
 /// The Python exception for a core error; `pending` is the exception the interrupt check stored
-/// (a KeyboardInterrupt, or whatever a signal handler raised).
+/// (a `KeyboardInterrupt`, or whatever a signal handler raised).
 pub fn to_py(err: Error, pending: Option<PyErr>) -> PyErr {
     match err {
         Error::Os { errno, op: _, what } => {

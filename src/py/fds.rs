@@ -1,5 +1,8 @@
 //! Descriptor arguments and results: Python ints (or objects with `fileno()`) in, ints out.
 
+// The crate denies `unsafe_code`; descriptor numbers from Python become `BorrowedFd`s here.
+#![allow(unsafe_code)]
+
 use std::os::fd::{BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};

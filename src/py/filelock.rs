@@ -69,7 +69,8 @@ impl FileLock {
     }
 
     /// Takes the lock. True once held; False if `blocking` is False and the lock is taken, or
-    /// at the timeout (as threading.Lock.acquire). Ctrl-C raises KeyboardInterrupt while waiting.
+    /// at the timeout (as `threading.Lock.acquire`). Ctrl-C raises `KeyboardInterrupt` while
+    /// waiting.
     #[pyo3(signature = (blocking=true, timeout=None))]
     fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
         let timeout = timeout_arg(timeout)?;
@@ -77,7 +78,7 @@ impl FileLock {
         detached(py, |check| lock.acquire(blocking, timeout, check))
     }
 
-    /// Releases the lock. RuntimeError if this object does not hold it.
+    /// Releases the lock. `RuntimeError` if this object does not hold it.
     fn release(&self) -> PyResult<()> {
         let lock = self.inner.get(&self.path)?;
         if !lock.held() {
@@ -92,13 +93,10 @@ impl FileLock {
     /// Whether this object holds the lock.
     #[getter]
     fn held(&self) -> bool {
-        self.inner
-            .get(&self.path)
-            .map(|l| l.held())
-            .unwrap_or(false)
+        self.inner.get(&self.path).is_ok_and(|l| l.held())
     }
 
-    /// Who holds a lock that conflicts with this one (F_GETLK): a LockHolder(pid, start,
+    /// Who holds a lock that conflicts with this one (`F_GETLK`): a LockHolder(pid, start,
     /// length, shared), or None.
     fn holder(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         let lock = self.inner.get(&self.path)?;

@@ -1,19 +1,20 @@
 //! `fastipc.Listener`: a listening stream or seqpacket socket.
 
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use pyo3::prelude::*;
 
 use crate::py::blocking::detached;
 use crate::py::connection::Connection;
-use crate::py::{closed_error, timeout_arg};
+use crate::py::slot::Slot;
+use crate::py::timeout_arg;
 use crate::socket::Listener as CoreListener;
 
 /// A listening stream or seqpacket socket. Created by `fastipc.listen`.
 #[pyclass(frozen, module = "fastipc", name = "Listener")]
 pub struct Listener {
-    inner: Mutex<Option<Arc<CoreListener>>>,
+    inner: Slot<CoreListener>,
     address: String,
     path: Option<String>,
     kind: &'static str,
@@ -27,25 +28,18 @@ impl Listener {
             path: listener.path().map(|p| p.display().to_string()),
             kind: listener.kind().name(),
             max_message: listener.max_message(),
-            inner: Mutex::new(Some(Arc::new(listener))),
+            inner: Slot::new(listener),
         }
     }
 
     fn get(&self) -> PyResult<Arc<CoreListener>> {
-        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        guard
-            .as_ref()
-            .cloned()
-            .ok_or_else(|| closed_error(&self.address))
+        self.inner.get(&self.address)
     }
 
     fn close_inner(&self) {
-        let taken = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(listener) = taken {
-            // The socket file is unlinked when the last user (an accept in another thread)
-            // lets go, at most one wait slice later.
-            listener.mark_closed();
-        }
+        // The socket file is unlinked when the last user (an accept in another thread) lets go,
+        // at most one wait slice later.
+        self.inner.close();
     }
 }
 
@@ -72,10 +66,7 @@ impl Listener {
     /// Whether `close()` was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
+        self.inner.is_closed()
     }
 
     /// How many connections `allow_uids`/`allow_gids` refused (closed at once).
@@ -90,7 +81,7 @@ impl Listener {
         self.max_message
     }
 
-    /// Waits for a connection (TimeoutError at the deadline).
+    /// Waits for a connection (`TimeoutError` at the deadline).
     #[pyo3(signature = (timeout=None))]
     fn accept(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Connection> {
         let timeout = timeout_arg(timeout)?;

@@ -1,9 +1,9 @@
 //! `fastipc.Lock`: a crash-robust lock shared between processes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 use rustix::io::Errno;
@@ -15,29 +15,23 @@ use crate::py::buffer::Buffer;
 use crate::py::errors::IntoPy;
 use crate::py::sem::acquire_deadline;
 use crate::py::shm::SharedMemory;
+use crate::py::slot::Slot;
 use crate::sys::mutex::{IN_BUFFER_ALIGN, IN_BUFFER_SIZE};
 
 /// A lock in shared memory on a robust process-shared mutex: when its holder dies, the next
 /// `acquire` succeeds and sets `recovered`.
 #[pyclass(frozen, module = "fastipc", name = "Lock")]
 pub struct Lock {
-    inner: Mutex<Option<Arc<Core>>>,
+    inner: Slot<Core>,
     name: String,
     recovered: AtomicBool,
-    /// False for a lock placed in a SharedMemory with `in_buffer`: no segment of its own.
+    /// False for a lock placed in a `SharedMemory` with `in_buffer`: no segment of its own.
     own_segment: bool,
 }
 
 impl Lock {
     fn get(&self) -> PyResult<Arc<Core>> {
-        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().cloned().ok_or_else(|| {
-            PyOSError::new_err((
-                Errno::BADF.raw_os_error(),
-                "the lock is closed",
-                self.name.clone(),
-            ))
-        })
+        self.inner.get(&self.name)
     }
 
     fn convert(&self, err: PyErr, errno: Option<Errno>) -> PyErr {
@@ -79,20 +73,20 @@ impl Lock {
         };
         Ok(Lock {
             name: core.name().to_string(),
-            inner: Mutex::new(Some(Arc::new(core))),
+            inner: Slot::new(core),
             recovered: AtomicBool::new(false),
             own_segment: true,
         })
     }
 
-    /// Bytes a lock takes in a SharedMemory (`in_buffer`).
+    /// Bytes a lock takes in a `SharedMemory` (`in_buffer`).
     #[classattr]
     #[allow(non_snake_case)]
     fn SIZE() -> usize {
         IN_BUFFER_SIZE
     }
 
-    /// A lock placed at `offset` (a multiple of 64) of the SharedMemory `shm`, next to the data
+    /// A lock placed at `offset` (a multiple of 64) of the `SharedMemory` `shm`, next to the data
     /// it protects, taking `Lock.SIZE` bytes. Exactly one process initialises it with
     /// `init=True` before the others use it (they wait up to 2 s for that). `shm` cannot be
     /// closed while the lock is open (`BufferError`).
@@ -137,7 +131,7 @@ impl Lock {
             .py_err()?;
         Ok(Lock {
             name: label,
-            inner: Mutex::new(Some(Arc::new(core))),
+            inner: Slot::new(core),
             recovered: AtomicBool::new(false),
             own_segment: false,
         })
@@ -204,10 +198,7 @@ impl Lock {
     /// Whether `close()` was called.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
+        self.inner.is_closed()
     }
 
     /// Removes the lock's name; processes that opened it keep using it.
@@ -225,10 +216,7 @@ impl Lock {
     /// Closes this handle (the lock lives on until unlinked). Idempotent. Closing while a thread
     /// holds the lock keeps it mapped, so that the holder's death still counts.
     fn close(&self) {
-        let taken = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(core) = taken {
-            core.mark_closed();
-        }
+        self.inner.close();
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {

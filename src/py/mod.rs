@@ -36,15 +36,14 @@ use datagram::DatagramSocket;
 use errors::IntoPy;
 use listener::Listener;
 
-/// `OSError(EBADF)` for an operation on a closed object.
-pub(crate) fn closed_error(what: &str) -> PyErr {
-    let errno = rustix::io::Errno::BADF;
-    PyOSError::new_err((
-        errno.raw_os_error(),
-        "the socket is closed",
-        what.to_string(),
-    ))
-}
+/// `DEFAULT_MAX_MESSAGE` as the default of the `max_message` arguments, which are Python ints
+/// (a negative one is a `ValueError`, not an `OverflowError`).
+const MAX_MESSAGE_DEFAULT: i64 = {
+    assert!(DEFAULT_MAX_MESSAGE <= i64::MAX.unsigned_abs());
+    #[allow(clippy::cast_possible_wrap)] // in range: asserted at compile time just above
+    let value = DEFAULT_MAX_MESSAGE as i64;
+    value
+};
 
 /// A timeout argument in seconds.
 pub(crate) fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
@@ -107,9 +106,9 @@ fn dir_of(path: Option<&std::path::Path>) -> String {
         .unwrap_or_default()
 }
 
-/// Listens at `address`: a Listener for "stream"/"seqpacket", a DatagramSocket for "datagram".
+/// Listens at `address`: a Listener for "stream"/"seqpacket", a `DatagramSocket` for "datagram".
 #[pyfunction]
-#[pyo3(signature = (address, *, kind="stream", backlog=128, socket_dir=None, max_message=DEFAULT_MAX_MESSAGE as i64, allow_uids=None, allow_gids=None))]
+#[pyo3(signature = (address, *, kind="stream", backlog=128, socket_dir=None, max_message=MAX_MESSAGE_DEFAULT, allow_uids=None, allow_gids=None))]
 #[allow(clippy::too_many_arguments)]
 fn listen(
     py: Python<'_>,
@@ -144,9 +143,9 @@ fn listen(
     Ok(Py::new(py, Listener::wrap(listener))?.into_any())
 }
 
-/// Connects to `address`: a Connection for "stream"/"seqpacket", a DatagramSocket for "datagram".
+/// Connects to `address`: a Connection for "stream"/"seqpacket", a `DatagramSocket` for "datagram".
 #[pyfunction]
-#[pyo3(signature = (address, *, kind="stream", timeout=None, socket_dir=None, max_message=DEFAULT_MAX_MESSAGE as i64))]
+#[pyo3(signature = (address, *, kind="stream", timeout=None, socket_dir=None, max_message=MAX_MESSAGE_DEFAULT))]
 fn connect(
     py: Python<'_>,
     address: &Bound<'_, PyAny>,
@@ -196,10 +195,10 @@ fn socketpair(py: Python<'_>, kind: &str) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
     ))
 }
 
-/// A Connection (stream or seqpacket) or DatagramSocket on a duplicate of `fd`, which stays
+/// A Connection (stream or seqpacket) or `DatagramSocket` on a duplicate of `fd`, which stays
 /// the caller's. `address` names the peer in errors and reprs.
 #[pyfunction]
-#[pyo3(signature = (fd, *, address=None, max_message=DEFAULT_MAX_MESSAGE as i64))]
+#[pyo3(signature = (fd, *, address=None, max_message=MAX_MESSAGE_DEFAULT))]
 fn fromfd(
     py: Python<'_>,
     fd: &Bound<'_, PyAny>,

@@ -120,9 +120,7 @@ impl MessageQueue {
 
     /// Closes the descriptor. Idempotent.
     fn close(&self) {
-        if let Some(q) = self.inner.take() {
-            q.mark_closed();
-        }
+        self.inner.close();
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

@@ -13,7 +13,7 @@ use crate::pipe::{self as core, PipeReader as CoreReader, PipeWriter as CoreWrit
 use crate::py::blocking::detached;
 use crate::py::buffer::{Buffer, Fresh};
 use crate::py::errors::IntoPy;
-use crate::py::slot::Slot;
+use crate::py::slot::{closed, Slot};
 use crate::py::timeout_arg;
 
 /// Largest single read of `read()`.
@@ -66,7 +66,7 @@ macro_rules! common_methods {
                 Ok(self.inner.get(&self.what)?.timeout().map(|t| t.as_secs_f64()))
             }
 
-            /// Non-blocking mode (False): operations try once and raise BlockingIOError.
+            /// Non-blocking mode (False): operations try once and raise `BlockingIOError`.
             fn setblocking(&self, flag: bool) -> PyResult<()> {
                 self.inner.get(&self.what)?.set_blocking(flag);
                 Ok(())
@@ -93,14 +93,14 @@ macro_rules! common_methods {
                 self.inner.get(&self.what)?.capacity().py_err()
             }
 
-            /// Sets the pipe's capacity (F_SETPIPE_SZ); returns the size the kernel chose.
+            /// Sets the pipe's capacity (`F_SETPIPE_SZ`); returns the size the kernel chose.
             fn set_capacity(&self, size: usize) -> PyResult<usize> {
                 self.inner.get(&self.what)?.set_capacity(size).py_err()
             }
 
             /// Closes the end without closing the descriptor, and returns it (as socket.detach).
             fn detach(&self) -> PyResult<i32> {
-                let arc = self.inner.take().ok_or_else(|| crate::py::slot::closed(&self.what))?;
+                let arc = self.inner.take().ok_or_else(|| closed(&self.what))?;
                 match Arc::try_unwrap(arc) {
                     Ok(end) => Ok(end.into_fd().into_raw_fd()),
                     Err(arc) => {
@@ -112,9 +112,7 @@ macro_rules! common_methods {
 
             /// Closes the end. Idempotent.
             fn close(&self) {
-                if let Some(end) = self.inner.take() {
-                    end.mark_closed();
-                }
+                self.inner.close();
             }
 
             fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -186,7 +184,7 @@ common_methods!(PipeReader, "PipeReader", {
         detached(py, |check| end.read(dst, check))
     }
 
-    /// Reads exactly `n` bytes. EOFError if the pipe ends first (TruncatedMessage part way).
+    /// Reads exactly `n` bytes. `EOFError` if the pipe ends first (`TruncatedMessage` part way).
     fn read_exact(&self, py: Python<'_>, n: isize) -> PyResult<Py<PyBytes>> {
         let n = count_arg(n)?;
         let end = self.inner.get(&self.what)?;
@@ -210,7 +208,7 @@ common_methods!(PipeReader, "PipeReader", {
 });
 common_methods!(PipeWriter, "PipeWriter", {
     /// Writes some of `data` (at least one byte, unless empty) and returns how many; waits
-    /// while the pipe is full. BrokenPipeError when every reader is gone.
+    /// while the pipe is full. `BrokenPipeError` when every reader is gone.
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         let end = self.inner.get(&self.what)?;
         if let Ok(bytes) = data.cast::<PyBytes>() {
@@ -294,7 +292,7 @@ impl Fifo {
         self.path.display().to_string()
     }
 
-    /// Opens for reading, waiting until a writer opens the FIFO (TimeoutError at the deadline).
+    /// Opens for reading, waiting until a writer opens the FIFO (`TimeoutError` at the deadline).
     #[pyo3(signature = (timeout=None))]
     fn open_reader(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<PipeReader> {
         let timeout = timeout_arg(timeout)?;
@@ -303,7 +301,7 @@ impl Fifo {
         Ok(PipeReader::wrap(end))
     }
 
-    /// Opens for writing, waiting until a reader opens the FIFO (TimeoutError at the deadline).
+    /// Opens for writing, waiting until a reader opens the FIFO (`TimeoutError` at the deadline).
     #[pyo3(signature = (timeout=None))]
     fn open_writer(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<PipeWriter> {
         let timeout = timeout_arg(timeout)?;

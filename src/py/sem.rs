@@ -1,15 +1,16 @@
 //! `fastipc.Semaphore`: a POSIX named semaphore.
 
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::py::blocking::detached;
 use crate::py::errors::IntoPy;
+use crate::py::slot::closed;
 use crate::py::timeout_arg;
 use crate::sem::{self, Semaphore as Core};
 use crate::wait::Deadline;
 
-/// A named semaphore shared with other processes, C programs (`sem_open`) and posix_ipc.
+/// A named semaphore shared with other processes, C programs (`sem_open`) and `posix_ipc`.
 ///
 /// `close()` marks the object closed (every later call raises `OSError(EBADF)`, a wait in another
 /// thread ends at its next slice); the handle itself is closed with the object, so that no thread
@@ -23,12 +24,7 @@ pub struct Semaphore {
 impl Semaphore {
     fn get(&self) -> PyResult<&Core> {
         if self.core.is_closed() {
-            let errno = rustix::io::Errno::BADF;
-            return Err(PyOSError::new_err((
-                errno.raw_os_error(),
-                "the semaphore is closed",
-                self.name.clone(),
-            )));
+            return Err(closed(&self.name));
         }
         Ok(&self.core)
     }

@@ -1,102 +1,44 @@
 //! `fastipc.SharedMemory`: a mapped shared memory segment, with `buf` a zero-copy memoryview.
 
-use std::ffi::c_int;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
-use pyo3::exceptions::{PyBufferError, PyOSError, PyValueError};
-use pyo3::ffi;
+use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyMemoryView, PyType};
 
-use crate::py::buffer::export;
+use crate::py::buffer::Segment;
 use crate::py::errors::IntoPy;
+use crate::py::slot::closed;
 use crate::shm::{self, SharedMemory as Core};
-use crate::sys::shm::Mapping;
-
-/// The mapping behind `SharedMemory.buf`: exports the segment's bytes through the buffer
-/// protocol and counts the exports. The memory is unmapped only when this object dies, so a
-/// consumer that keeps a reference to it instead of an export (numpy's `ndarray(buffer=...)`
-/// does) never sees it vanish.
-#[pyclass(frozen, module = "fastipc._fastipc", name = "_Segment")]
-pub struct Segment {
-    map: Mapping,
-    fd: Mutex<Option<OwnedFd>>,
-    exports: AtomicUsize,
-}
-
-#[pymethods]
-impl Segment {
-    unsafe fn __getbuffer__(
-        slf: Bound<'_, Self>,
-        view: *mut ffi::Py_buffer,
-        flags: c_int,
-    ) -> PyResult<()> {
-        let this = slf.get();
-        // SAFETY: `view` comes from CPython's bf_getbuffer; the mapping lives as long as this
-        // object, which the view keeps alive.
-        unsafe { export(view, slf.as_any(), this.map.as_ptr(), this.map.len(), flags) }?;
-        this.exports.fetch_add(1, Ordering::AcqRel);
-        Ok(())
-    }
-
-    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        self.exports.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl Segment {
-    fn exports(&self) -> usize {
-        self.exports.load(Ordering::Acquire)
-    }
-
-    fn fd(&self) -> Option<i32> {
-        let guard = self.fd.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().map(|fd| fd.as_raw_fd())
-    }
-
-    fn close_fd(&self) {
-        drop(self.fd.lock().unwrap_or_else(|e| e.into_inner()).take());
-    }
-}
 
 /// A shared memory segment: `multiprocessing.shared_memory.SharedMemory` with POSIX names, a
 /// mode, reserved pages and nothing tracked behind the user's back.
 #[pyclass(frozen, module = "fastipc", name = "SharedMemory")]
 pub struct SharedMemory {
-    segment: Mutex<Option<Py<Segment>>>,
+    open: Mutex<Option<Open>>,
     view: Mutex<Option<Py<PyMemoryView>>>,
     name: Option<String>,
     size: usize,
 }
 
+/// An open segment: the object that exports its bytes (unmapped when the last reference to it
+/// goes), and its descriptor.
+struct Open {
+    segment: Py<Segment>,
+    fd: OwnedFd,
+}
+
 /// What `SharedMemory(name, create, size)` is called with to unpickle.
 type ReduceArgs = (Option<String>, bool, usize);
-
-fn closed(name: &str) -> PyErr {
-    let errno = rustix::io::Errno::BADF;
-    PyOSError::new_err((
-        errno.raw_os_error(),
-        "the shared memory segment is closed",
-        name.to_string(),
-    ))
-}
 
 impl SharedMemory {
     fn wrap(py: Python<'_>, core: Core) -> PyResult<SharedMemory> {
         let size = core.size();
         let (fd, map, name) = core.into_parts();
-        let segment = Py::new(
-            py,
-            Segment {
-                map,
-                fd: Mutex::new(Some(fd)),
-                exports: AtomicUsize::new(0),
-            },
-        )?;
+        let segment = Py::new(py, Segment::new(map))?;
         Ok(SharedMemory {
-            segment: Mutex::new(Some(segment)),
+            open: Mutex::new(Some(Open { segment, fd })),
             view: Mutex::new(None),
             name,
             size,
@@ -104,13 +46,13 @@ impl SharedMemory {
     }
 
     fn segment(&self, py: Python<'_>) -> Option<Py<Segment>> {
-        let guard = self.segment.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().map(|s| s.clone_ref(py))
+        let guard = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.as_ref().map(|open| open.segment.clone_ref(py))
     }
 
     fn fd_of(&self) -> Option<i32> {
-        let guard = self.segment.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().and_then(|s| s.get().fd())
+        let guard = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.as_ref().map(|open| open.fd.as_raw_fd())
     }
 
     /// The name, or "anonymous segment".
@@ -201,7 +143,7 @@ impl SharedMemory {
     /// The segment's bytes as a writable memoryview (zero-copy).
     #[getter]
     fn buf(&self, py: Python<'_>) -> PyResult<Py<PyMemoryView>> {
-        let mut guard = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.view.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(view) = guard.as_ref() {
             return Ok(view.clone_ref(py));
         }
@@ -233,10 +175,14 @@ impl SharedMemory {
     /// Unmaps the segment and closes the descriptor; the segment itself lives on until
     /// `unlink()`. `BufferError` while views of `buf` are exported. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let taken = self.view.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let taken = self
+            .view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(view) = taken {
             if let Err(err) = view.bind(py).call_method0("release") {
-                *self.view.lock().unwrap_or_else(|e| e.into_inner()) = Some(view);
+                *self.view.lock().unwrap_or_else(PoisonError::into_inner) = Some(view);
                 return Err(if err.is_instance_of::<PyBufferError>(py) {
                     PyBufferError::new_err(format!(
                         "cannot close {}: views of its buf are still exported ({})",
@@ -248,9 +194,9 @@ impl SharedMemory {
                 });
             }
         }
-        let mut guard = self.segment.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(segment) = guard.as_ref() {
-            let n = segment.get().exports();
+        let mut guard = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(open) = guard.as_ref() {
+            let n = open.segment.get().exports();
             if n > 0 {
                 return Err(PyBufferError::new_err(format!(
                     "cannot close {}: {n} view(s) of its buf are still exported (release the \
@@ -258,9 +204,9 @@ impl SharedMemory {
                     self.label()
                 )));
             }
-            segment.get().close_fd();
         }
-        // The memory is unmapped when the last reference to the segment object goes.
+        // The descriptor is closed now; the memory is unmapped when the last reference to the
+        // segment object goes.
         drop(guard.take());
         Ok(())
     }

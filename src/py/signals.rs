@@ -63,7 +63,7 @@ impl SignalReceiver {
         self.inner.is_closed()
     }
 
-    /// Waits for one signal: a SignalInfo. TimeoutError at the deadline.
+    /// Waits for one signal: a `SignalInfo`. `TimeoutError` at the deadline.
     #[pyo3(signature = (timeout=None))]
     fn receive(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         let timeout = timeout_arg(timeout)?;
@@ -94,8 +94,7 @@ impl SignalReceiver {
     /// it blocked (pending ones are then delivered as usual). Idempotent.
     fn close(&self) -> PyResult<()> {
         use crate::py::errors::IntoPy;
-        if let Some(rx) = self.inner.take() {
-            rx.mark_closed();
+        if let Some(rx) = self.inner.close() {
             rx.restore_mask().py_err()?;
         }
         Ok(())
@@ -124,7 +123,7 @@ impl SignalReceiver {
 }
 
 /// Sends `sig` to process `pid` (or to process group `pid` if `group`) and waits until it has
-/// exited (a zombie counts; it is not reaped). TimeoutError at the deadline; 0 only waits.
+/// exited (a zombie counts; it is not reaped). `TimeoutError` at the deadline; 0 only waits.
 #[pyfunction]
 #[pyo3(signature = (pid, sig=15, *, timeout=None, group=false))]
 pub fn kill_and_wait(

@@ -71,7 +71,7 @@ impl SysVMessageQueue {
         Ok(self.inner.get(&self.what)?.stat().py_err()?.messages)
     }
 
-    /// Bytes the queue holds at most (msg_qbytes).
+    /// Bytes the queue holds at most (`msg_qbytes`).
     #[getter]
     fn max_bytes(&self) -> PyResult<u64> {
         Ok(self.inner.get(&self.what)?.stat().py_err()?.max_bytes)
@@ -137,16 +137,14 @@ impl SysVMessageQueue {
         Ok((PyBytes::new(py, &data).unbind(), t))
     }
 
-    /// Removes the queue from the system (IPC_RMID).
+    /// Removes the queue from the system (`IPC_RMID`).
     fn remove(&self) -> PyResult<()> {
         self.inner.get(&self.what)?.remove().py_err()
     }
 
     /// Forgets the queue (it stays in the system until removed). Idempotent.
     fn close(&self) {
-        if let Some(q) = self.inner.take() {
-            q.mark_closed();
-        }
+        self.inner.close();
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -166,7 +164,7 @@ impl SysVMessageQueue {
         };
         format!(
             "<fastipc.SysVMessageQueue key=0x{:08x} id={}{}>",
-            self.key as u32, self.id, state
+            self.key, self.id, state
         )
     }
 }

@@ -81,15 +81,16 @@ pub fn peer_pidfd(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
     use std::os::fd::{AsRawFd, FromRawFd};
     const SO_PEERPIDFD: libc::c_int = 77;
     let mut pidfd: libc::c_int = -1;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let mut len =
+        libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).map_err(|_| Errno::INVAL)?;
     // SAFETY: `pidfd` and `len` are live and `len` holds the size of `pidfd`.
     let rc = unsafe {
         libc::getsockopt(
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
             SO_PEERPIDFD,
-            (&mut pidfd as *mut libc::c_int).cast(),
-            &mut len,
+            (&raw mut pidfd).cast(),
+            &raw mut len,
         )
     };
     if rc != 0 {

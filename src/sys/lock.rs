@@ -19,15 +19,15 @@ pub enum Family {
 /// A lock type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Type {
-    /// F_RDLCK.
+    /// `F_RDLCK`.
     Read,
-    /// F_WRLCK.
+    /// `F_WRLCK`.
     Write,
-    /// F_UNLCK.
+    /// `F_UNLCK`.
     Unlock,
 }
 
-/// A lock that stands in the way, as F_GETLK reports it.
+/// A lock that stands in the way, as `F_GETLK` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conflict {
     /// The holder's pid (-1 for an open-file-description lock).
@@ -40,6 +40,8 @@ pub struct Conflict {
     pub shared: bool,
 }
 
+// Err only where open-file-description locks do not exist.
+#[allow(clippy::unnecessary_wraps)]
 fn commands(family: Family) -> Result<(i32, i32), Errno> {
     match family {
         Family::Process => Ok((libc::F_SETLK, libc::F_GETLK)),
@@ -54,12 +56,13 @@ fn flock(kind: Type, start: u64, length: u64) -> Result<libc::flock, Errno> {
     // SAFETY: struct flock is plain integers; all-zero bytes are a valid value (and l_pid must be
     // 0 for open-file-description locks).
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = match kind {
+    let l_type = match kind {
         Type::Read => libc::F_RDLCK,
         Type::Write => libc::F_WRLCK,
         Type::Unlock => libc::F_UNLCK,
-    } as _;
-    fl.l_whence = libc::SEEK_SET as _;
+    };
+    fl.l_type = l_type.try_into().map_err(|_| Errno::INVAL)?;
+    fl.l_whence = libc::SEEK_SET.try_into().map_err(|_| Errno::INVAL)?;
     fl.l_start = libc::off_t::try_from(start).map_err(|_| Errno::OVERFLOW)?;
     fl.l_len = libc::off_t::try_from(length).map_err(|_| Errno::OVERFLOW)?;
     Ok(fl)

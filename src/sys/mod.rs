@@ -2,6 +2,9 @@
 //! core with `unsafe`: every block says why it holds in a `// SAFETY:` comment. (The Python
 //! buffer protocol's `unsafe` lives in `py/buffer.rs`, with the bindings it serves.)
 
+// The crate denies `unsafe_code`; libc calls on raw memory and descriptors are this module's job.
+#![allow(unsafe_code)]
+
 pub mod creds;
 #[cfg(target_vendor = "apple")]
 pub mod fifo;
@@ -31,7 +34,9 @@ pub(crate) fn last_errno() -> Errno {
 #[allow(dead_code)]
 pub(crate) fn realtime_after(after: std::time::Duration) -> libc::timespec {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
-    let mut sec = now.tv_sec.saturating_add(after.as_secs() as i64);
+    let mut sec = now
+        .tv_sec
+        .saturating_add(i64::try_from(after.as_secs()).unwrap_or(i64::MAX));
     let mut nsec = now.tv_nsec as i64 + i64::from(after.subsec_nanos());
     if nsec >= 1_000_000_000 {
         sec = sec.saturating_add(1);
@@ -56,4 +61,14 @@ pub fn dup_raw(fd: i32) -> Result<std::os::fd::OwnedFd, Errno> {
     }
     // SAFETY: `new` was just returned by the kernel and nothing else owns it.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(new) })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn realtime_after_saturates() {
+        // The longest wait is the end of time, not a time in the past.
+        let until = super::realtime_after(std::time::Duration::MAX);
+        assert_eq!(until.tv_sec, libc::time_t::MAX);
+    }
 }

@@ -40,7 +40,7 @@ pub fn open(
         Some((maxmsg, msgsize)) => {
             attr.mq_maxmsg = maxmsg as libc::c_long;
             attr.mq_msgsize = msgsize as libc::c_long;
-            &mut attr as *mut libc::mq_attr
+            &raw mut attr
         }
         None => std::ptr::null_mut(),
     };
@@ -69,7 +69,7 @@ pub fn unlink(name: &CStr) -> Result<(), Errno> {
 pub fn getattr(mqd: BorrowedFd<'_>) -> Result<Attr, Errno> {
     let mut attr = zeroed_attr();
     // SAFETY: `mqd` is a live queue descriptor; `attr` is writable storage for the call.
-    if unsafe { libc::mq_getattr(mqd.as_raw_fd(), &mut attr) } < 0 {
+    if unsafe { libc::mq_getattr(mqd.as_raw_fd(), &raw mut attr) } < 0 {
         return Err(last_errno());
     }
     Ok(Attr {
@@ -89,7 +89,7 @@ fn timespec(at: &rustix::time::Timespec) -> libc::timespec {
     ts
 }
 
-/// `mq_timedsend` until `at` (CLOCK_REALTIME): ETIMEDOUT when the queue stays full until then
+/// `mq_timedsend` until `at` (`CLOCK_REALTIME`): ETIMEDOUT when the queue stays full until then
 /// (at once if `at` has passed).
 pub fn send(
     mqd: BorrowedFd<'_>,
@@ -106,7 +106,7 @@ pub fn send(
             data.as_ptr().cast(),
             data.len(),
             priority,
-            &ts,
+            &raw const ts,
         )
     };
     if rc < 0 {
@@ -116,7 +116,7 @@ pub fn send(
 }
 
 /// `mq_timedreceive` into `buf` (at least the queue's message size) until `at`
-/// (CLOCK_REALTIME); returns `(length, priority)`, ETIMEDOUT when the queue stays empty.
+/// (`CLOCK_REALTIME`); returns `(length, priority)`, ETIMEDOUT when the queue stays empty.
 pub fn receive(
     mqd: BorrowedFd<'_>,
     buf: &mut [u8],
@@ -131,12 +131,12 @@ pub fn receive(
             mqd.as_raw_fd(),
             buf.as_mut_ptr().cast(),
             buf.len(),
-            &mut priority,
-            &ts,
+            &raw mut priority,
+            &raw const ts,
         )
     };
-    if n < 0 {
-        return Err(last_errno());
+    match usize::try_from(n) {
+        Ok(n) => Ok((n, priority)),
+        Err(_) => Err(last_errno()),
     }
-    Ok((n as usize, priority))
 }

@@ -127,6 +127,8 @@ impl SharedMutex {
         }
     }
 
+    // The base's alignment is checked in the constructors (see the SAFETY comment).
+    #[allow(clippy::cast_ptr_alignment)]
     fn state(&self) -> &AtomicU32 {
         // SAFETY: the base is page-aligned (own mapping) or 64-byte aligned (borrowed) and the
         // region is at least SEGMENT_SIZE bytes (checked in the constructors); the memory lives
@@ -194,7 +196,7 @@ impl SharedMutex {
             Some(slice) => {
                 let until = super::realtime_after(slice);
                 // SAFETY: as above; `until` is a valid timespec on the stack.
-                unsafe { libc::pthread_mutex_timedlock(self.raw(), &until) }
+                unsafe { libc::pthread_mutex_timedlock(self.raw(), &raw const until) }
             }
         };
         match rc {

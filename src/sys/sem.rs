@@ -1,4 +1,4 @@
-//! POSIX named semaphores (`sem_open` and friends): the same objects C programs and posix_ipc
+//! POSIX named semaphores (`sem_open` and friends): the same objects C programs and `posix_ipc`
 //! open under the same name.
 
 use std::ffi::CStr;
@@ -84,7 +84,7 @@ impl NamedSem {
         {
             let until = super::realtime_after(slice);
             // SAFETY: `sem` is an open semaphore and `until` a valid timespec on the stack.
-            if unsafe { libc::sem_timedwait(self.sem.as_ptr(), &until) } == 0 {
+            if unsafe { libc::sem_timedwait(self.sem.as_ptr(), &raw const until) } == 0 {
                 Ok(())
             } else {
                 Err(last_errno())
@@ -119,7 +119,7 @@ impl NamedSem {
         {
             let mut value: libc::c_int = 0;
             // SAFETY: `sem` is an open semaphore and `value` a valid int to store into.
-            if unsafe { libc::sem_getvalue(self.sem.as_ptr(), &mut value) } == 0 {
+            if unsafe { libc::sem_getvalue(self.sem.as_ptr(), &raw mut value) } == 0 {
                 Ok(value.max(0))
             } else {
                 Err(last_errno())

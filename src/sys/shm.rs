@@ -66,7 +66,7 @@ impl Mapping {
         // SAFETY: `offset..end` lies inside the mapping, which is valid while `self` lives; the
         // source is a Rust slice that cannot overlap a mapping made by the kernel for us.
         unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), self.as_ptr().add(offset), src.len())
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.as_ptr().add(offset), src.len());
         };
         Ok(())
     }
@@ -79,7 +79,7 @@ impl Mapping {
         }
         // SAFETY: as in `write_at`, with the roles swapped.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), dst.as_mut_ptr(), dst.len())
+            std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), dst.as_mut_ptr(), dst.len());
         };
         Ok(())
     }
@@ -103,10 +103,10 @@ pub fn reserve(fd: BorrowedFd<'_>, len: u64) -> Result<(), Errno> {
             // SAFETY: plain system call on a valid descriptor; no memory is passed.
             let rc = unsafe { libc::posix_fallocate(fd.as_raw_fd(), 0, len) };
             match rc {
-                0 => return Ok(()),
                 libc::EINTR => continue,
-                // tmpfs on old kernels, or file systems without fallocate: nothing to reserve.
-                libc::EOPNOTSUPP | libc::ENOSYS => return Ok(()),
+                // Reserved; or tmpfs on old kernels, or file systems without fallocate: nothing
+                // to reserve.
+                0 | libc::EOPNOTSUPP | libc::ENOSYS => return Ok(()),
                 err => return Err(Errno::from_raw_os_error(err)),
             }
         }

@@ -16,14 +16,14 @@ impl SigSet {
         // SAFETY: sigset_t is plain data; sigemptyset initialises it fully.
         let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: `set` is valid writable storage.
-        unsafe { libc::sigemptyset(&mut set) };
+        unsafe { libc::sigemptyset(&raw mut set) };
         SigSet(set)
     }
 
     /// Adds `signo`; EINVAL for a number that is not a signal.
     pub fn add(&mut self, signo: i32) -> Result<(), Errno> {
         // SAFETY: `self.0` is an initialised sigset_t.
-        if unsafe { libc::sigaddset(&mut self.0, signo) } < 0 {
+        if unsafe { libc::sigaddset(&raw mut self.0, signo) } < 0 {
             return Err(Errno::INVAL);
         }
         Ok(())
@@ -32,7 +32,7 @@ impl SigSet {
     /// Whether `signo` is in the set.
     pub fn contains(&self, signo: i32) -> bool {
         // SAFETY: `self.0` is an initialised sigset_t, only read.
-        unsafe { libc::sigismember(&self.0, signo) == 1 }
+        unsafe { libc::sigismember(&raw const self.0, signo) == 1 }
     }
 }
 
@@ -40,7 +40,7 @@ impl SigSet {
 pub fn thread_mask() -> Result<SigSet, Errno> {
     let mut old = SigSet::empty();
     // SAFETY: a NULL new set only queries; `old.0` is writable storage.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut old.0) };
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &raw mut old.0) };
     if rc != 0 {
         return Err(Errno::from_raw_os_error(rc));
     }
@@ -55,7 +55,7 @@ pub fn change_thread_mask(set: &SigSet, block: bool) -> Result<(), Errno> {
         libc::SIG_UNBLOCK
     };
     // SAFETY: `set.0` is an initialised sigset_t; the old mask is not asked for.
-    let rc = unsafe { libc::pthread_sigmask(how, &set.0, std::ptr::null_mut()) };
+    let rc = unsafe { libc::pthread_sigmask(how, &raw const set.0, std::ptr::null_mut()) };
     if rc != 0 {
         return Err(Errno::from_raw_os_error(rc));
     }
@@ -65,7 +65,8 @@ pub fn change_thread_mask(set: &SigSet, block: bool) -> Result<(), Errno> {
 /// A new signalfd for `set`, close-on-exec and non-blocking.
 pub fn signalfd(set: &SigSet) -> Result<OwnedFd, Errno> {
     // SAFETY: -1 asks for a new descriptor; `set.0` is an initialised sigset_t read in the call.
-    let fd = unsafe { libc::signalfd(-1, &set.0, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    let fd =
+        unsafe { libc::signalfd(-1, &raw const set.0, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
     if fd < 0 {
         return Err(last_errno());
     }
@@ -82,7 +83,7 @@ pub struct Info {
     pub pid: i32,
     /// The sender's real uid.
     pub uid: u32,
-    /// si_code (SI_USER, SI_QUEUE, CLD_EXITED ...).
+    /// `si_code` (`SI_USER`, `SI_QUEUE`, `CLD_EXITED` ...).
     pub code: i32,
     /// Exit status or signal, for SIGCHLD.
     pub status: i32,
@@ -96,25 +97,20 @@ pub fn read(fd: BorrowedFd<'_>) -> Result<Info, Errno> {
     let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
     let size = std::mem::size_of::<libc::signalfd_siginfo>();
     // SAFETY: `info` is writable storage of `size` bytes; the kernel writes whole records only.
-    let n = unsafe {
-        libc::read(
-            fd.as_raw_fd(),
-            (&mut info as *mut libc::signalfd_siginfo).cast(),
-            size,
-        )
-    };
-    if n < 0 {
+    let n = unsafe { libc::read(fd.as_raw_fd(), (&raw mut info).cast(), size) };
+    let Ok(n) = usize::try_from(n) else {
         return Err(last_errno());
-    }
-    if n as usize != size {
+    };
+    if n != size {
         return Err(Errno::IO);
     }
     Ok(Info {
-        signo: info.ssi_signo as i32,
-        pid: info.ssi_pid as i32,
+        signo: i32::try_from(info.ssi_signo).map_err(|_| Errno::IO)?,
+        pid: i32::try_from(info.ssi_pid).map_err(|_| Errno::IO)?,
         uid: info.ssi_uid,
         code: info.ssi_code,
         status: info.ssi_status,
-        value: info.ssi_ptr as i64,
+        // The sigval's 64 bits unchanged, read as a signed number.
+        value: i64::from_ne_bytes(info.ssi_ptr.to_ne_bytes()),
     })
 }

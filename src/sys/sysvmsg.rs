@@ -60,7 +60,7 @@ pub fn stat(id: i32) -> Result<Stat, Errno> {
     // SAFETY: msqid_ds is a plain struct of integers; all-zero bytes are a valid value.
     let mut ds: libc::msqid_ds = unsafe { std::mem::zeroed() };
     // SAFETY: `ds` is writable storage for one msqid_ds during the call.
-    if unsafe { libc::msgctl(id, libc::IPC_STAT, &mut ds) } < 0 {
+    if unsafe { libc::msgctl(id, libc::IPC_STAT, &raw mut ds) } < 0 {
         return Err(last_errno());
     }
     Ok(Stat {
@@ -151,8 +151,5 @@ pub fn receive(id: i32, buf: &mut MsgBuf, mtype: i64, flags: i32) -> Result<usiz
             flags,
         )
     };
-    if n < 0 {
-        return Err(last_errno());
-    }
-    Ok(n as usize)
+    usize::try_from(n).map_err(|_| last_errno())
 }
