@@ -7,12 +7,12 @@ use std::time::Duration;
 use rustix::net::RecvFlags;
 
 use crate::error::{Error, Result};
-use crate::frame::{self, Header};
+use crate::frame;
 use crate::wait::{Deadline, Interrupt, Ready, Wait, SLICE};
 
 use super::ancillary::{recv_ancillary, Ancillary};
 use super::options::recv_flags;
-use super::recvbuf::{Partial, RecvBuf, RX_BUFFER};
+use super::recvbuf::{Next, RecvBuf, RX_BUFFER};
 use super::stream::{Incoming, Stream};
 use super::Kind;
 
@@ -43,6 +43,26 @@ pub(super) fn recv_into(
     Ok((n, anc))
 }
 
+/// One `recvmsg` into `dst` with the descriptors that came with it; a truncated control message
+/// is an error (its descriptors are closed).
+fn recv_some(
+    stream: &Stream,
+    dst: &mut [u8],
+    wait: &mut Wait<'_>,
+) -> Result<(usize, Vec<OwnedFd>)> {
+    let (n, anc) = recv_into(stream, dst, RecvFlags::empty(), wait)?;
+    if anc.truncated {
+        return Err(fds_truncated(stream));
+    }
+    Ok((n, anc.fds))
+}
+
+fn fds_truncated(stream: &Stream) -> Error {
+    Error::FdsTruncated {
+        what: stream.peer.clone(),
+    }
+}
+
 /// The receive side of a [`Stream`], locked for one operation.
 pub struct Reader<'a> {
     pub(super) stream: &'a Stream,
@@ -50,20 +70,8 @@ pub struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    /// One `recvmsg` into `dst` with the descriptors that came with it; a truncated control
-    /// message is an error (its descriptors are closed).
-    fn recv_some(&self, dst: &mut [u8], wait: &mut Wait<'_>) -> Result<(usize, Vec<OwnedFd>)> {
-        let (n, anc) = recv_into(self.stream, dst, RecvFlags::empty(), wait)?;
-        if anc.truncated {
-            return Err(self.fds_truncated());
-        }
-        Ok((n, anc.fds))
-    }
-
     fn fds_truncated(&self) -> Error {
-        Error::FdsTruncated {
-            what: self.stream.peer.clone(),
-        }
+        fds_truncated(self.stream)
     }
 
     /// Reads more bytes into the buffer; `Ok(0)` at end of file. The bytes are kept even when
@@ -92,37 +100,46 @@ impl Reader<'_> {
 
     /// The descriptors that came with the message just received (theirs to own now).
     pub fn take_fds(&mut self) -> Vec<OwnedFd> {
-        std::mem::take(&mut self.buf.claimed)
+        self.buf.take_claimed()
     }
 
     /// Reads the next message's header (and the whole message when it is small).
     /// Errors: `Eof` at a clean end of file, `Truncated`, `MessageTooLarge`.
     pub fn next_message(&mut self, limit: Option<u64>, wait: &mut Wait<'_>) -> Result<Incoming> {
         // Descriptors of an earlier message that nobody took are closed here.
-        self.buf.claimed.clear();
-        let resumed = self
-            .buf
-            .partial
-            .as_mut()
-            .map(|p| (p.len, std::mem::take(&mut p.fds)));
-        if let Some((len, fds)) = resumed {
-            self.buf.claimed = fds;
+        self.buf.drop_claimed();
+        if let Some(len) = self.buf.resume() {
             return Ok(Incoming::Large(len));
         }
         if self.stream.kind == Kind::SeqPacket {
             return self.next_packet(limit, wait);
         }
-        let (header, len) = loop {
-            match frame::decode_header(self.buf.buffered()) {
-                Header::Complete { header, len } => break (header, len),
-                Header::Malformed(n) => {
+        // A small frame stays whole in the buffer until all of it is there, so a receive that
+        // times out part way leaves the stream where it was.
+        loop {
+            match self.buf.next(RX_BUFFER - frame::LONG) {
+                Next::Small { header, len } => {
+                    self.check_limit(len as u64, limit)?;
+                    let out = self.buf.take_small(header, len, <[u8]>::to_vec);
+                    return Ok(Incoming::Small(out));
+                }
+                Next::Large { header, len } => {
+                    self.check_limit(len, limit)?;
+                    let size = usize::try_from(len).map_err(|_| Error::MessageTooLarge {
+                        size: len,
+                        limit: usize::MAX as u64,
+                        what: self.stream.peer.clone(),
+                    })?;
+                    self.buf.start_large(header, len);
+                    return Ok(Incoming::Large(size));
+                }
+                Next::Malformed(n) => {
                     return Err(Error::Invalid(format!(
                         "malformed message header (length {n}) from {}",
                         self.stream.peer
                     )))
                 }
-                Header::NeedMore(_) => {
-                    let have = self.buf.buffered().len() as u64;
+                Next::NeedHeader { have } => {
                     if self.fill(frame::LONG, wait)? == 0 {
                         return Err(if have == 0 {
                             Error::Eof {
@@ -131,44 +148,24 @@ impl Reader<'_> {
                         } else {
                             Error::Truncated {
                                 expected: 4,
-                                received: have,
+                                received: have as u64,
                                 what: format!("{} (in a length prefix)", self.stream.peer),
                             }
                         });
                     }
                 }
-            }
-        };
-        self.check_limit(len, limit)?;
-        let at = self.buf.abs_start();
-        let total = header as u64 + len;
-        let len = usize::try_from(len).map_err(|_| Error::MessageTooLarge {
-            size: len,
-            limit: usize::MAX as u64,
-            what: self.stream.peer.clone(),
-        })?;
-        if len > RX_BUFFER - frame::LONG {
-            self.buf.consume(header);
-            self.buf.claim(at, total);
-            return Ok(Incoming::Large(len));
-        }
-        // Small: the header stays in the buffer until the whole message is there, so a receive
-        // that times out part way leaves the stream where it was.
-        let whole = header + len;
-        while self.buf.buffered().len() < whole {
-            let want = whole - self.buf.buffered().len();
-            if self.fill(want, wait)? == 0 {
-                return Err(Error::Truncated {
-                    expected: len as u64,
-                    received: (self.buf.buffered().len() - header) as u64,
-                    what: self.stream.peer.clone(),
-                });
+                Next::NeedPayload { header, len, have } => {
+                    self.check_limit(len as u64, limit)?;
+                    if self.fill(header + len - have, wait)? == 0 {
+                        return Err(Error::Truncated {
+                            expected: len as u64,
+                            received: have as u64,
+                            what: self.stream.peer.clone(),
+                        });
+                    }
+                }
             }
         }
-        self.buf.claim(at, total);
-        let out = self.buf.buffered()[header..whole].to_vec();
-        self.buf.consume(whole);
-        Ok(Incoming::Small(out))
     }
 
     fn next_packet(&mut self, limit: Option<u64>, wait: &mut Wait<'_>) -> Result<Incoming> {
@@ -193,15 +190,9 @@ impl Reader<'_> {
             return Ok(Incoming::Large(len));
         }
         // Small: one receive into the buffer (consuming the packet), one copy out.
-        let mut small = std::mem::take(&mut self.buf.data);
-        small.resize(RX_BUFFER, 0);
-        let result = self.recv_some(&mut small, wait);
-        let out = result.map(|(got, fds)| {
-            self.buf.claimed = fds;
-            small[..got].to_vec()
-        });
-        self.buf.data = small;
-        Ok(Incoming::Small(out?))
+        let (got, fds) = recv_some(stream, self.buf.packet_space(), wait)?;
+        self.buf.add_claimed(fds);
+        Ok(Incoming::Small(self.buf.packet_space()[..got].to_vec()))
     }
 
     /// Whether a zero-length read is the end of the stream rather than an empty packet. On
@@ -233,8 +224,8 @@ impl Reader<'_> {
     /// Fills `dst` (exactly the announced length) with the message's payload.
     pub fn read_payload(&mut self, dst: &mut [u8], wait: &mut Wait<'_>) -> Result<()> {
         if self.stream.kind == Kind::SeqPacket {
-            let (n, fds) = self.recv_some(dst, wait)?;
-            self.buf.claimed.extend(fds);
+            let (n, fds) = recv_some(self.stream, dst, wait)?;
+            self.buf.add_claimed(fds);
             if n != dst.len() {
                 return Err(Error::Truncated {
                     expected: dst.len() as u64,
@@ -244,32 +235,26 @@ impl Reader<'_> {
             }
             return Ok(());
         }
-        let mut got = match self.buf.partial.take() {
-            Some(partial) => {
-                dst[..partial.data.len()].copy_from_slice(&partial.data);
-                partial.data.len()
-            }
-            None => self.buf.take_into(dst),
-        };
+        let mut got = self.buf.resume_into(dst);
         while got < dst.len() {
             // Reads stay inside this frame, so whatever descriptors come are its own.
             let read = recv_into(self.stream, &mut dst[got..], RecvFlags::empty(), wait);
             let (n, anc) = match read {
                 Ok(read) => read,
                 Err(e @ (Error::Timeout { .. } | Error::Interrupted)) => {
-                    self.keep_partial(dst, got);
+                    self.buf.keep_partial(dst, got);
                     return Err(e);
                 }
                 Err(e) => return Err(e),
             };
-            self.buf.abs_end += n as u64;
             if anc.truncated {
                 // The bytes stay with the message (continued by the next receive); the
                 // descriptors that arrived are closed.
-                self.keep_partial(dst, got + n);
+                self.buf.read_past(n, Vec::new());
+                self.buf.keep_partial(dst, got + n);
                 return Err(self.fds_truncated());
             }
-            self.buf.claimed.extend(anc.fds);
+            self.buf.read_past(n, anc.fds);
             if n == 0 {
                 return Err(Error::Truncated {
                     expected: dst.len() as u64,
@@ -282,31 +267,18 @@ impl Reader<'_> {
         Ok(())
     }
 
-    /// Keeps the first `got` bytes of a large message for the next receive to continue.
-    fn keep_partial(&mut self, dst: &[u8], got: usize) {
-        self.buf.partial = Some(Partial {
-            len: dst.len(),
-            data: dst[..got].to_vec(),
-            fds: std::mem::take(&mut self.buf.claimed),
-        });
-    }
-
     /// Reads at most `dst.len()` raw bytes (one packet on seqpacket sockets); 0 at end of file.
     /// Descriptors that came with them are kept for [`Reader::take_fds`].
     pub fn read_some(&mut self, dst: &mut [u8], wait: &mut Wait<'_>) -> Result<usize> {
-        self.buf.claimed.clear();
+        self.buf.drop_claimed();
         if dst.is_empty() {
             return Ok(0);
         }
         if !self.buf.buffered().is_empty() {
-            let n = self.buf.take_into(dst);
-            let upto = self.buf.abs_start();
-            self.buf.claim_before(upto);
-            return Ok(n);
+            return Ok(self.buf.take_raw(dst));
         }
-        let (n, fds) = self.recv_some(dst, wait)?;
-        self.buf.abs_end += n as u64;
-        self.buf.claimed = fds;
+        let (n, fds) = recv_some(self.stream, dst, wait)?;
+        self.buf.read_past(n, fds);
         Ok(n)
     }
 
@@ -322,7 +294,7 @@ impl Reader<'_> {
         let mut fds = Vec::new();
         while got < dst.len() {
             let n = self.read_some(&mut dst[got..], wait)?;
-            fds.append(&mut self.buf.claimed);
+            fds.append(&mut self.buf.take_claimed());
             if n == 0 {
                 return Err(if got == 0 {
                     Error::Eof {
@@ -338,7 +310,7 @@ impl Reader<'_> {
             }
             got += n;
         }
-        self.buf.claimed = fds;
+        self.buf.add_claimed(fds);
         Ok(())
     }
 

@@ -3,6 +3,8 @@
 
 use std::os::fd::OwnedFd;
 
+use crate::frame::{self, Header};
+
 /// Size of the read-ahead buffer that small messages come through. Larger messages are read
 /// straight into their destination: a 64 KiB message read through the buffer paid two extra
 /// copies and was 7 % slower than a stdlib socket reading into a preallocated buffer.
@@ -10,10 +12,10 @@ pub(super) const RX_BUFFER: usize = 8 * 1024;
 
 /// Descriptors that arrived with the bytes at absolute stream offsets `from..to`.
 #[derive(Debug)]
-pub(super) struct PendingFds {
-    pub(super) from: u64,
-    pub(super) to: u64,
-    pub(super) fds: Vec<OwnedFd>,
+struct PendingFds {
+    from: u64,
+    to: u64,
+    fds: Vec<OwnedFd>,
 }
 
 /// Receive-side state of a stream: bytes read ahead of the current message, and descriptors
@@ -25,28 +27,64 @@ pub(super) struct PendingFds {
 /// that range and whose bytes reach `to` (no later frame can start inside the same segment).
 #[derive(Debug, Default)]
 pub struct RecvBuf {
-    pub(super) data: Vec<u8>,
-    pub(super) start: usize,
-    pub(super) end: usize,
-    /// Absolute stream offset of `data[end]`: every byte ever read into the buffer.
-    pub(super) abs_end: u64,
-    pub(super) pending: Vec<PendingFds>,
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Absolute stream offset of `data[end]`: every byte ever read, through the buffer or past it.
+    abs_end: u64,
+    pending: Vec<PendingFds>,
     /// Descriptors of the message being received.
-    pub(super) claimed: Vec<OwnedFd>,
+    claimed: Vec<OwnedFd>,
     /// A large message whose receive stopped part way (timeout, signal): the next receive
     /// continues it, so the stream never loses its place.
-    pub(super) partial: Option<Partial>,
+    partial: Option<Partial>,
 }
 
 /// The part of a large message received before its receive stopped.
 #[derive(Debug)]
-pub(super) struct Partial {
-    pub(super) len: usize,
-    pub(super) data: Vec<u8>,
-    pub(super) fds: Vec<OwnedFd>,
+struct Partial {
+    len: usize,
+    data: Vec<u8>,
+    fds: Vec<OwnedFd>,
+}
+
+/// What the buffer holds of the next frame.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Next {
+    /// Not a whole header yet: `have` bytes of one.
+    NeedHeader {
+        /// Bytes of the header buffered.
+        have: usize,
+    },
+    /// A small frame still arriving: `have` of its `len` payload bytes are buffered.
+    NeedPayload {
+        /// The header's length.
+        header: usize,
+        /// The announced payload length.
+        len: usize,
+        /// Payload bytes buffered.
+        have: usize,
+    },
+    /// A small frame whole in the buffer: take it with [`RecvBuf::take_small`].
+    Small {
+        /// The header's length.
+        header: usize,
+        /// The payload's length.
+        len: usize,
+    },
+    /// A frame too large for the buffer: hand it over with [`RecvBuf::start_large`].
+    Large {
+        /// The header's length.
+        header: usize,
+        /// The announced payload length.
+        len: u64,
+    },
+    /// A header no sender writes.
+    Malformed(i32),
 }
 
 impl RecvBuf {
+    /// The bytes read ahead and not yet taken.
     pub(super) fn buffered(&self) -> &[u8] {
         &self.data[self.start..self.end]
     }
@@ -56,7 +94,7 @@ impl RecvBuf {
         self.abs_end - (self.end - self.start) as u64
     }
 
-    pub(super) fn consume(&mut self, n: usize) {
+    fn consume(&mut self, n: usize) {
         self.start += n;
         if self.start == self.end {
             self.start = 0;
@@ -91,6 +129,60 @@ impl RecvBuf {
         }
     }
 
+    /// Records `n` bytes of the current message read past the buffer, straight into its
+    /// destination, and the descriptors that came with them (the message's own: such reads
+    /// stay inside its frame).
+    pub(super) fn read_past(&mut self, n: usize, fds: Vec<OwnedFd>) {
+        self.abs_end += n as u64;
+        self.claimed.extend(fds);
+    }
+
+    /// Where the next frame stands; `limit` is the largest small payload (the rest is large).
+    pub(super) fn next(&self, limit: usize) -> Next {
+        let buffered = self.buffered();
+        match frame::decode_header(buffered) {
+            Header::NeedMore(_) => Next::NeedHeader {
+                have: buffered.len(),
+            },
+            Header::Malformed(n) => Next::Malformed(n),
+            Header::Complete { header, len } => match usize::try_from(len) {
+                Ok(len) if len <= limit => {
+                    let have = buffered.len() - header;
+                    if have >= len {
+                        Next::Small { header, len }
+                    } else {
+                        Next::NeedPayload { header, len, have }
+                    }
+                }
+                _ => Next::Large { header, len },
+            },
+        }
+    }
+
+    /// Takes the small frame whole at the front of the buffer ([`Next::Small`]): its
+    /// descriptors become the claimed ones, and its payload is handed to `take`.
+    pub(super) fn take_small<T>(
+        &mut self,
+        header: usize,
+        len: usize,
+        take: impl FnOnce(&[u8]) -> T,
+    ) -> T {
+        let at = self.abs_start();
+        self.claim(at, (header + len) as u64);
+        let out = take(&self.buffered()[header..header + len]);
+        self.consume(header + len);
+        out
+    }
+
+    /// Starts a large frame at the front of the buffer ([`Next::Large`]): consumes its header
+    /// and claims its descriptors; its payload is then taken with [`RecvBuf::take_into`] and
+    /// read past the buffer.
+    pub(super) fn start_large(&mut self, header: usize, len: u64) {
+        let at = self.abs_start();
+        self.consume(header);
+        self.claim(at, header as u64 + len);
+    }
+
     /// Takes up to `dst.len()` buffered bytes into `dst`; returns how many.
     pub(super) fn take_into(&mut self, dst: &mut [u8]) -> usize {
         let n = dst.len().min(self.end - self.start);
@@ -99,9 +191,21 @@ impl RecvBuf {
         n
     }
 
+    /// Takes up to `dst.len()` buffered raw bytes, with every descriptor that arrived with bytes
+    /// up to the last one taken.
+    pub(super) fn take_raw(&mut self, dst: &mut [u8]) -> usize {
+        let n = self.take_into(dst);
+        let upto = self.abs_start();
+        self.claim_before(upto);
+        n
+    }
+
     /// Claims the descriptors of the frame at `header..header + total`; closes those of bytes
     /// before it that nobody claimed.
-    pub(super) fn claim(&mut self, header: u64, total: u64) {
+    fn claim(&mut self, header: u64, total: u64) {
+        if self.pending.is_empty() {
+            return;
+        }
         let mut keep = Vec::with_capacity(self.pending.len());
         for entry in self.pending.drain(..) {
             if entry.to <= header {
@@ -116,7 +220,10 @@ impl RecvBuf {
     }
 
     /// Every pending descriptor that arrived with bytes before absolute offset `upto`.
-    pub(super) fn claim_before(&mut self, upto: u64) {
+    fn claim_before(&mut self, upto: u64) {
+        if self.pending.is_empty() {
+            return;
+        }
         let mut keep = Vec::with_capacity(self.pending.len());
         for entry in self.pending.drain(..) {
             if entry.from < upto {
@@ -127,4 +234,65 @@ impl RecvBuf {
         }
         self.pending = keep;
     }
+
+    /// The descriptors of the message just received (the caller's now).
+    pub(super) fn take_claimed(&mut self) -> Vec<OwnedFd> {
+        std::mem::take(&mut self.claimed)
+    }
+
+    /// Closes the claimed descriptors nobody took (a new receive starts).
+    pub(super) fn drop_claimed(&mut self) {
+        self.claimed.clear();
+    }
+
+    /// Adds descriptors to the claimed ones.
+    pub(super) fn add_claimed(&mut self, fds: Vec<OwnedFd>) {
+        if self.claimed.is_empty() {
+            self.claimed = fds;
+        } else {
+            self.claimed.extend(fds);
+        }
+    }
+
+    /// The whole buffer, for one packet of a seqpacket socket (which never reads ahead).
+    pub(super) fn packet_space(&mut self) -> &mut [u8] {
+        debug_assert!(self.buffered().is_empty());
+        self.space(RX_BUFFER);
+        &mut self.data[..]
+    }
+
+    /// Keeps the first `got` bytes of a large message of `dst.len()` bytes, and its claimed
+    /// descriptors, for the next receive to continue.
+    pub(super) fn keep_partial(&mut self, dst: &[u8], got: usize) {
+        self.partial = Some(Partial {
+            len: dst.len(),
+            data: dst[..got].to_vec(),
+            fds: std::mem::take(&mut self.claimed),
+        });
+    }
+
+    /// A large message whose receive stopped part way: its length, and its descriptors become
+    /// the claimed ones again. Its bytes are given back by [`RecvBuf::resume_into`].
+    pub(super) fn resume(&mut self) -> Option<usize> {
+        let partial = self.partial.as_mut()?;
+        let fds = std::mem::take(&mut partial.fds);
+        let len = partial.len;
+        self.claimed = fds;
+        Some(len)
+    }
+
+    /// Copies the bytes of a resumed message into `dst` (its whole length), or the buffered
+    /// ones when none was resumed; returns how many.
+    pub(super) fn resume_into(&mut self, dst: &mut [u8]) -> usize {
+        match self.partial.take() {
+            Some(partial) => {
+                dst[..partial.data.len()].copy_from_slice(&partial.data);
+                partial.data.len()
+            }
+            None => self.take_into(dst),
+        }
+    }
 }
+
+#[cfg(test)]
+mod tests;
