@@ -190,24 +190,35 @@ impl Stream {
         }
         let mut header = [0u8; frame::LONG];
         let hlen = frame::encode_header(data.len() as u64, &mut header);
-        let total = hlen + data.len();
+        self.send_vectored(&header[..hlen], data, fds, &mut wait)
+    }
+
+    /// The one send loop of a stream: every byte of `head` then `body`, in as few `sendmsg`
+    /// calls as the kernel allows, with `fds` on the first byte and only on it. A partial write
+    /// (a full buffer at the end of a slice, a signal) continues where it stopped; `EINTR` and
+    /// `EAGAIN` are retried by `wait`, which also ends the send at its deadline.
+    fn send_vectored(
+        &self,
+        head: &[u8],
+        body: &[u8],
+        fds: &[BorrowedFd<'_>],
+        wait: &mut Wait<'_>,
+    ) -> Result<()> {
+        let total = head.len() + body.len();
         let mut sent = 0usize;
         while sent < total {
-            let n = wait.run(
+            sent += wait.run(
                 self.fd.as_fd(),
                 Ready::Write,
                 "send",
                 &self.peer,
                 |nonblocking| {
-                    let iov_storage;
-                    let iov: &[IoSlice<'_>] = if sent < hlen {
-                        iov_storage = [IoSlice::new(&header[sent..hlen]), IoSlice::new(data)];
-                        &iov_storage
-                    } else {
-                        iov_storage = [IoSlice::new(&data[sent - hlen..]), IoSlice::new(&[])];
-                        &iov_storage[..1]
+                    let (first, second) = match head.get(sent..) {
+                        Some(rest) if !rest.is_empty() => (rest, body),
+                        _ => (&body[sent - head.len()..], &[][..]),
                     };
-                    // The descriptors ride on the first bytes of the frame, and only on them.
+                    let iov = [IoSlice::new(first), IoSlice::new(second)];
+                    let iov = if second.is_empty() { &iov[..1] } else { &iov };
                     let fds = if sent == 0 { fds } else { &[] };
                     send_ancillary(
                         self.fd.as_fd(),
@@ -219,7 +230,6 @@ impl Stream {
                     )
                 },
             )?;
-            sent += n;
         }
         Ok(())
     }
@@ -289,27 +299,7 @@ impl Stream {
         if self.kind == Kind::SeqPacket {
             return self.send_packet(data, fds, &mut wait);
         }
-        let mut sent = 0usize;
-        while sent < data.len() {
-            let fds = if sent == 0 { fds } else { &[] };
-            sent += wait.run(
-                self.fd.as_fd(),
-                Ready::Write,
-                "send",
-                &self.peer,
-                |nonblocking| {
-                    send_ancillary(
-                        self.fd.as_fd(),
-                        &[IoSlice::new(&data[sent..])],
-                        fds,
-                        false,
-                        send_flags(nonblocking),
-                        None,
-                    )
-                },
-            )?;
-        }
-        Ok(())
+        self.send_vectored(&[], data, fds, &mut wait)
     }
 
     /// Sends every byte of `data` on the raw stream (one packet on seqpacket sockets).

@@ -119,3 +119,34 @@ fn empty_seqpacket_messages_are_not_end_of_file() {
         Err(Error::Eof { .. })
     ));
 }
+
+#[test]
+fn partial_writes_continue_and_descriptors_go_once_with_the_first_byte() {
+    let (a, b) = Stream::pair(Kind::Stream, DEFAULT_MAX_MESSAGE).expect("pair");
+    let (r, w) = rustix::pipe::pipe().expect("pipe");
+    // Larger than any send buffer: the kernel takes it in several writes.
+    let big: Vec<u8> = (0..12_000_000u32).map(|i| (i % 253) as u8).collect();
+    let raw: Vec<u8> = (0..9_000_000u32).map(|i| (i % 241) as u8).collect();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut stop = Uninterrupted;
+            a.send_message(&big, &[r.as_fd()], &mut stop).expect("send");
+            a.send_with_fds(&raw, &[w.as_fd(), r.as_fd()], &mut stop)
+                .expect("send raw");
+            a.send_message(b"after", &[], &mut stop).expect("send");
+        });
+        let (message, fds) = recv_with_fds(&b);
+        assert!(message == big, "the large message arrived changed");
+        assert_eq!(fds.len(), 1);
+        let mut stop = Uninterrupted;
+        let mut wait = b.wait(&mut stop);
+        let mut got = vec![0u8; raw.len()];
+        let mut reader = b.reader().expect("reader");
+        reader.read_exact(&mut got, &mut wait).expect("raw");
+        assert!(got == raw, "the raw bytes arrived changed");
+        assert_eq!(reader.take_fds().len(), 2);
+        drop(reader);
+        let (after, fds) = recv_with_fds(&b);
+        assert_eq!((after.as_slice(), fds.len()), (&b"after"[..], 0));
+    });
+}
