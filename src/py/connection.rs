@@ -32,6 +32,10 @@ enum Received {
 }
 
 impl Received {
+    fn small(bytes: &[u8]) -> Received {
+        Received::Vec(bytes.to_vec())
+    }
+
     fn into_py(self, py: Python<'_>) -> Py<PyBytes> {
         match self {
             Received::Vec(v) => PyBytes::new(py, &v).unbind(),
@@ -93,10 +97,10 @@ impl Connection {
         let result = detached(py, |check| {
             let mut reader = stream.reader()?;
             let mut wait = stream.wait(check);
-            let incoming = reader.next_message(limit, &mut wait)?;
+            let incoming = reader.next_message_with(limit, &mut wait, Received::small)?;
             let deadline = wait.deadline;
             let received = match incoming {
-                Incoming::Small(v) => Received::Vec(v),
+                Incoming::Small(small) => small,
                 Incoming::Large(len) => {
                     let mut fresh =
                         Python::attach(|py| Fresh::new(py, len)).map_err(|e| check.fail(e))?;
@@ -298,12 +302,17 @@ impl Connection {
         detached(py, |check| {
             let mut reader = stream.reader()?;
             let mut wait = stream.wait(check);
-            let result = match reader.next_message(None, &mut wait)? {
-                Incoming::Small(v) if v.len() <= dst.len() => {
-                    dst[..v.len()].copy_from_slice(&v);
-                    Ok(v.len())
+            // A small message goes from the receive buffer straight into `dst`.
+            let small = |bytes: &[u8]| match dst.get_mut(..bytes.len()) {
+                Some(room) => {
+                    room.copy_from_slice(bytes);
+                    Ok(bytes.len())
                 }
-                Incoming::Small(message) => Err(Error::BufferTooShort { message }),
+                None => Err(bytes.to_vec()),
+            };
+            let result = match reader.next_message_with(None, &mut wait, small)? {
+                Incoming::Small(Ok(len)) => Ok(len),
+                Incoming::Small(Err(message)) => Err(Error::BufferTooShort { message }),
                 Incoming::Large(len) if len <= dst.len() => {
                     reader.read_payload(&mut dst[..len], &mut wait)?;
                     Ok(len)

@@ -16,7 +16,7 @@ use super::recvbuf::{Next, RecvBuf, RX_BUFFER};
 use super::stream::{Incoming, Stream};
 use super::Kind;
 
-/// One `recvmsg` on `stream` into `dst` (`extra`: peek flags), bounded by `wait`: the bytes and
+/// One `recvmsg` (a `recv` over TCP) on `stream` into `dst` (`extra`: peek flags), bounded by `wait`: the bytes and
 /// what came with them.
 pub(super) fn recv_into(
     stream: &Stream,
@@ -31,13 +31,14 @@ pub(super) fn recv_into(
         "recv",
         &stream.peer,
         |nonblocking| {
+            let flags = recv_flags(nonblocking) | extra;
+            if stream.tcp {
+                // TCP carries no descriptors and no credentials: a plain `recv`.
+                return rustix::net::recv(stream.fd.as_fd(), &mut *dst, flags)
+                    .map(|(n, _)| (n, None));
+            }
             anc = Ancillary::default();
-            recv_ancillary(
-                stream.fd.as_fd(),
-                dst,
-                recv_flags(nonblocking) | extra,
-                &mut anc,
-            )
+            recv_ancillary(stream.fd.as_fd(), dst, flags, &mut anc)
         },
     )?;
     Ok((n, anc))
@@ -106,13 +107,24 @@ impl Reader<'_> {
     /// Reads the next message's header (and the whole message when it is small).
     /// Errors: `Eof` at a clean end of file, `Truncated`, `MessageTooLarge`.
     pub fn next_message(&mut self, limit: Option<u64>, wait: &mut Wait<'_>) -> Result<Incoming> {
+        self.next_message_with(limit, wait, <[u8]>::to_vec)
+    }
+
+    /// [`Reader::next_message`], handing a small message's bytes to `small` where they lie in
+    /// the receive buffer (a caller that makes its own object of them copies them once).
+    pub fn next_message_with<T>(
+        &mut self,
+        limit: Option<u64>,
+        wait: &mut Wait<'_>,
+        small: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Incoming<T>> {
         // Descriptors of an earlier message that nobody took are closed here.
         self.buf.drop_claimed();
         if let Some(len) = self.buf.resume() {
             return Ok(Incoming::Large(len));
         }
         if self.stream.kind == Kind::SeqPacket {
-            return self.next_packet(limit, wait);
+            return self.next_packet(limit, wait, small);
         }
         // A small frame stays whole in the buffer until all of it is there, so a receive that
         // times out part way leaves the stream where it was.
@@ -120,8 +132,7 @@ impl Reader<'_> {
             match self.buf.next(RX_BUFFER - frame::LONG) {
                 Next::Small { header, len } => {
                     self.check_limit(len as u64, limit)?;
-                    let out = self.buf.take_small(header, len, <[u8]>::to_vec);
-                    return Ok(Incoming::Small(out));
+                    return Ok(Incoming::Small(self.buf.take_small(header, len, small)));
                 }
                 Next::Large { header, len } => {
                     self.check_limit(len, limit)?;
@@ -168,7 +179,12 @@ impl Reader<'_> {
         }
     }
 
-    fn next_packet(&mut self, limit: Option<u64>, wait: &mut Wait<'_>) -> Result<Incoming> {
+    fn next_packet<T>(
+        &mut self,
+        limit: Option<u64>,
+        wait: &mut Wait<'_>,
+        small: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Incoming<T>> {
         let stream = self.stream;
         let flags = RecvFlags::PEEK | RecvFlags::TRUNC;
         let (len, peeked) = recv_into(stream, &mut [], flags, wait)?;
@@ -192,7 +208,7 @@ impl Reader<'_> {
         // Small: one receive into the buffer (consuming the packet), one copy out.
         let (got, fds) = recv_some(stream, self.buf.packet_space(), wait)?;
         self.buf.add_claimed(fds);
-        Ok(Incoming::Small(self.buf.packet_space()[..got].to_vec()))
+        Ok(Incoming::Small(small(&self.buf.packet_space()[..got])))
     }
 
     /// Whether a zero-length read is the end of the stream rather than an empty packet. On

@@ -19,11 +19,16 @@ use super::reader::Reader;
 use super::recvbuf::RecvBuf;
 use super::Kind;
 
+/// Payloads up to this size are copied after their header and sent by one plain `send`: the copy
+/// costs less than a `sendmsg` of two pieces (measured: see `docs/architecture.md`).
+const COALESCE: usize = 1024;
+
 /// How a received message is to be delivered.
 #[derive(Debug)]
-pub enum Incoming {
-    /// A small message, already complete in the receive buffer: its bytes.
-    Small(Vec<u8>),
+pub enum Incoming<T = Vec<u8>> {
+    /// A small message, already complete in the receive buffer: its bytes (or what the caller
+    /// of [`Reader::next_message_with`] made of them).
+    Small(T),
     /// A large message of this length: allocate a destination and call
     /// [`Reader::read_payload`].
     Large(usize),
@@ -40,7 +45,9 @@ pub struct Stream {
     pub(super) closed: AtomicBool,
     /// Timeout of sends and receives in nanoseconds; `u64::MAX` for none.
     pub(super) timeout_ns: AtomicU64,
-    pub(super) tx: Mutex<()>,
+    /// The send side: held for a whole message, with a scratch buffer that a small message is
+    /// assembled in (header and payload, sent as one).
+    pub(super) tx: Mutex<Vec<u8>>,
     pub(super) rx: Mutex<RecvBuf>,
     /// Connected through an explicitly named shared socket directory (the caller may warn).
     pub(super) shared_dir: bool,
@@ -69,7 +76,7 @@ impl Stream {
             max_message,
             closed: AtomicBool::new(false),
             timeout_ns: AtomicU64::new(NO_TIMEOUT),
-            tx: Mutex::new(()),
+            tx: Mutex::new(Vec::new()),
             rx: Mutex::new(RecvBuf::default()),
             shared_dir: false,
         })
@@ -184,19 +191,29 @@ impl Stream {
     ) -> Result<()> {
         self.check_fds(fds)?;
         let mut wait = self.wait(interrupt);
-        let _guard = self.tx.lock().map_err(|_| self.err_closed("send"))?;
+        let mut scratch = self.tx.lock().map_err(|_| self.err_closed("send"))?;
         if self.kind == Kind::SeqPacket {
             return self.send_packet(data, fds, &mut wait);
         }
         let mut header = [0u8; frame::LONG];
         let hlen = frame::encode_header(data.len() as u64, &mut header);
+        if fds.is_empty() && data.len() <= COALESCE {
+            // Header and payload in one buffer: one plain `send`, not a `sendmsg` of two.
+            let whole = &mut *scratch;
+            whole.clear();
+            whole.extend_from_slice(&header[..hlen]);
+            whole.extend_from_slice(data);
+            return self.send_vectored(&[], whole, fds, &mut wait);
+        }
         self.send_vectored(&header[..hlen], data, fds, &mut wait)
     }
 
-    /// The one send loop of a stream: every byte of `head` then `body`, in as few `sendmsg`
-    /// calls as the kernel allows, with `fds` on the first byte and only on it. A partial write
-    /// (a full buffer at the end of a slice, a signal) continues where it stopped; `EINTR` and
-    /// `EAGAIN` are retried by `wait`, which also ends the send at its deadline.
+    /// The one send loop of a stream: every byte of `head` then `body`, in as few system calls
+    /// as the kernel allows, with `fds` on the first byte and only on it. A partial write (a
+    /// full buffer at the end of a slice, a signal) continues where it stopped; `EINTR` and
+    /// `EAGAIN` are retried by `wait`, which also ends the send at its deadline. Bytes with no
+    /// descriptor to carry, from one slice, go by a plain `send`: the kernel's `sendmsg` costs
+    /// more (the message header and the vector to copy in).
     fn send_vectored(
         &self,
         head: &[u8],
@@ -217,17 +234,14 @@ impl Stream {
                         Some(rest) if !rest.is_empty() => (rest, body),
                         _ => (&body[sent - head.len()..], &[][..]),
                     };
+                    let fds = if sent == 0 { fds } else { &[] };
+                    let flags = send_flags(nonblocking);
+                    if fds.is_empty() && second.is_empty() {
+                        return rustix::net::send(self.fd.as_fd(), first, flags);
+                    }
                     let iov = [IoSlice::new(first), IoSlice::new(second)];
                     let iov = if second.is_empty() { &iov[..1] } else { &iov };
-                    let fds = if sent == 0 { fds } else { &[] };
-                    send_ancillary(
-                        self.fd.as_fd(),
-                        iov,
-                        fds,
-                        false,
-                        send_flags(nonblocking),
-                        None,
-                    )
+                    send_ancillary(self.fd.as_fd(), iov, fds, false, flags, None)
                 },
             )?;
         }
