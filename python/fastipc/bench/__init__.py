@@ -1,0 +1,1 @@
+"""Benchmark helpers of fastipc (the ``fastipc bench`` machinery)."""
