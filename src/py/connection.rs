@@ -180,11 +180,11 @@ impl Connection {
         let borrowed = fds.borrow();
         if let Ok(bytes) = buf.cast::<PyBytes>() {
             let data = slice_arg(bytes.as_bytes(), offset, size)?;
-            return detached(py, |check| stream.send_message(data, &borrowed, check));
+            return send_message(py, &stream, data, &borrowed);
         }
         let view = Buffer::readable(buf)?;
         let data = slice_arg(view.as_slice(), offset, size)?;
-        detached(py, |check| stream.send_message(data, &borrowed, check))
+        send_message(py, &stream, data, &borrowed)
     }
 
     /// Receives one message and the descriptors sent with it (which the caller then owns).
@@ -468,6 +468,20 @@ impl Connection {
             Err(_) => format!("<fastipc.Connection {} closed>", self.address),
         }
     }
+}
+
+/// Sends one message: a small one at once if it can go without waiting (the GIL kept: one
+/// system call, no release and re-acquisition), else with the GIL released.
+fn send_message(
+    py: Python<'_>,
+    stream: &Stream,
+    data: &[u8],
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> PyResult<()> {
+    if fds.is_empty() && stream.try_send_message(data).py_err()? {
+        return Ok(());
+    }
+    detached(py, |check| stream.send_message(data, fds, check))
 }
 
 /// `buf[offset:offset+size]` with multiprocessing's checks.

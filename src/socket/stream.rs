@@ -208,6 +208,45 @@ impl Stream {
         self.send_vectored(&header[..hlen], data, fds, &mut wait)
     }
 
+    /// Sends a small message (up to 1 KiB, no descriptors, on a Unix stream socket on Linux)
+    /// at once, without waiting: `Ok(true)` once the kernel took all of it; `Ok(false)` when it
+    /// cannot go that way now (the send side busy in another thread, the socket's buffer full,
+    /// a signal, another kind of socket, a larger message): then nothing was sent, and
+    /// [`Stream::send_message`] sends it. It never blocks, so a caller may hold a lock meanwhile
+    /// (the bindings hold the GIL, and save its release and re-acquisition).
+    pub fn try_send_message(&self, data: &[u8]) -> Result<bool> {
+        let eligible = cfg!(any(target_os = "linux", target_os = "android"))
+            && self.kind == Kind::Stream
+            && !self.tcp
+            && data.len() <= COALESCE
+            && !self.is_closed();
+        if !eligible {
+            return Ok(false);
+        }
+        let Ok(mut scratch) = self.tx.try_lock() else {
+            return Ok(false);
+        };
+        let mut header = [0u8; frame::LONG];
+        let hlen = frame::encode_header(data.len() as u64, &mut header);
+        scratch.clear();
+        scratch.extend_from_slice(&header[..hlen]);
+        scratch.extend_from_slice(data);
+        // Linux queues a Unix stream write this small as one buffer: all of it or none.
+        match rustix::net::send(self.fd.as_fd(), &scratch, send_flags(true)) {
+            Ok(n) if n == scratch.len() => Ok(true),
+            Ok(n) => {
+                // Not seen on Linux; should it happen, the frame is finished here, whole.
+                let rest = scratch.split_off(n);
+                let mut stop = crate::wait::Uninterrupted;
+                let mut wait = self.wait(&mut stop);
+                self.send_vectored(&[], &rest, &[], &mut wait)?;
+                Ok(true)
+            }
+            Err(Errno::AGAIN | Errno::INTR) => Ok(false),
+            Err(e) => Err(Error::os(e, "send", &self.peer)),
+        }
+    }
+
     /// The one send loop of a stream: every byte of `head` then `body`, in as few system calls
     /// as the kernel allows, with `fds` on the first byte and only on it. A partial write (a
     /// full buffer at the end of a slice, a signal) continues where it stopped; `EINTR` and

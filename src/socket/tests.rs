@@ -150,3 +150,35 @@ fn partial_writes_continue_and_descriptors_go_once_with_the_first_byte() {
         assert_eq!((after.as_slice(), fds.len()), (&b"after"[..], 0));
     });
 }
+
+#[test]
+fn a_small_message_is_sent_at_once_or_left_to_the_blocking_send() {
+    let (a, b) = Stream::pair(Kind::Stream, DEFAULT_MAX_MESSAGE).expect("pair");
+    let mut stop = Uninterrupted;
+    let linux = cfg!(any(target_os = "linux", target_os = "android"));
+    assert_eq!(a.try_send_message(b"now").expect("try"), linux);
+    // Too large for the immediate path, or the send side taken by another sender: not sent.
+    assert!(!a.try_send_message(&[1u8; 2000]).expect("large"));
+    let held = a.tx.lock().expect("lock");
+    assert!(!a.try_send_message(b"busy").expect("busy"));
+    drop(held);
+    if !linux {
+        a.send_message(b"now", &[], &mut stop).expect("send");
+    }
+    assert_eq!(b.recv_message(None, &mut stop).expect("recv"), b"now");
+    // A full socket buffer: refused without blocking; the stream stays whole.
+    let mut sent = 0usize;
+    while a.try_send_message(&[7u8; 1000]).expect("fill") {
+        sent += 1;
+    }
+    if linux {
+        assert!(sent > 0);
+    }
+    b.set_timeout(Some(Duration::from_secs(5)));
+    for _ in 0..sent {
+        assert_eq!(b.recv_message(None, &mut stop).expect("recv"), [7u8; 1000]);
+    }
+    let (sp, sb) = Stream::pair(Kind::SeqPacket, DEFAULT_MAX_MESSAGE).expect("pair");
+    assert!(!sp.try_send_message(b"packet").expect("seqpacket"));
+    drop(sb);
+}
