@@ -16,8 +16,8 @@ use crate::wait::{Deadline, Interrupt, Ready, Wait};
 use super::datagram::Datagram;
 use super::options::{configure_connected, new_socket, set_blocking};
 use super::resolve::{abstract_addr, family_of, ip_addrs, resolve, unix_addr, Target};
-use super::stream::{Stream, NO_TIMEOUT};
-use super::Kind;
+use super::stream::Stream;
+use super::{Kind, NO_TIMEOUT};
 
 /// Connects to `address`.
 pub fn connect(

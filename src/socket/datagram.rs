@@ -20,8 +20,7 @@ use super::ancillary::{check_fd_count, recv_ancillary, send_ancillary, Ancillary
 use super::bind::{bind_any, Bound};
 use super::options::{configure_connected, new_socket, recv_flags, send_flags, set_blocking};
 use super::resolve::{abstract_addr, ip_addrs, unix_addr, Target};
-use super::stream::NO_TIMEOUT;
-use super::Kind;
+use super::{Kind, NO_TIMEOUT};
 
 /// One received datagram, with what came along.
 #[derive(Debug)]

@@ -7,7 +7,7 @@
 //! - `options`: creating sockets and the options every fastipc socket gets
 //! - `resolve`: what an address leads to (`_addr.py`)
 //! - `bind`: binding at a path under its lock, the port-0 search, abstract and IP addresses
-//!   (`_sockdir.py`, `_open.py`); the ownership of a path itself lives in [[`crate::sockdir`]]
+//!   (`_sockdir.py`, `_open.py`); the ownership of a path itself lives in [`crate::sockdir`]
 //! - `listener`, `connect`: listening and its policy, connecting and adopting (`_listener.py`,
 //!   `_open.py`)
 //! - `recvbuf`: the pure receive buffer of a stream; `stream`: the send side and the
@@ -42,6 +42,8 @@ use rustix::net::SocketType;
 pub const DEFAULT_MAX_MESSAGE: u64 = 64 * 1024 * 1024;
 /// Most descriptors one message can carry (Linux's `SCM_MAX_FD`), checked before sending.
 pub const SCM_MAX_FD: usize = 253;
+/// A stored timeout (nanoseconds, in an atomic) meaning "none".
+const NO_TIMEOUT: u64 = u64::MAX;
 
 /// The kind of socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use super::ancillary::{check_fd_count, send_ancillary};
 use super::options::{configure_connected, pass_credentials, send_flags};
 use super::reader::Reader;
 use super::recvbuf::RecvBuf;
-use super::Kind;
+use super::{Kind, NO_TIMEOUT};
 
 /// Payloads up to this size are copied after their header and sent by one plain `send`: the copy
 /// costs less than a `sendmsg` of two pieces (measured: see `docs/architecture.md`).
@@ -52,8 +52,6 @@ pub struct Stream {
     /// Connected through an explicitly named shared socket directory (the caller may warn).
     pub(super) shared_dir: bool,
 }
-
-pub(super) const NO_TIMEOUT: u64 = u64::MAX;
 
 impl Stream {
     /// Wraps a connected socket.
