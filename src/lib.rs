@@ -25,8 +25,6 @@ pub mod sem;
 pub mod shm;
 pub mod signals;
 pub mod sockdir;
-// TODO(split): the pedantic lints are fixed in socket/ once the module is split by concern.
-#[allow(clippy::pedantic)]
 pub mod socket;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub mod sysvmq;

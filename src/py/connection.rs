@@ -33,6 +33,10 @@ enum Received {
 }
 
 impl Received {
+    fn small(bytes: &[u8]) -> Received {
+        Received::Vec(bytes.to_vec())
+    }
+
     fn into_py(self, py: Python<'_>) -> Py<PyBytes> {
         match self {
             Received::Vec(v) => PyBytes::new(py, &v).unbind(),
@@ -81,10 +85,10 @@ impl Connection {
         let result = detached(py, |check| {
             let mut reader = stream.reader()?;
             let mut wait = stream.wait(check);
-            let incoming = reader.next_message(limit, &mut wait)?;
+            let incoming = reader.next_message_with(limit, &mut wait, Received::small)?;
             let deadline = wait.deadline;
             let received = match incoming {
-                Incoming::Small(v) => Received::Vec(v),
+                Incoming::Small(small) => small,
                 Incoming::Large(len) => {
                     let mut fresh =
                         Python::attach(|py| Fresh::new(py, len)).map_err(|e| check.fail(e))?;
@@ -161,11 +165,11 @@ impl Connection {
         let borrowed = fds.borrow();
         if let Ok(bytes) = buf.cast::<PyBytes>() {
             let data = slice_arg(bytes.as_bytes(), offset, size)?;
-            return detached(py, |check| stream.send_message(data, &borrowed, check));
+            return send_message(py, &stream, data, &borrowed);
         }
         let view = Buffer::readable(buf)?;
         let data = slice_arg(view.as_slice(), offset, size)?;
-        detached(py, |check| stream.send_message(data, &borrowed, check))
+        send_message(py, &stream, data, &borrowed)
     }
 
     /// Receives one message and the descriptors sent with it (which the caller then owns).
@@ -283,12 +287,17 @@ impl Connection {
         detached(py, |check| {
             let mut reader = stream.reader()?;
             let mut wait = stream.wait(check);
-            let result = match reader.next_message(None, &mut wait)? {
-                Incoming::Small(v) if v.len() <= dst.len() => {
-                    dst[..v.len()].copy_from_slice(&v);
-                    Ok(v.len())
+            // A small message goes from the receive buffer straight into `dst`.
+            let small = |bytes: &[u8]| match dst.get_mut(..bytes.len()) {
+                Some(room) => {
+                    room.copy_from_slice(bytes);
+                    Ok(bytes.len())
                 }
-                Incoming::Small(message) => Err(Error::BufferTooShort { message }),
+                None => Err(bytes.to_vec()),
+            };
+            let result = match reader.next_message_with(None, &mut wait, small)? {
+                Incoming::Small(Ok(len)) => Ok(len),
+                Incoming::Small(Err(message)) => Err(Error::BufferTooShort { message }),
                 Incoming::Large(len) if len <= dst.len() => {
                     reader.read_payload(&mut dst[..len], &mut wait)?;
                     Ok(len)
@@ -444,6 +453,20 @@ impl Connection {
             Err(_) => format!("<fastipc.Connection {} closed>", self.address),
         }
     }
+}
+
+/// Sends one message: a small one at once if it can go without waiting (the GIL kept: one
+/// system call, no release and re-acquisition), else with the GIL released.
+fn send_message(
+    py: Python<'_>,
+    stream: &Stream,
+    data: &[u8],
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> PyResult<()> {
+    if fds.is_empty() && stream.try_send_message(data).py_err()? {
+        return Ok(());
+    }
+    detached(py, |check| stream.send_message(data, fds, check))
 }
 
 /// `buf[offset:offset+size]` with multiprocessing's checks.
