@@ -205,23 +205,136 @@ def wchan(pid: int, tid: int | None = None) -> str:
         return f.read().strip()
 
 
-def wait_blocked_in_kernel(pid: int, tid: int | None = None, timeout: float = 5.0) -> str:
+#: System call numbers, by machine, of the waits the tests look for in
+#: ``/proc/PID/task/TID/syscall`` (whose first field is the number of the call the thread is in).
+SYSCALL_NUMBERS: dict[str, dict[str, int]] = {
+    "x86_64": {"futex": 202, "msgrcv": 70, "nanosleep": 35, "clock_nanosleep": 230},
+    "aarch64": {"futex": 98, "msgrcv": 188, "nanosleep": 101, "clock_nanosleep": 115},
+}
+
+#: The sleeps of a polling wait: Python's ``time.sleep`` and Rust's ``std::thread::sleep`` (both
+#: through glibc, which makes ``nanosleep`` a ``clock_nanosleep``).
+SLEEP_SYSCALLS = ("clock_nanosleep", "nanosleep")
+
+
+def current_syscall(pid: int, tid: int | None = None) -> tuple[str, tuple[int, ...]] | None:
+    """The system call a thread is in, by name (``"running"`` if it is on a CPU, ``"none"`` if
+    it is not in a system call, ``"#N"`` for a number outside :data:`SYSCALL_NUMBERS`), with its
+    six arguments. None where that cannot be read: no ``/proc/PID/task/TID/syscall`` (it needs
+    the right to ptrace the process), or a machine whose numbers the table lacks."""
+    numbers = SYSCALL_NUMBERS.get(os.uname().machine)
+    if numbers is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/task/{tid or pid}/syscall") as f:
+            fields = f.read().split()
+    except PermissionError:
+        return None
+    if not fields or fields[0] == "running":
+        return "running", ()
+    nr = int(fields[0])
+    if nr < 0:
+        return "none", ()
+    names = {v: k for k, v in numbers.items()}
+    return names.get(nr, f"#{nr}"), tuple(int(a, 16) for a in fields[1:7])
+
+
+def mapped_ranges(pid: int, path: str) -> list[tuple[int, int]]:
+    """The address ranges at which a process maps the file ``path`` (from /proc/PID/maps). The
+    file is matched by device and inode, not by name: ``sem_open`` maps a temporary file that it
+    then links under the semaphore's name, so the creator's mapping shows the temporary name."""
+    st = os.stat(path)
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
+    ranges = []
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            fields = line.split(maxsplit=5)
+            if len(fields) >= 5 and fields[3] == device and int(fields[4]) == st.st_ino:
+                start, end = fields[0].split("-")
+                ranges.append((int(start, 16), int(end, 16)))
+    return ranges
+
+
+def _observe(pid: int, tid: int) -> tuple[str, str, tuple[str, tuple[int, ...]] | None]:
+    try:
+        return proc_state(pid, tid), wchan(pid, tid), current_syscall(pid, tid)
+    except FileNotFoundError as exc:
+        raise AssertionError(f"thread {tid} of process {pid} is gone") from exc
+
+
+def wait_blocked_in_kernel(
+    pid: int,
+    tid: int | None = None,
+    timeout: float = 5.0,
+    *,
+    syscalls: tuple[str, ...] | None = None,
+) -> str:
     """Bounded poll until the thread sleeps interruptibly in a kernel wait that is not a futex
-    (a futex wait would be the GIL or a lock, not the socket call). Returns the wait channel."""
+    (a futex wait would be the GIL or a lock, not the socket call). Returns the wait channel.
+
+    With ``syscalls`` (names from :data:`SYSCALL_NUMBERS`) the wait must also be in one of those
+    system calls, read exactly from ``/proc/PID/task/TID/syscall``; where that file cannot be
+    read, the wait channel alone decides, as without ``syscalls``."""
     tid = tid or pid
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            state, chan = proc_state(pid, tid), wchan(pid, tid)
-        except FileNotFoundError as exc:
-            raise AssertionError(f"thread {tid} of process {pid} is gone") from exc
-        if state == "S" and chan not in ("", "0") and "futex" not in chan:
+        state, chan, call = _observe(pid, tid)
+        asleep = state == "S" and chan not in ("", "0") and "futex" not in chan
+        if asleep and (syscalls is None or call is None or call[0] in syscalls):
             return chan
         if time.monotonic() > deadline:
             raise AssertionError(
-                f"process {pid} did not block within {timeout} s (state {state}, wchan {chan})"
+                f"process {pid} did not block within {timeout} s (state {state}, wchan {chan},"
+                f" system call {call and call[0]})"
             )
         time.sleep(0.001)
+
+
+#: How long a futex sleep must last, with this process's GIL free, for the wait-channel
+#: fallback of :func:`wait_blocked_in_futex` to take it for something other than a GIL wait.
+FUTEX_STEADY = 0.02
+
+
+def wait_blocked_in_futex(pid: int, tid: int | None = None, *, mapped: str, timeout: float = 5.0):
+    """Bounded poll until the thread sleeps in a futex whose word lies in the file ``mapped``
+    (``/dev/shm/sem.NAME`` for a semaphore, the segment of a Lock): the thread waits for that
+    semaphore or lock, not for the GIL or another lock (whose futex words live elsewhere).
+
+    Call it after the thread has said it is about to make the call (a report, an Event set just
+    before it): the wait is then that call's. A Semaphore's acquire polls for up to 250 µs
+    before it sleeps, and wakes every 50 ms to check for signals; the poll catches the sleep.
+
+    Where ``/proc/PID/task/TID/syscall`` cannot be read, the fallback is the wait channel: a
+    futex sleep seen without a break for :data:`FUTEX_STEADY` seconds, during which this
+    process's GIL was free (the poll sleeps between looks). That rules out a GIL wait of a
+    thread of this process, and a single-threaded child never waits for its GIL while in a call
+    that released it; it cannot tell another lock's futex, which the marker rules out."""
+    tid = tid or pid
+    deadline = time.monotonic() + timeout
+    steady_since = None
+    while True:
+        state, chan, call = _observe(pid, tid)
+        if call is not None:
+            if state == "S" and call[0] == "futex" and _in_file(pid, call[1][0], mapped):
+                return chan
+        elif state == "S" and "futex" in chan:
+            steady_since = steady_since or time.monotonic()
+            if time.monotonic() - steady_since >= FUTEX_STEADY:
+                return chan
+        else:
+            steady_since = None
+        if time.monotonic() > deadline:
+            where = call and (call[0], hex(call[1][0]) if call[1] else None)
+            raise AssertionError(
+                f"thread {tid} of process {pid} did not wait in a futex of {mapped} within"
+                f" {timeout} s (state {state}, wchan {chan}, system call {where},"
+                f" maps {mapped_ranges(pid, mapped)})"
+            )
+        time.sleep(0.001)
+
+
+def _in_file(pid: int, address: int, path: str) -> bool:
+    return any(start <= address < end for start, end in mapped_ranges(pid, path))
 
 
 # A child that connects to ARGS["address"] (kind ARGS["kind"]) and echoes every framed message
