@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -18,6 +19,8 @@ CHILD_TIMEOUT = 30.0
 
 #: pids of the children started by the current test (for attributing /dev/shm entries)
 SPAWNED_PIDS: set[int] = set()
+#: pids of every child started in this session
+SESSION_PIDS: set[int] = set()
 
 _PRELUDE = '''
 import json, os, sys
@@ -86,6 +89,7 @@ class Child:
         )
         self.pid = self.proc.pid
         SPAWNED_PIDS.add(self.pid)
+        SESSION_PIDS.add(self.pid)
         self._buf = b""
         self._eof = False
         self._stderr = b""
@@ -191,6 +195,58 @@ class Child:
                     pass
 
 
+def foreign_shm_entry(name: str, children: set[int]) -> bool:
+    """Whether a /dev/shm entry belongs to someone else: a ``fastipc-test-...`` name that does
+    not embed the pid of this process or of one of ``children`` (every test run names its
+    entries with its pid, ``fastipc-test-<pid>-...``), or an entry another live process holds.
+    Other fastipc test runs on the same machine use /dev/shm concurrently."""
+    if "fastipc-test-" in name:
+        tokens = set(re.split(r"[-.]", name))
+        if not tokens & {str(pid) for pid in children | {os.getpid()}}:
+            return True
+    return _held_by_other_process(name)
+
+
+def _held_by_other_process(name: str) -> bool:
+    """Whether another live process (not this one) has ``/dev/shm/<name>`` open or mapped.
+
+    The file is matched by device and inode (a semaphore's creator maps it under a temporary
+    name). An entry that someone else holds is theirs, not a leak of this test (whose children
+    have all exited by now)."""
+    try:
+        st = os.stat(f"/dev/shm/{name}")
+    except FileNotFoundError:
+        return False
+    me = os.getpid()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == me:
+            continue
+        try:
+            if _ranges_of(int(pid), st):
+                return True
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                other = os.stat(f"/proc/{pid}/fd/{fd}")
+                if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def _ranges_of(pid: int, st: os.stat_result) -> list[tuple[int, int]]:
+    """Where process ``pid`` maps the file ``st`` is the status of (matched in /proc/PID/maps
+    by device and inode)."""
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
+    ranges = []
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            fields = line.split(maxsplit=5)
+            if len(fields) >= 5 and fields[3] == device and int(fields[4]) == st.st_ino:
+                start, end = fields[0].split("-")
+                ranges.append((int(start, 16), int(end, 16)))
+    return ranges
+
+
 def proc_state(pid: int, tid: int | None = None) -> str:
     """The scheduler state letter of a process (or one of its threads) from /proc."""
     path = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
@@ -243,16 +299,7 @@ def mapped_ranges(pid: int, path: str) -> list[tuple[int, int]]:
     """The address ranges at which a process maps the file ``path`` (from /proc/PID/maps). The
     file is matched by device and inode, not by name: ``sem_open`` maps a temporary file that it
     then links under the semaphore's name, so the creator's mapping shows the temporary name."""
-    st = os.stat(path)
-    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
-    ranges = []
-    with open(f"/proc/{pid}/maps") as f:
-        for line in f:
-            fields = line.split(maxsplit=5)
-            if len(fields) >= 5 and fields[3] == device and int(fields[4]) == st.st_ino:
-                start, end = fields[0].split("-")
-                ranges.append((int(start, 16), int(end, 16)))
-    return ranges
+    return _ranges_of(pid, os.stat(path))
 
 
 def _observe(pid: int, tid: int) -> tuple[str, str, tuple[str, tuple[int, ...]] | None]:
