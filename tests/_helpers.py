@@ -264,8 +264,8 @@ def wchan(pid: int, tid: int | None = None) -> str:
 #: System call numbers, by machine, of the waits the tests look for in
 #: ``/proc/PID/task/TID/syscall`` (whose first field is the number of the call the thread is in).
 SYSCALL_NUMBERS: dict[str, dict[str, int]] = {
-    "x86_64": {"futex": 202, "msgrcv": 70, "nanosleep": 35, "clock_nanosleep": 230},
-    "aarch64": {"futex": 98, "msgrcv": 188, "nanosleep": 101, "clock_nanosleep": 115},
+    "x86_64": {"futex": 202, "nanosleep": 35, "clock_nanosleep": 230},
+    "aarch64": {"futex": 98, "nanosleep": 101, "clock_nanosleep": 115},
 }
 
 #: The sleeps of a polling wait: Python's ``time.sleep`` and Rust's ``std::thread::sleep`` (both
@@ -303,8 +303,12 @@ def mapped_ranges(pid: int, path: str) -> list[tuple[int, int]]:
 
 
 def _observe(pid: int, tid: int) -> tuple[str, str, tuple[str, tuple[int, ...]] | None]:
+    """State, wait channel and system call of a thread. The system call is read first: a
+    thread seen in a call (off its CPU, as the kernel reports it) and then in state S sleeps in
+    that call."""
     try:
-        return proc_state(pid, tid), wchan(pid, tid), current_syscall(pid, tid)
+        call = current_syscall(pid, tid)
+        return proc_state(pid, tid), wchan(pid, tid), call
     except FileNotFoundError as exc:
         raise AssertionError(f"thread {tid} of process {pid} is gone") from exc
 
@@ -342,7 +346,9 @@ def wait_blocked_in_kernel(
 FUTEX_STEADY = 0.02
 
 
-def wait_blocked_in_futex(pid: int, tid: int | None = None, *, mapped: str, timeout: float = 5.0):
+def wait_blocked_in_futex(
+    pid: int, tid: int | None = None, *, mapped: str, timeout: float = 5.0
+) -> str:
     """Bounded poll until the thread sleeps in a futex whose word lies in the file ``mapped``
     (``/dev/shm/sem.NAME`` for a semaphore, the segment of a Lock): the thread waits for that
     semaphore or lock, not for the GIL or another lock (whose futex words live elsewhere).
@@ -355,7 +361,8 @@ def wait_blocked_in_futex(pid: int, tid: int | None = None, *, mapped: str, time
     futex sleep seen without a break for :data:`FUTEX_STEADY` seconds, during which this
     process's GIL was free (the poll sleeps between looks). That rules out a GIL wait of a
     thread of this process, and a single-threaded child never waits for its GIL while in a call
-    that released it; it cannot tell another lock's futex, which the marker rules out."""
+    that released it; it cannot tell another lock's futex, which the marker rules out.
+    Returns the wait channel."""
     tid = tid or pid
     deadline = time.monotonic() + timeout
     steady_since = None
