@@ -25,10 +25,9 @@ def posix_queues() -> set[str]:
     """The POSIX message queues of this test run: ``fastipc-test-<pid>-...`` names with the pid of
     this process or of a child it started (other runs on the machine have their own)."""
     ours = {str(pid) for pid in SESSION_PIDS | {os.getpid()}}
-    try:
-        names = os.listdir("/dev/mqueue")
-    except FileNotFoundError:  # /dev/mqueue not mounted: nothing to look at
+    if not os.path.ismount("/dev/mqueue"):  # not mounted: nothing to look at
         return set()
+    names = os.listdir("/dev/mqueue")
     return {n for n in names if n.startswith("fastipc-test-") and set(n.split("-")) & ours}
 
 
