@@ -23,7 +23,10 @@ SPAWNED_PIDS: set[int] = set()
 SESSION_PIDS: set[int] = set()
 
 _PRELUDE = '''
-import json, os, sys
+import json, os, signal, sys
+# Ctrl-C raises KeyboardInterrupt even when the suite was started with SIGINT ignored (a shell
+# starts background jobs so, and Python then installs no handler of its own).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 ARGS = json.loads(os.environ["FASTIPC_TEST_ARGS"])
 import fastipc
 import importlib
