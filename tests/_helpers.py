@@ -198,14 +198,28 @@ class Child:
                     pass
 
 
-def foreign_shm_entry(name: str, children: set[int]) -> bool:
-    """Whether a /dev/shm entry belongs to someone else: a ``fastipc-test-...`` name that does
-    not embed the pid of this process or of one of ``children`` (every test run names its
-    entries with its pid, ``fastipc-test-<pid>-...``), or an entry another live process holds.
-    Other fastipc test runs on the same machine use /dev/shm concurrently."""
+#: A /dev/shm entry under a name fastipc generates (a segment or lock, or a semaphore)
+GENERATED_ENTRY = re.compile(r"(sem\.)?fastipc-[0-9a-f]{16}")
+
+
+def foreign_shm_entry(name: str, children: set[int], registry: str | None = None) -> bool:
+    """Whether a /dev/shm entry belongs to someone else. Other fastipc test runs on the same
+    machine use /dev/shm concurrently; an entry is theirs if:
+
+    * it has a ``fastipc-test-...`` name that does not embed the pid of this process or of one of
+      ``children`` (every test run names its entries with its pid, ``fastipc-test-<pid>-...``);
+    * it has a generated name and is not recorded in ``registry``, the private registry of this
+      run, where fastipc records every segment, semaphore and lock that it creates;
+    * or another live process holds it."""
     if "fastipc-test-" in name:
         tokens = set(re.split(r"[-.]", name))
         if not tokens & {str(pid) for pid in children | {os.getpid()}}:
+            return True
+    generated = GENERATED_ENTRY.fullmatch(name)
+    if generated and registry:
+        kinds = ("sem",) if generated.group(1) else ("shm", "lock")
+        bare = name.removeprefix("sem.")
+        if not any(os.path.exists(os.path.join(registry, f"{k}.{bare}")) for k in kinds):
             return True
     return _held_by_other_process(name)
 

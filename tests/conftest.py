@@ -138,7 +138,8 @@ def no_leaks(request: pytest.FixtureRequest):
     shm_left = {
         n
         for n in _shm_fastipc() - shm_before
-        if os.path.exists(f"/dev/shm/{n}") and not foreign_shm_entry(n, SPAWNED_PIDS)
+        if os.path.exists(f"/dev/shm/{n}")
+        and not foreign_shm_entry(n, SPAWNED_PIDS, os.environ.get("FASTIPC_REGISTRY_DIR"))
     }
     if leaked or shm_left:
         # close them so that one leak does not cascade into every later test

@@ -42,7 +42,9 @@ def dev_shm_left_clean(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         os.environ.pop("FASTIPC_REGISTRY_DIR", None)
     else:
         os.environ["FASTIPC_REGISTRY_DIR"] = previous
-    left = sorted(n for n in _shm_entries() - before if not foreign_shm_entry(n, SESSION_PIDS))
+    left = sorted(
+        n for n in _shm_entries() - before if not foreign_shm_entry(n, SESSION_PIDS, str(registry))
+    )
     for name in left:
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(SHM_DIR, name))
