@@ -11,7 +11,7 @@ import textwrap
 import time
 
 import pytest
-from _helpers import proc_state
+from _helpers import SESSION_PIDS, proc_state
 
 _counter = itertools.count()
 
@@ -22,25 +22,53 @@ def unique(prefix: str) -> str:
 
 
 def posix_queues() -> set[str]:
-    try:
-        return {n for n in os.listdir("/dev/mqueue") if n.startswith("fastipc-test-")}
-    except FileNotFoundError:  # /dev/mqueue not mounted: nothing to look at
+    """The POSIX message queues of this test run: ``fastipc-test-<pid>-...`` names with the pid of
+    this process or of a child it started (other runs on the machine have their own)."""
+    ours = {str(pid) for pid in SESSION_PIDS | {os.getpid()}}
+    if not os.path.ismount("/dev/mqueue"):  # not mounted: nothing to look at
         return set()
+    names = os.listdir("/dev/mqueue")
+    return {n for n in names if n.startswith("fastipc-test-") and set(n.split("-")) & ours}
 
 
 def sysv_queues() -> set[int]:
+    """The System V message queues that may be this run's: all but those last used (sent to or
+    received from) by a live process outside this process's tree, which belong to another test
+    run on the machine. A queue nobody has used yet cannot be told apart: it counts."""
     try:
         with open("/proc/sysvipc/msg") as f:
             lines = f.read().splitlines()[1:]
     except FileNotFoundError:
         return set()
-    return {int(line.split()[1]) for line in lines if line.strip()}
+    queues = set()
+    for line in lines:
+        fields = line.split()
+        if fields and not any(_foreign_pid(int(pid)) for pid in fields[5:7]):
+            queues.add(int(fields[1]))
+    return queues
+
+
+def _foreign_pid(pid: int) -> bool:
+    """Whether ``pid`` is a live process that is neither this one nor one of its descendants
+    (0, nobody, and processes that have exited are not: nothing says they were someone else's)."""
+    me = os.getpid()
+    while pid > 1:
+        if pid == me:
+            return False
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return False
+        pid = int(data[data.rindex(")") + 2 :].split()[1])  # the parent
+    return pid == 1
 
 
 @pytest.fixture(autouse=True, scope="module")
 def no_queues_left():
     """After the module: no POSIX queue of these tests in /dev/mqueue, no new System V queue
-    (``ipcs -q``). Leftovers are removed so that one failure does not cascade."""
+    (``ipcs -q``). Leftovers are removed so that one failure does not cascade. Queues of other
+    test runs on the same machine are left alone (see ``posix_queues`` and ``sysv_queues``)."""
     sysv_before = sysv_queues()
     yield
     left_posix = posix_queues()

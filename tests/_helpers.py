@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -18,9 +19,14 @@ CHILD_TIMEOUT = 30.0
 
 #: pids of the children started by the current test (for attributing /dev/shm entries)
 SPAWNED_PIDS: set[int] = set()
+#: pids of every child started in this session
+SESSION_PIDS: set[int] = set()
 
 _PRELUDE = '''
-import json, os, sys
+import json, os, signal, sys
+# Ctrl-C raises KeyboardInterrupt even when the suite was started with SIGINT ignored (a shell
+# starts background jobs so, and Python then installs no handler of its own).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 ARGS = json.loads(os.environ["FASTIPC_TEST_ARGS"])
 import fastipc
 import importlib
@@ -86,6 +92,7 @@ class Child:
         )
         self.pid = self.proc.pid
         SPAWNED_PIDS.add(self.pid)
+        SESSION_PIDS.add(self.pid)
         self._buf = b""
         self._eof = False
         self._stderr = b""
@@ -191,6 +198,72 @@ class Child:
                     pass
 
 
+#: A /dev/shm entry under a name fastipc generates (a segment or lock, or a semaphore)
+GENERATED_ENTRY = re.compile(r"(sem\.)?fastipc-[0-9a-f]{16}")
+
+
+def foreign_shm_entry(name: str, children: set[int], registry: str | None = None) -> bool:
+    """Whether a /dev/shm entry belongs to someone else. Other fastipc test runs on the same
+    machine use /dev/shm concurrently; an entry is theirs if:
+
+    * it has a ``fastipc-test-...`` name that does not embed the pid of this process or of one of
+      ``children`` (every test run names its entries with its pid, ``fastipc-test-<pid>-...``);
+    * it has a generated name and is not recorded in ``registry``, the private registry of this
+      run, where fastipc records every segment, semaphore and lock that it creates;
+    * or another live process holds it."""
+    if "fastipc-test-" in name:
+        tokens = set(re.split(r"[-.]", name))
+        if not tokens & {str(pid) for pid in children | {os.getpid()}}:
+            return True
+    generated = GENERATED_ENTRY.fullmatch(name)
+    if generated and registry:
+        kinds = ("sem",) if generated.group(1) else ("shm", "lock")
+        bare = name.removeprefix("sem.")
+        if not any(os.path.exists(os.path.join(registry, f"{k}.{bare}")) for k in kinds):
+            return True
+    return _held_by_other_process(name)
+
+
+def _held_by_other_process(name: str) -> bool:
+    """Whether another live process (not this one) has ``/dev/shm/<name>`` open or mapped.
+
+    The file is matched by device and inode (a semaphore's creator maps it under a temporary
+    name). An entry that someone else holds is theirs, not a leak of this test (whose children
+    have all exited by now)."""
+    try:
+        st = os.stat(f"/dev/shm/{name}")
+    except FileNotFoundError:
+        return False
+    me = os.getpid()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == me:
+            continue
+        try:
+            if _ranges_of(int(pid), st):
+                return True
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                other = os.stat(f"/proc/{pid}/fd/{fd}")
+                if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def _ranges_of(pid: int, st: os.stat_result) -> list[tuple[int, int]]:
+    """Where process ``pid`` maps the file ``st`` is the status of (matched in /proc/PID/maps
+    by device and inode)."""
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
+    ranges = []
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            fields = line.split(maxsplit=5)
+            if len(fields) >= 5 and fields[3] == device and int(fields[4]) == st.st_ino:
+                start, end = fields[0].split("-")
+                ranges.append((int(start, 16), int(end, 16)))
+    return ranges
+
+
 def proc_state(pid: int, tid: int | None = None) -> str:
     """The scheduler state letter of a process (or one of its threads) from /proc."""
     path = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
@@ -205,23 +278,134 @@ def wchan(pid: int, tid: int | None = None) -> str:
         return f.read().strip()
 
 
-def wait_blocked_in_kernel(pid: int, tid: int | None = None, timeout: float = 5.0) -> str:
+#: System call numbers, by machine, of the waits the tests look for in
+#: ``/proc/PID/task/TID/syscall`` (whose first field is the number of the call the thread is in).
+SYSCALL_NUMBERS: dict[str, dict[str, int]] = {
+    "x86_64": {"futex": 202, "nanosleep": 35, "clock_nanosleep": 230},
+    "aarch64": {"futex": 98, "nanosleep": 101, "clock_nanosleep": 115},
+}
+
+#: The sleeps of a polling wait: Python's ``time.sleep`` and Rust's ``std::thread::sleep`` (both
+#: through glibc, which makes ``nanosleep`` a ``clock_nanosleep``).
+SLEEP_SYSCALLS = ("clock_nanosleep", "nanosleep")
+
+
+def current_syscall(pid: int, tid: int | None = None) -> tuple[str, tuple[int, ...]] | None:
+    """The system call a thread is in, by name (``"running"`` if it is on a CPU, ``"none"`` if
+    it is not in a system call, ``"#N"`` for a number outside :data:`SYSCALL_NUMBERS`), with its
+    six arguments. None where that cannot be read: no ``/proc/PID/task/TID/syscall`` (it needs
+    the right to ptrace the process), or a machine whose numbers the table lacks."""
+    numbers = SYSCALL_NUMBERS.get(os.uname().machine)
+    if numbers is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/task/{tid or pid}/syscall") as f:
+            fields = f.read().split()
+    except PermissionError:
+        return None
+    if not fields or fields[0] == "running":
+        return "running", ()
+    nr = int(fields[0])
+    if nr < 0:
+        return "none", ()
+    names = {v: k for k, v in numbers.items()}
+    return names.get(nr, f"#{nr}"), tuple(int(a, 16) for a in fields[1:7])
+
+
+def mapped_ranges(pid: int, path: str) -> list[tuple[int, int]]:
+    """The address ranges at which a process maps the file ``path`` (from /proc/PID/maps). The
+    file is matched by device and inode, not by name: ``sem_open`` maps a temporary file that it
+    then links under the semaphore's name, so the creator's mapping shows the temporary name."""
+    return _ranges_of(pid, os.stat(path))
+
+
+def _observe(pid: int, tid: int) -> tuple[str, str, tuple[str, tuple[int, ...]] | None]:
+    """State, wait channel and system call of a thread. The system call is read first: a
+    thread seen in a call (off its CPU, as the kernel reports it) and then in state S sleeps in
+    that call."""
+    try:
+        call = current_syscall(pid, tid)
+        return proc_state(pid, tid), wchan(pid, tid), call
+    except FileNotFoundError as exc:
+        raise AssertionError(f"thread {tid} of process {pid} is gone") from exc
+
+
+def wait_blocked_in_kernel(
+    pid: int,
+    tid: int | None = None,
+    timeout: float = 5.0,
+    *,
+    syscalls: tuple[str, ...] | None = None,
+) -> str:
     """Bounded poll until the thread sleeps interruptibly in a kernel wait that is not a futex
-    (a futex wait would be the GIL or a lock, not the socket call). Returns the wait channel."""
+    (a futex wait would be the GIL or a lock, not the socket call). Returns the wait channel.
+
+    With ``syscalls`` (names from :data:`SYSCALL_NUMBERS`) the wait must also be in one of those
+    system calls, read exactly from ``/proc/PID/task/TID/syscall``; where that file cannot be
+    read, the wait channel alone decides, as without ``syscalls``."""
     tid = tid or pid
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            state, chan = proc_state(pid, tid), wchan(pid, tid)
-        except FileNotFoundError as exc:
-            raise AssertionError(f"thread {tid} of process {pid} is gone") from exc
-        if state == "S" and chan not in ("", "0") and "futex" not in chan:
+        state, chan, call = _observe(pid, tid)
+        asleep = state == "S" and chan not in ("", "0") and "futex" not in chan
+        if asleep and (syscalls is None or call is None or call[0] in syscalls):
             return chan
         if time.monotonic() > deadline:
             raise AssertionError(
-                f"process {pid} did not block within {timeout} s (state {state}, wchan {chan})"
+                f"process {pid} did not block within {timeout} s (state {state}, wchan {chan},"
+                f" system call {call and call[0]})"
             )
         time.sleep(0.001)
+
+
+#: How long a futex sleep must last, with this process's GIL free, for the wait-channel
+#: fallback of :func:`wait_blocked_in_futex` to take it for something other than a GIL wait.
+FUTEX_STEADY = 0.02
+
+
+def wait_blocked_in_futex(
+    pid: int, tid: int | None = None, *, mapped: str, timeout: float = 5.0
+) -> str:
+    """Bounded poll until the thread sleeps in a futex whose word lies in the file ``mapped``
+    (``/dev/shm/sem.NAME`` for a semaphore, the segment of a Lock): the thread waits for that
+    semaphore or lock, not for the GIL or another lock (whose futex words live elsewhere).
+
+    Call it after the thread has said it is about to make the call (a report, an Event set just
+    before it): the wait is then that call's. A Semaphore's acquire polls for up to 250 µs
+    before it sleeps, and wakes every 50 ms to check for signals; the poll catches the sleep.
+
+    Where ``/proc/PID/task/TID/syscall`` cannot be read, the fallback is the wait channel: a
+    futex sleep seen without a break for :data:`FUTEX_STEADY` seconds, during which this
+    process's GIL was free (the poll sleeps between looks). That rules out a GIL wait of a
+    thread of this process, and a single-threaded child never waits for its GIL while in a call
+    that released it; it cannot tell another lock's futex, which the marker rules out.
+    Returns the wait channel."""
+    tid = tid or pid
+    deadline = time.monotonic() + timeout
+    steady_since = None
+    while True:
+        state, chan, call = _observe(pid, tid)
+        if call is not None:
+            if state == "S" and call[0] == "futex" and _in_file(pid, call[1][0], mapped):
+                return chan
+        elif state == "S" and "futex" in chan:
+            steady_since = steady_since or time.monotonic()
+            if time.monotonic() - steady_since >= FUTEX_STEADY:
+                return chan
+        else:
+            steady_since = None
+        if time.monotonic() > deadline:
+            where = call and (call[0], hex(call[1][0]) if call[1] else None)
+            raise AssertionError(
+                f"thread {tid} of process {pid} did not wait in a futex of {mapped} within"
+                f" {timeout} s (state {state}, wchan {chan}, system call {where},"
+                f" maps {mapped_ranges(pid, mapped)})"
+            )
+        time.sleep(0.001)
+
+
+def _in_file(pid: int, address: int, path: str) -> bool:
+    return any(start <= address < end for start, end in mapped_ranges(pid, path))
 
 
 # A child that connects to ARGS["address"] (kind ARGS["kind"]) and echoes every framed message

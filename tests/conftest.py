@@ -18,7 +18,6 @@ import errno
 import gc
 import importlib
 import os
-import re
 import stat
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from _helpers import (  # noqa: E402
     PYTHON_SRC,
     SPAWNED_PIDS,
     Child,
+    foreign_shm_entry,
 )
 
 try:
@@ -116,38 +116,6 @@ def _shm_fastipc() -> set[str]:
         return set()
 
 
-def _foreign(name: str) -> bool:
-    """An entry that is not this test's: its name embeds the pid of a process this test did not
-    start (fastipc's test helpers name entries ``fastipc-test-<pid>-...``), or another live
-    process holds it. Other fastipc test runs on the same machine use /dev/shm concurrently."""
-    m = re.search(r"fastipc-test-(\d+)-", name)
-    if m and int(m.group(1)) not in SPAWNED_PIDS | {os.getpid()}:
-        return True
-    return _held_by_other_process(name)
-
-
-def _held_by_other_process(name: str) -> bool:
-    """Whether another live process (not this one) has ``/dev/shm/<name>`` open or mapped.
-
-    Other fastipc runs on the same machine create /dev/shm entries too; an entry that someone
-    else holds is theirs, not a leak of this test (whose children have all exited by now)."""
-    target = f"/dev/shm/{name}"
-    me = os.getpid()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == me:
-            continue
-        try:
-            with open(f"/proc/{pid}/maps") as f:
-                if target in f.read():
-                    return True
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
-                    return True
-        except OSError:
-            continue
-    return False
-
-
 @pytest.fixture(autouse=True)
 def no_leaks(request: pytest.FixtureRequest):
     """Fail the test if it leaves a file descriptor open or a fastipc /dev/shm entry behind.
@@ -170,7 +138,8 @@ def no_leaks(request: pytest.FixtureRequest):
     shm_left = {
         n
         for n in _shm_fastipc() - shm_before
-        if os.path.exists(f"/dev/shm/{n}") and not _foreign(n)
+        if os.path.exists(f"/dev/shm/{n}")
+        and not foreign_shm_entry(n, SPAWNED_PIDS, os.environ.get("FASTIPC_REGISTRY_DIR"))
     }
     if leaked or shm_left:
         # close them so that one leak does not cascade into every later test

@@ -1,7 +1,8 @@
 """Fixtures of the shared memory, semaphore and lock tests (a plugin of ``conftest.py``).
 
 * a session-wide guard: the whole suite must leave no ``/dev/shm`` entry behind, whoever made it
-  (fastipc, C programs, posix_ipc). Leftovers are removed, then reported as an error.
+  (fastipc, C programs, posix_ipc). Leftovers are removed, then reported as an error. Entries of
+  other test runs on the same machine (see ``foreign_shm_entry``) are neither.
 * ``FASTIPC_REGISTRY_DIR`` points at a private temporary directory for the whole session (and
   for every child), so the tests never touch the user's real registry.
 * ``names``: fresh ``/fastipc-test-…`` names (the per-test leak check watches names with
@@ -16,6 +17,7 @@ import secrets
 from collections.abc import Callable, Iterator
 
 import pytest
+from _helpers import SESSION_PIDS, foreign_shm_entry
 
 SHM_DIR = "/dev/shm"
 
@@ -40,7 +42,9 @@ def dev_shm_left_clean(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         os.environ.pop("FASTIPC_REGISTRY_DIR", None)
     else:
         os.environ["FASTIPC_REGISTRY_DIR"] = previous
-    left = sorted(_shm_entries() - before)
+    left = sorted(
+        n for n in _shm_entries() - before if not foreign_shm_entry(n, SESSION_PIDS, str(registry))
+    )
     for name in left:
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(SHM_DIR, name))

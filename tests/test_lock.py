@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+from _helpers import wait_blocked_in_futex
 
 ROBUST = sys.platform.startswith(("linux", "freebsd"))
 KILL_ROUNDS = 300
@@ -26,6 +27,11 @@ def lock_module(backend, backend_name):
     if not ROBUST:
         pytest.skip("no robust mutexes on this platform")
     return backend
+
+
+def wait_blocked_on(lock, pid: int, tid: int | None = None) -> None:
+    """Waits until the thread sleeps in the futex of ``lock``'s mutex (in its segment)."""
+    wait_blocked_in_futex(pid, tid, mapped="/dev/shm/" + lock.name.lstrip("/"))
 
 
 @pytest.fixture
@@ -158,7 +164,7 @@ def test_ctrl_c_interrupts_a_wait_for_the_lock(lock, spawn):
             args={"name": lock.name},
         )
         child.expect("waiting")
-        time.sleep(0.2)
+        wait_blocked_on(lock, child.pid)
         sent = time.monotonic()
         child.proc.send_signal(signal.SIGINT)
         assert child.expect("result", timeout=5)["result"] == "KeyboardInterrupt"
@@ -214,18 +220,20 @@ def test_kill_9_of_the_holder_hundreds_of_times(lock_module, lock, backend, name
 
 
 def test_kill_9_while_a_waiter_is_blocked(lock_module, lock, backend, names):
+    def wait(got: list[tuple[bool, bool]], calling: threading.Event) -> None:
+        calling.set()
+        got.append((lock.acquire(timeout=10), lock.recovered))
+
     data = backend.SharedMemory(names(), create=True, size=8)
     try:
         for _ in range(20):
             pid = _fork_holder(lock_module, lock.name, data.buf)
             got: list[tuple[bool, bool]] = []
-
-            def wait(got: list[tuple[bool, bool]] = got) -> None:
-                got.append((lock.acquire(timeout=10), lock.recovered))
-
-            waiter = threading.Thread(target=wait)
+            calling = threading.Event()
+            waiter = threading.Thread(target=wait, args=(got, calling))
             waiter.start()
-            time.sleep(0.02)
+            assert calling.wait(5)
+            wait_blocked_on(lock, os.getpid(), waiter.native_id)
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             waiter.join(timeout=15)

@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+from _helpers import wait_blocked_in_futex
 
 LINUX = sys.platform.startswith("linux")
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX semaphores")
@@ -30,6 +31,11 @@ needs_posix_ipc = pytest.mark.skipif(
 
 def sem_path(name: str) -> str:
     return "/dev/shm/sem." + name.lstrip("/")
+
+
+def wait_blocked_on(sem, pid: int, tid: int | None = None) -> None:
+    """Waits until the thread sleeps in the futex of ``sem`` (which lives in its file)."""
+    wait_blocked_in_futex(pid, tid, mapped=sem_path(sem.name))
 
 
 @pytest.fixture
@@ -124,8 +130,12 @@ def test_acquire_argument_rules(sem):
 
 
 def test_wait_releases_the_gil_and_wakes_on_release(sem):
+    """While acquire sleeps in the kernel, the other threads of the process run: a spinner ticks
+    20 times before the semaphore is released."""
     ticks = 0
+    ticks_while_blocked: list[int] = []
     stop = threading.Event()
+    waiter = threading.get_native_id()
 
     def spin() -> None:
         nonlocal ticks
@@ -133,12 +143,16 @@ def test_wait_releases_the_gil_and_wakes_on_release(sem):
             ticks += 1
             time.sleep(0.001)
 
-    def post_later() -> None:
-        time.sleep(0.2)
+    def post_once_blocked() -> None:
+        wait_blocked_on(sem, os.getpid(), waiter)
+        start, deadline = ticks, time.monotonic() + 1.5
+        while ticks - start < 20 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        ticks_while_blocked.append(ticks - start)
         sem.release()
 
     spinner = threading.Thread(target=spin)
-    poster = threading.Thread(target=post_later)
+    poster = threading.Thread(target=post_once_blocked)
     spinner.start()
     poster.start()
     try:
@@ -149,7 +163,7 @@ def test_wait_releases_the_gil_and_wakes_on_release(sem):
         stop.set()
         spinner.join()
         poster.join()
-    assert ticks > 20, "the other thread did not run while acquire waited"
+    assert ticks_while_blocked[0] >= 20, "the other thread did not run while acquire waited"
 
 
 def test_errors_name_the_semaphore(backend, names):
@@ -191,8 +205,10 @@ def test_closed_semaphore(backend, names):
 
 def test_close_from_another_thread_ends_a_wait(sem):
     outcome: list[BaseException | bool] = []
+    calling = threading.Event()
 
     def wait() -> None:
+        calling.set()
         try:
             outcome.append(sem.acquire())
         except OSError as exc:
@@ -200,7 +216,8 @@ def test_close_from_another_thread_ends_a_wait(sem):
 
     t = threading.Thread(target=wait)
     t.start()
-    time.sleep(0.1)
+    assert calling.wait(5)
+    wait_blocked_on(sem, os.getpid(), t.native_id)
     sem.close()
     t.join(timeout=5)
     assert not t.is_alive()
@@ -242,7 +259,7 @@ def test_other_process_wakes_on_release(sem, spawn):
         args={"name": sem.name},
     )
     child.expect("waiting")
-    time.sleep(0.1)
+    wait_blocked_on(sem, child.pid)
     sem.release()
     msg = child.expect("got")
     child.finish()
@@ -267,7 +284,7 @@ def test_ctrl_c_interrupts_a_wait_promptly(sem, spawn):
         args={"name": sem.name},
     )
     child.expect("waiting")
-    time.sleep(0.2)
+    wait_blocked_on(sem, child.pid)
     sent = time.monotonic()
     child.proc.send_signal(signal.SIGINT)
     msg = child.expect("result")
@@ -292,7 +309,7 @@ def test_ctrl_c_interrupts_a_timed_wait(sem, spawn):
         args={"name": sem.name},
     )
     child.expect("waiting")
-    time.sleep(0.2)
+    wait_blocked_on(sem, child.pid)
     child.proc.send_signal(signal.SIGINT)
     assert child.expect("result", timeout=5)["result"] == "KeyboardInterrupt"
     child.finish()

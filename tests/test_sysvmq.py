@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import errno
+import os
 import subprocess
+import threading
 import time
 
 import pytest
 from _classic import assert_ctrl_c, no_queues_left  # noqa: F401
+from _helpers import SLEEP_SYSCALLS, wait_blocked_in_kernel
 
 
 @pytest.fixture
@@ -93,12 +96,14 @@ def test_timeouts(backend):
 
 
 def test_remove_wakes_waiters_with_error(backend):
-    import threading
-
+    """msgrcv has no timeout: receive polls with IPC_NOWAIT and sleeps between tries, so a
+    waiter is a thread asleep in that back-off (nanosleep), and the removal ends it."""
     q = backend.SysVMessageQueue(create=True)
     errors = []
+    calling = threading.Event()
 
     def wait():
+        calling.set()
         try:
             q.receive(timeout=10)
         except OSError as exc:
@@ -106,7 +111,8 @@ def test_remove_wakes_waiters_with_error(backend):
 
     t = threading.Thread(target=wait)
     t.start()
-    time.sleep(0.05)  # let it start waiting; the assertion does not depend on it
+    assert calling.wait(5)
+    wait_blocked_in_kernel(os.getpid(), t.native_id, syscalls=SLEEP_SYSCALLS)
     q.remove()
     t.join(5)
     assert errors in ([errno.EIDRM], [errno.EINVAL])
