@@ -18,6 +18,7 @@ from ._errors import (
 )
 from ._records import LockHolder, SignalInfo
 from ._types import Credentials
+from ._version import __version__
 
 if TYPE_CHECKING:
     from ._fastipc import (
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
         SharedMemory,
         SignalReceiver,
         SysVMessageQueue,
+        build_info,
         connect,
         default_socket_dir,
         fromfd,
@@ -65,6 +67,7 @@ else:
     Lock = _impl.Lock
     Semaphore = _impl.Semaphore
     SharedMemory = _impl.SharedMemory
+    build_info = _impl.build_info
     connect = _impl.connect
     default_socket_dir = _impl.default_socket_dir
     fromfd = _impl.fromfd
@@ -89,8 +92,6 @@ else:
         "unlink_message_queue", _LINUX_ONLY
     )
     del _load, _impl, _unsupported, _LINUX_ONLY
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BACKEND",
@@ -120,6 +121,7 @@ __all__ = [
     "SysVMessageQueue",
     "TruncatedMessage",
     "__version__",
+    "build_info",
     "connect",
     "default_socket_dir",
     "fromfd",
