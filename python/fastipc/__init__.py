@@ -18,9 +18,10 @@ from ._errors import (
 )
 from ._records import LockHolder, SignalInfo
 from ._types import Credentials
-from ._version import __version__
 
 if TYPE_CHECKING:
+    __version__: str  # from the package metadata, by __getattr__ below
+
     from ._fastipc import (
         BACKEND,
         DEFAULT_MAX_MESSAGE,
@@ -92,6 +93,16 @@ else:
         "unlink_message_queue", _LINUX_ONLY
     )
     del _load, _impl, _unsupported, _LINUX_ONLY
+
+
+def __getattr__(name: str) -> object:
+    """``__version__``, read from the package metadata on first use (``_version.py``)."""
+    if name == "__version__":
+        from ._version import version
+
+        return version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BACKEND",

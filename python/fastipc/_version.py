@@ -8,9 +8,9 @@ reports the same number in ``build_info()``. The distribution is ``fastipc-rs`` 
 
 from __future__ import annotations
 
-from importlib import metadata
+import functools
 
-__all__ = ["BENCH_EXTRA", "DISTRIBUTION", "__version__"]
+__all__ = ["BENCH_EXTRA", "DISTRIBUTION", "version"]
 
 DISTRIBUTION = "fastipc-rs"
 
@@ -18,11 +18,14 @@ DISTRIBUTION = "fastipc-rs"
 BENCH_EXTRA = f"pip install '{DISTRIBUTION}[bench]'"
 
 
-def _installed_version() -> str:
+@functools.cache
+def version() -> str:
+    """The installed version (``"0+unknown"`` for a source tree that was never installed).
+
+    Read on first use: importing ``importlib.metadata`` costs more than importing fastipc."""
+    from importlib import metadata
+
     try:
         return metadata.version(DISTRIBUTION)
-    except metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    except metadata.PackageNotFoundError:
         return "0+unknown"
-
-
-__version__ = _installed_version()

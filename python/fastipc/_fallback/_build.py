@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._version import __version__
+from .._version import version
 
 __all__ = ["build_info"]
 
@@ -12,7 +12,7 @@ def build_info() -> dict[str, object]:
     never asks a free-threaded interpreter for the GIL."""
     return {
         "backend": "python",
-        "version": __version__,
+        "version": version(),
         "profile": None,
         "target": None,
         "features": [],
