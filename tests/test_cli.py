@@ -53,6 +53,17 @@ def keys_by_path(value: object, path: str = "", into: dict | None = None) -> dic
     return keys
 
 
+def assert_declared(data: dict) -> None:
+    """Every key of a ``fastipc bench --json`` output is in the shipped schema, at its path."""
+    schema = shipped_schema()
+    assert data["schema"] == schema["schema"]
+    undeclared = {
+        path: sorted(set(keys) - set(schema["keys"].get(path, [])))
+        for path, keys in keys_by_path(data).items()
+    }
+    assert not any(undeclared.values()), f"keys missing from schema.json: {undeclared}"
+
+
 def documented_example() -> object:
     """The JSON example of docs/bench.md, its ``//`` comments and trailing commas removed."""
     text = DOCS.read_text(encoding="utf-8")
@@ -248,13 +259,7 @@ def test_quick_json_matches_the_documented_schema(
         assert by_name["c-limit"]["ratios"]["fraction_of_limit"] == pytest.approx(1.0)
         assert by_name["socket-unix"]["ratios"]["stream_fraction_of_limit"] > 0
 
-    schema = shipped_schema()
-    assert data["schema"] == schema["schema"]
-    undeclared = {
-        path: sorted(set(keys) - set(schema["keys"].get(path, [])))
-        for path, keys in keys_by_path(data).items()
-    }
-    assert not any(undeclared.values()), f"keys missing from schema.json: {undeclared}"
+    assert_declared(data)
 
     # the table: grouped by size, the limit and ratio columns, which is measured how
     assert "64 B messages, same-core (both on CPU" in out
