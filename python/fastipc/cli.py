@@ -14,14 +14,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from . import (
-    BACKEND,
-    SharedMemory,
-    __version__,
-    default_socket_dir,
-    listen,
-    socketpair,
-)
+from . import BACKEND, SharedMemory, __version__, default_socket_dir, listen, socketpair
 from . import _registry as registry
 from ._version import BENCH_EXTRA, DISTRIBUTION
 
