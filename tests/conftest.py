@@ -30,9 +30,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _helpers import (  # noqa: E402
-    PYTHON_SRC,
     SPAWNED_PIDS,
     Child,
+    c_compiler,
     foreign_shm_entry,
 )
 
@@ -220,19 +220,21 @@ C_SOURCES = HERE / "c"
 
 @pytest.fixture(scope="session")
 def c_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Compile every ``tests/c/*.c`` with gcc into a temporary directory; name -> executable."""
+    """Compile every ``tests/c/*.c`` with gcc into a temporary directory; name -> executable.
+    Skipped (every test using it) when there is no C compiler on PATH."""
+    cc = c_compiler()
     out = tmp_path_factory.mktemp("cbin")
     progs = {}
     for src in sorted(C_SOURCES.glob("*.c")):
         exe = out / src.stem
         proc = subprocess.run(
-            ["gcc", "-O1", "-Wall", "-Wextra", "-Werror", "-std=c99", "-o", str(exe), str(src)],
+            [cc, "-O1", "-Wall", "-Wextra", "-Werror", "-std=c99", "-o", str(exe), str(src)],
             capture_output=True,
             text=True,
             timeout=60,
         )
         if proc.returncode != 0:
-            raise RuntimeError(f"gcc failed for {src.name}:\n{proc.stderr}")
+            raise RuntimeError(f"{cc} failed for {src.name}:\n{proc.stderr}")
         progs[src.stem] = str(exe)
     return progs
 
@@ -264,4 +266,4 @@ def wait_for(predicate, timeout: float = 5.0, interval: float = 0.002):
         time.sleep(interval)
 
 
-__all__ = ["PYTHON_SRC", "assert_oserror", "is_private_mode", "wait_for"]
+__all__ = ["assert_oserror", "is_private_mode", "wait_for"]

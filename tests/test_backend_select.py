@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
+import fastipc
 import pytest
-from _helpers import PYTHON_SRC
 from conftest import SELECTED
 
 PROBE = (
@@ -17,7 +17,7 @@ PROBE = (
 
 
 def _run(value: str | None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=PYTHON_SRC)
+    env = dict(os.environ)
     env.pop("FASTIPC_BACKEND", None)
     if value is not None:
         env["FASTIPC_BACKEND"] = value
@@ -50,6 +50,35 @@ def test_bad_choice_is_import_error():
     assert proc.returncode == 1
     assert "ImportError" in proc.stderr
     assert "FASTIPC_BACKEND" in proc.stderr
+
+
+def test_children_import_the_package_under_test():
+    """Child processes inherit the interpreter and environment, nothing more: they import the
+    same fastipc as the tests (installed, or the source tree of an editable install)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import fastipc; print(fastipc.__file__)"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{fastipc.__file__}\n"
+
+
+def test_build_info_has_the_same_keys_on_both_backends(both_backends):
+    rust, python = (b.build_info() for b in both_backends)
+    assert list(rust) == list(python) == [
+        "backend", "version", "profile", "target", "features", "gil_used"
+    ]  # fmt: skip
+    assert (rust["backend"], python["backend"]) == ("rust", "python")
+    # one version, written in Cargo.toml: the extension's and the package metadata's
+    assert rust["version"] == python["version"] == fastipc.__version__
+    assert rust["profile"] in ("release", "debug")
+    assert isinstance(rust["target"], str) and rust["target"].startswith(os.uname().machine)
+    assert rust["features"] == ["python"]
+    assert rust["gil_used"] is True  # #[pymodule(gil_used = true)], docs/architecture.md
+    assert (python["profile"], python["target"], python["features"]) == (None, None, [])
+    assert python["gil_used"] is False
 
 
 def test_facade_exceptions_are_shared():

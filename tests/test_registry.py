@@ -12,19 +12,14 @@ from fastipc import _registry
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc, /dev/shm")
 
-PYTHON_SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
-
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = PYTHON_SRC
     return subprocess.run(
         [sys.executable, "-m", "fastipc", *args],
         check=False,
         capture_output=True,
         text=True,
         timeout=60,
-        env=env,
     )
 
 

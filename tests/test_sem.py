@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from _helpers import wait_blocked_in_futex
+from _helpers import c_compiler, wait_blocked_in_futex
 
 LINUX = sys.platform.startswith("linux")
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX semaphores")
@@ -338,7 +338,7 @@ def test_c_sem_open_sees_the_same_semaphore(sem, tmp_path):
     src = tmp_path / "semvalue.c"
     src.write_text(SEM_C)
     exe = tmp_path / "semvalue"
-    subprocess.run(["gcc", "-std=c99", "-o", str(exe), str(src)], check=True, timeout=60)
+    subprocess.run([c_compiler(), "-std=c99", "-o", str(exe), str(src)], check=True, timeout=60)
     sem.release(3)
     out = subprocess.run([str(exe), sem.name], capture_output=True, timeout=30, check=True)
     assert out.stdout == b"3\n"

@@ -17,7 +17,18 @@ from ._errors import (
 from ._records import LockHolder, SignalInfo
 from ._types import Credentials
 
-__version__ = "0.1.0"
+if _typing.TYPE_CHECKING:
+    __version__: str  # from the package metadata, by __getattr__ below
+
+
+def __getattr__(name: str) -> object:
+    """``__version__``, read from the package metadata on first use (``_version.py``)."""
+    if name == "__version__":
+        from ._version import version
+
+        return version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # The one list of fastipc's public names. Those not defined in this module are the backend's
 # (the names of ``_fastipc.pyi``), taken from the backend chosen at import time.
@@ -49,6 +60,7 @@ __all__ = [
     "SysVMessageQueue",
     "TruncatedMessage",
     "__version__",
+    "build_info",
     "connect",
     "default_socket_dir",
     "fromfd",
@@ -68,5 +80,6 @@ else:
     from ._backend import export as _export
 
     Address = str | tuple[str, int]
-    _export(globals(), __all__)
+    # __version__ is this module's own (read on first use), not the backend's.
+    _export(globals(), [name for name in __all__ if name != "__version__"])
     del _export

@@ -38,6 +38,7 @@ __all__ = [
     "PipeWriter",
     "Semaphore",
     "SharedMemory",
+    "build_info",
     "connect",
     "default_socket_dir",
     "fromfd",
@@ -55,6 +56,13 @@ if sys.platform == "linux" or sys.platform == "android":
 DEFAULT_MAX_MESSAGE: Final[int]
 SCM_MAX_FD: Final[int]
 BACKEND: Final[str]
+
+def build_info() -> dict[str, object]:
+    """How this backend was built, for ``fastipc info`` and bug reports: ``backend``
+    (``"rust"``/``"python"``), ``version`` (the crate's, the same as the package's), ``profile``
+    (``"release"``/``"debug"``; ``None`` for the fallback), ``target`` (the Rust target triple;
+    ``None`` for the fallback), ``features`` (the Cargo features compiled in) and ``gil_used``
+    (whether the module asks a free-threaded interpreter to keep the GIL)."""
 
 def default_socket_dir() -> str:
     """The socket directory used when none is given: ``FASTIPC_SOCKET_DIR``, else

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import BACKEND, SharedMemory, __version__, default_socket_dir, listen, socketpair
 from . import _registry as registry
+from ._version import BENCH_EXTRA, DISTRIBUTION
 
 if TYPE_CHECKING:
     from .bench.results import Progress, Report
@@ -92,7 +93,7 @@ def _mechanism_list() -> str:
         for name, m in REGISTRY.items()
     )
     return (
-        f"mechanisms:\n{mechanisms}\n\noptional baselines: pip install 'fastipc[bench]'"
+        f"mechanisms:\n{mechanisms}\n\noptional baselines: {BENCH_EXTRA}"
         " (a missing one is skipped with a note)"
     )
 
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastipc", description="fastipc: fast, safe interprocess communication."
     )
+    parser.add_argument("--version", action="version", version=f"{DISTRIBUTION} {__version__}")
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )
@@ -166,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         default=None,
         help="also draw latency and throughput per mechanism and size as a PNG "
-        "(needs matplotlib: pip install 'fastipc[bench]')",
+        f"(needs matplotlib: {BENCH_EXTRA})",
     )
     bench.add_argument(
         "--iterations",
@@ -190,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.set_defaults(func=_bench)
 
-    info = commands.add_parser("info", help="version, backend, platform and capabilities")
+    info = commands.add_parser(
+        "info", help="version, backend, extension and its build, platform and capabilities"
+    )
     info.set_defaults(func=_info)
 
     ls = commands.add_parser(
@@ -433,10 +437,31 @@ def _classic_capabilities(
     ]
 
 
+def _extension_rows() -> list[tuple[str, str]]:
+    """Where the Rust extension is and how it was built (also when the fallback is in use)."""
+    try:
+        from . import _fastipc as extension
+    except ImportError as exc:
+        return [("extension", f"cannot be loaded ({exc})")]
+    path = extension.__file__ or "?"
+    built = extension.build_info()
+    python_api = "abi3 (stable ABI)" if ".abi3." in os.path.basename(path) else "version-specific"
+    listed = built["features"]
+    features = ", ".join(map(str, listed)) if isinstance(listed, list) and listed else "none"
+    gil = "re-enabled on import" if built["gil_used"] else "not needed"
+    return [
+        ("extension", path + ("" if BACKEND == "rust" else " (not in use)")),
+        ("build", f"{built['version']} {built['profile']}, target {built['target']}"),
+        ("build flags", f"features: {features}; Python API: {python_api}"),
+        ("free-threading", f"GIL {gil} (gil_used={built['gil_used']})"),
+    ]
+
+
 def _info(args: argparse.Namespace) -> int:
     rows = [
-        ("fastipc", __version__),
+        ("fastipc", f"{__version__} ({DISTRIBUTION})"),
         ("backend", BACKEND),
+        *_extension_rows(),
         ("python", f"{platform.python_implementation()} {platform.python_version()}"),
         ("platform", platform.platform()),
         ("socket dir", default_socket_dir()),

@@ -13,6 +13,7 @@ use crate::socket::{self, Datagram, Kind, Stream, DEFAULT_MAX_MESSAGE};
 
 mod blocking;
 mod buffer;
+mod build_info;
 mod connection;
 mod datagram;
 mod errors;
@@ -240,7 +241,17 @@ fn default_socket_dir() -> String {
     crate::sockdir::choose(None).0.display().to_string()
 }
 
-#[pymodule]
+// Free-threaded Python (3.13t and later): the module asks the interpreter to keep the GIL on
+// (it re-enables it on import, with a RuntimeWarning). Nearly everything is ready to run without
+// it: every class is `#[pyclass(frozen)]` with its state behind a `Mutex` or an atomic, the
+// mutexes a blocking call holds are taken detached (`py.detach`), the statics are `PyOnceLock`s.
+// One is not: `SharedMemory.buf` holds its `view` mutex while it creates the memoryview, an
+// allocation that may start a stop-the-world collection, and a second thread waiting for that
+// mutex while attached would never reach the pause (a deadlock only a free-threaded build can
+// have). Until such waits detach (`MutexExt::lock_py_attached`) and the suite has run on a
+// free-threaded interpreter, which these machines do not have, the GIL stays on. Such
+// interpreters cannot load the abi3 wheel in any case: they build from the sdist.
+#[pymodule(gil_used = true)]
 fn _fastipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_MAX_MESSAGE", DEFAULT_MAX_MESSAGE)?;
     m.add("BACKEND", "rust")?;
@@ -257,6 +268,7 @@ fn _fastipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fromfd, m)?)?;
     m.add("SCM_MAX_FD", socket::SCM_MAX_FD)?;
     m.add_function(wrap_pyfunction!(default_socket_dir, m)?)?;
+    m.add_function(wrap_pyfunction!(build_info::build_info, m)?)?;
     add_classic(m)
 }
 

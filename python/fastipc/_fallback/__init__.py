@@ -6,6 +6,7 @@ and ``docs/shm.md`` describe the behaviour both backends share.
 
 from ._addr import default_socket_dir, resolve
 from ._api import DEFAULT_MAX_MESSAGE, connect, fromfd, listen, socketpair
+from ._build import build_info
 from ._conn import Connection
 from ._dgram import DatagramSocket
 from ._fds import SCM_MAX_FD
@@ -38,6 +39,7 @@ __all__ = [
     "SharedMemory",
     "SignalReceiver",
     "SysVMessageQueue",
+    "build_info",
     "connect",
     "default_socket_dir",
     "fromfd",

@@ -1,6 +1,6 @@
 """The alternatives a Python user would reach for instead of fastipc, as mechanisms of
 ``fastipc bench``: ``multiprocessing.Queue`` (standard library), and the optional packages of the
-``fastipc[bench]`` extra, pyzmq over ``ipc://`` and faster-fifo. A package that is not installed
+``fastipc-rs[bench]`` extra, pyzmq over ``ipc://`` and faster-fifo. A package that is not installed
 makes its rows ``unavailable`` with a note on how to install it, never an error.
 
 All are connected pairs (:class:`~fastipc.bench.base.PairMechanism`): the client process makes
@@ -17,11 +17,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from .._version import BENCH_EXTRA
 from .base import Client, Echo, Env, PairMechanism, drain_loop, register
 
 __all__ = ["missing"]
-
-_EXTRA = "pip install 'fastipc[bench]'"
 
 
 def missing(module: str, package: str) -> str | None:
@@ -29,7 +28,7 @@ def missing(module: str, package: str) -> str | None:
     try:
         importlib.import_module(module)
     except ImportError:
-        return f"{package} is not installed ({_EXTRA}, or pip install {package})"
+        return f"{package} is not installed ({BENCH_EXTRA}, or pip install {package})"
     return None
 
 

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import NotSupportedError
+from .._version import BENCH_EXTRA
 from .affinity import pinned
 from .base import (
     REGISTRY,
@@ -405,7 +406,7 @@ class PosixIpcQueue(PairMechanism):
         try:
             import posix_ipc  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
         except ImportError:
-            return "posix_ipc is not installed (pip install 'fastipc[bench]')"
+            return f"posix_ipc is not installed ({BENCH_EXTRA})"
         return super().unavailable()
 
     def pair(self, env: Env) -> tuple[Client, Echo]:

@@ -1,4 +1,4 @@
-"""``fastipc bench --plot PATH``: the report as one PNG, with matplotlib (``fastipc[bench]``).
+"""``fastipc bench --plot PATH``: the report as one PNG, with matplotlib (``fastipc-rs[bench]``).
 
 One column per message size; the top row is the round-trip latency (median bar, p99 tick), the
 bottom row the one-way stream throughput (GB/s), both on log scales. One bar per mechanism and
@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .._version import BENCH_EXTRA
 from .base import LIMIT, family
 from .mechanisms import REGISTRY
 from .report import format_size
@@ -28,7 +29,7 @@ def check() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise ImportError(
-            "matplotlib is not installed (pip install 'fastipc[bench]', or pip install matplotlib)"
+            f"matplotlib is not installed ({BENCH_EXTRA}, or pip install matplotlib)"
         ) from None
 
 
