@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Iterable
 from types import TracebackType
-from typing import ClassVar, Final, Literal, Protocol, Self, final, overload
+from typing import Any, ClassVar, Final, Literal, Protocol, Self, final, overload
 
 from typing_extensions import Buffer
 
@@ -158,8 +158,9 @@ class Connection:
     def send(self, obj: object) -> None:
         """Send a picklable object (pickle: for trusted peers only). Sockets, files and
         connections inside it travel as descriptors."""
-    def recv(self) -> object:
-        """Receive a pickled object (unpickling runs the peer's code: trusted peers only)."""
+    def recv(self) -> Any:
+        """Receive a pickled object (unpickling runs the peer's code: trusted peers only).
+        Typed ``Any``, as ``multiprocessing.connection.Connection.recv``."""
     def sendall(self, data: Buffer) -> None:
         """Send every byte of ``data`` on the raw stream (no framing)."""
     def recv_into(self, buffer: Buffer, nbytes: int = 0) -> int:
