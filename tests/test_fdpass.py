@@ -654,9 +654,58 @@ def test_fromfd_duplicates(backend):
             backend.fromfd(r)
         assert_oserror(info.value, errno.ENOTSOCK)
         assert info.value.filename == f"fd:{r}"
+        with pytest.raises(OSError) as info:
+            backend.fromfd(r, kind="stream")
+        assert_oserror(info.value, errno.ENOTSOCK)
+        assert info.value.filename == f"fd:{r}"
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_fromfd_kind_is_the_kind_the_socket_must_be(backend):
+    a, b = backend.socketpair("stream")
+    p, q = backend.socketpair("seqpacket")
+    x, y = backend.socketpair("datagram")
+    with a, b, p, q, x, y:
+        with backend.fromfd(b, kind="stream") as c:
+            assert type(c) is type(a)
+            assert c.kind == "stream"
+            a.send_bytes(b"stream")
+            assert c.recv_bytes() == b"stream"
+        with backend.fromfd(q.fileno(), kind="seqpacket", address="sp") as c:
+            assert (type(c), c.kind, c.address) == (type(p), "seqpacket", "sp")
+            p.send_bytes(b"packet")
+            assert c.recv_bytes() == b"packet"
+        with backend.fromfd(y, kind="datagram") as d:
+            assert type(d) is type(x)
+            assert d.kind == "datagram"
+            x.send(b"dgram")
+            assert d.recv(10) == b"dgram"
+        refused = [(b, "datagram", "stream"), (b, "seqpacket", "stream")]
+        refused += [(q, "stream", "seqpacket"), (y, "stream", "datagram")]
+        for sock, kind, actual in refused:
+            with pytest.raises(ValueError) as info:
+                backend.fromfd(sock, kind=kind)
+            assert str(info.value) == f"fd:{sock.fileno()}: a {actual} socket, not {kind}"
+        with pytest.raises(ValueError) as info:
+            backend.fromfd(b, kind="raw")
+        assert str(info.value).startswith("kind must be 'stream', 'seqpacket' or 'datagram'")
+        # the sockets refused are still whole
+        b.send_bytes(b"still")
+        assert a.recv_bytes() == b"still"
+
+
+def test_fromfd_refused_for_its_kind_leaves_the_socket_as_it_was(backend):
+    s1, s2 = socket.socketpair()
+    with s1, s2:
+        s2.setblocking(False)
+        with pytest.raises(ValueError):
+            backend.fromfd(s2, kind="datagram")
+        assert os.get_blocking(s2.fileno()) is False
+        with backend.fromfd(s2, kind="stream") as c:  # adopting makes it blocking
+            assert c.kind == "stream"
+        assert os.get_blocking(s2.fileno()) is True
 
 
 LIST_FDS = """

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Iterable
 from types import TracebackType
-from typing import ClassVar, Final, Literal, Protocol, Self, final, overload
+from typing import Any, ClassVar, Final, Literal, Protocol, Self, final, overload
 
 from typing_extensions import Buffer
 
@@ -166,8 +166,9 @@ class Connection:
     def send(self, obj: object) -> None:
         """Send a picklable object (pickle: for trusted peers only). Sockets, files and
         connections inside it travel as descriptors."""
-    def recv(self) -> object:
-        """Receive a pickled object (unpickling runs the peer's code: trusted peers only)."""
+    def recv(self) -> Any:
+        """Receive a pickled object (unpickling runs the peer's code: trusted peers only).
+        Typed ``Any``, as ``multiprocessing.connection.Connection.recv``."""
     def sendall(self, data: Buffer) -> None:
         """Send every byte of ``data`` on the raw stream (no framing)."""
     def recv_into(self, buffer: Buffer, nbytes: int = 0) -> int:
@@ -295,11 +296,23 @@ def connect(
 def socketpair(kind: StreamKind = "stream") -> tuple[Connection, Connection]: ...
 @overload
 def socketpair(kind: Literal["datagram"]) -> tuple[DatagramSocket, DatagramSocket]: ...
+@overload
 def fromfd(
-    fd: _Fd, *, address: str | None = None, max_message: int = ...
+    fd: _Fd, *, kind: None = None, address: str | None = None, max_message: int = ...
 ) -> Connection | DatagramSocket:
     """A Connection or DatagramSocket on a duplicate of ``fd`` (which stays the caller's), of
-    the kind the socket is. ``address`` names the peer in errors and reprs."""
+    the kind the socket is. ``kind``, if given, is the kind the socket must be (``ValueError``
+    otherwise), and tells a type checker which class comes back. ``address`` names the peer in
+    errors and reprs."""
+
+@overload
+def fromfd(
+    fd: _Fd, *, kind: StreamKind, address: str | None = None, max_message: int = ...
+) -> Connection: ...
+@overload
+def fromfd(
+    fd: _Fd, *, kind: Literal["datagram"], address: str | None = None, max_message: int = ...
+) -> DatagramSocket: ...
 
 # ---------------------------------------------------------------------------------------------
 # The classic mechanisms: pipes, FIFOs, message queues, file locks, signals (docs/classic.md)

@@ -1,5 +1,6 @@
 //! The `fastipc._fastipc` extension module: thin bindings over the core.
 
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -196,13 +197,41 @@ fn socketpair(py: Python<'_>, kind: &str) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
     ))
 }
 
+/// Refuses a socket that is not of the `expected` kind (`ValueError`), before anything about it
+/// is changed. A socket of a type fastipc does not wrap is left to `socket::adopt` to refuse.
+fn check_kind(fd: BorrowedFd<'_>, expected: Kind, peer: &str) -> PyResult<()> {
+    use rustix::net::SocketType;
+    let ty = rustix::net::sockopt::socket_type(fd)
+        .map_err(|e| crate::error::Error::os(e, "getsockopt", peer))
+        .py_err()?;
+    let actual = if ty == SocketType::STREAM {
+        Kind::Stream
+    } else if ty == SocketType::SEQPACKET {
+        Kind::SeqPacket
+    } else if ty == SocketType::DGRAM {
+        Kind::Datagram
+    } else {
+        return Ok(());
+    };
+    if actual == expected {
+        return Ok(());
+    }
+    Err(PyValueError::new_err(format!(
+        "{peer}: a {} socket, not {}",
+        actual.name(),
+        expected.name()
+    )))
+}
+
 /// A Connection (stream or seqpacket) or `DatagramSocket` on a duplicate of `fd`, which stays
-/// the caller's. `address` names the peer in errors and reprs.
+/// the caller's. `kind`, if given, is the kind the socket must be (`ValueError` otherwise).
+/// `address` names the peer in errors and reprs.
 #[pyfunction]
-#[pyo3(signature = (fd, *, address=None, max_message=MAX_MESSAGE_DEFAULT))]
+#[pyo3(signature = (fd, *, kind=None, address=None, max_message=MAX_MESSAGE_DEFAULT))]
 fn fromfd(
     py: Python<'_>,
     fd: &Bound<'_, PyAny>,
+    kind: Option<&str>,
     address: Option<String>,
     max_message: i64,
 ) -> PyResult<Py<PyAny>> {
@@ -210,6 +239,7 @@ fn fromfd(
         Ok(n) => n,
         Err(_) => fd.call_method0("fileno")?.extract()?,
     };
+    let kind = kind.map(kind_arg).transpose()?;
     let max_message = max_message_arg(max_message)?;
     let list = fds::FdList::extract(Some(&pyo3::types::PyList::new(py, [raw])?.into_any()))?;
     let borrowed = list.borrow();
@@ -221,6 +251,9 @@ fn fromfd(
         ))
     })?;
     let peer = address.unwrap_or_else(|| format!("fd:{raw}"));
+    if let Some(expected) = kind {
+        check_kind(dup.as_fd(), expected, &peer)?;
+    }
     match socket::adopt(dup, peer, max_message).py_err()? {
         socket::Adopted::Stream(stream) => Ok(Py::new(py, Connection::wrap(stream))?.into_any()),
         socket::Adopted::Datagram(sock) => Ok(Py::new(py, DatagramSocket::wrap(sock))?.into_any()),

@@ -36,9 +36,13 @@ StreamKind = Literal["stream", "seqpacket"]
 _STACK = 2
 
 
-def _check_kind(kind: str) -> int:
+def _check_kind_name(kind: str) -> None:
     if kind not in ("stream", "seqpacket", "datagram"):
         raise ValueError(f"kind must be 'stream', 'seqpacket' or 'datagram', not {kind!r}")
+
+
+def _check_kind(kind: str) -> int:
+    _check_kind_name(kind)
     if kind not in SOCK_TYPES or (kind == "seqpacket" and _platform.tcp_loopback()):
         raise NotSupportedError(f"{kind} sockets are not supported on this platform")
     return SOCK_TYPES[kind]
@@ -286,10 +290,47 @@ def _ids(ids: Iterable[int] | None) -> list[int]:
     return out
 
 
+def _kind_of(sock: socket.socket) -> str | None:
+    """The kind of socket ``sock`` is, or None for a type fastipc does not wrap."""
+    kinds = {t: k for k, t in SOCK_TYPES.items()}
+    return kinds.get(sock.type)
+
+
+@overload
 def fromfd(
-    fd: object, *, address: str | None = None, max_message: int = DEFAULT_MAX_MESSAGE
+    fd: object,
+    *,
+    kind: None = None,
+    address: str | None = None,
+    max_message: int = DEFAULT_MAX_MESSAGE,
+) -> Connection | DatagramSocket: ...
+@overload
+def fromfd(
+    fd: object,
+    *,
+    kind: StreamKind,
+    address: str | None = None,
+    max_message: int = DEFAULT_MAX_MESSAGE,
+) -> Connection: ...
+@overload
+def fromfd(
+    fd: object,
+    *,
+    kind: Literal["datagram"],
+    address: str | None = None,
+    max_message: int = DEFAULT_MAX_MESSAGE,
+) -> DatagramSocket: ...
+def fromfd(
+    fd: object,
+    *,
+    kind: str | None = None,
+    address: str | None = None,
+    max_message: int = DEFAULT_MAX_MESSAGE,
 ) -> Connection | DatagramSocket:
-    """A Connection or DatagramSocket on a duplicate of ``fd`` (which stays the caller's)."""
+    """A Connection or DatagramSocket on a duplicate of ``fd`` (which stays the caller's);
+    ``kind``, if given, is the kind the socket must be (``ValueError`` otherwise)."""
+    if kind is not None:
+        _check_kind_name(kind)
     max_message = _check_max(max_message)
     raw = _fds.fd_list([fd])[0]
     dup = os.dup(raw)  # close-on-exec, as every descriptor Python creates
@@ -300,6 +341,9 @@ def fromfd(
         os.close(dup)
         raise _platform.oserror(e.errno, peer) if e.errno else e from None
     try:
+        actual = _kind_of(sock)
+        if kind is not None and actual is not None and actual != kind:
+            raise ValueError(f"{peer}: a {actual} socket, not {kind}")
         if sock.type == socket.SOCK_DGRAM:
             sock.setblocking(True)
             dg = DatagramSocket(

@@ -8,7 +8,7 @@ import socket
 import struct
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import _handles
 from .._errors import BufferTooShort, MessageTooLarge, NotSupportedError, TruncatedMessage
@@ -380,7 +380,7 @@ class Connection(FrameReader):
         data, fds = _handles.dumps(obj)
         self.send_bytes(data, fds=fds)
 
-    def recv(self) -> object:
+    def recv(self) -> Any:
         data, fds = self.recv_bytes_and_fds()
         return _handles.loads(data, fds)
 
