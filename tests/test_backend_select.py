@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from types import ModuleType
 
 import pytest
 from _helpers import PYTHON_SRC
-from conftest import SELECTED, load_backend
+from conftest import SELECTED
 from fastipc import _backend, _fallback
 
 PROBE = (
@@ -147,21 +148,22 @@ def test_the_built_extension_is_a_backend(monkeypatch):
     if "rust" not in SELECTED:
         pytest.skip("the rust backend is not selected by FASTIPC_TEST_BACKENDS")
     monkeypatch.delenv("FASTIPC_BACKEND", raising=False)
-    extension = load_backend("rust")
+    extension = importlib.import_module("fastipc._fastipc")
     assert getattr(extension, "AVAILABLE", True) is True
     assert not hasattr(extension, "UNAVAILABLE_REASON")
     assert _backend.choose() == (extension, None)
 
 
 def test_the_facade_runs_on_the_fallback_beside_an_extension_that_is_no_backend():
-    # A fresh interpreter, where the fake extension is in place before `import fastipc`.
+    # A fresh interpreter (it imports the fastipc the tests import), where the fake extension is
+    # in place before `import fastipc`.
     probe = (
         "import sys, types\n"
         f"fake = types.ModuleType({EXTENSION!r})\n"
         f"fake.AVAILABLE, fake.UNAVAILABLE_REASON = False, {REASON!r}\n"
         f"sys.modules[{EXTENSION!r}] = fake\n" + PROBE
     )
-    env = dict(os.environ, PYTHONPATH=PYTHON_SRC)
+    env = dict(os.environ)
     env.pop("FASTIPC_BACKEND", None)
     run = subprocess.run(
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=30
