@@ -151,8 +151,9 @@ static int resolve(const char *address, struct sockaddr_un *sa, socklen_t *salen
         return 0;
     }
     if (strncmp(address, "unix:", 5) == 0) {
-        if (snprintf(path, sizeof(path), "%s", address + 5) >= (int)sizeof(path))
-            return -1;
+        size_t n = strlen(address + 5);
+        memcpy(path, address + 5, n < sizeof(path) ? n + 1 : sizeof(path));
+        path[sizeof(path) - 1] = '\0'; /* a longer one fails the length check below */
     } else if (remapped_path(address, path, sizeof(path)) < 0) {
         return -1;
     }
