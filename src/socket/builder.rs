@@ -1,43 +1,5 @@
-//! The short Rust API: one-argument constructors, a small builder with fastipc's defaults, and
-//! blocking sends and receives of plain bytes.
-//!
-//! The full functions ([`connect`](super::connect), [`Listener::bind`], [`Listener::accept`],
-//! [`Stream::send_message`], [`Stream::recv_message`]) take every option and an
-//! [`Interrupt`](crate::wait::Interrupt) check, as the Python bindings need. A Rust program
-//! usually wants the defaults that `fastipc.connect` and `fastipc.listen` have in Python:
-//!
-//! | option                 | default                                                   |
-//! |------------------------|-----------------------------------------------------------|
-//! | kind                   | [`Kind::Stream`]                                          |
-//! | socket directory       | chosen as [`crate::sockdir::choose`] says                 |
-//! | largest message        | [`DEFAULT_MAX_MESSAGE`] (64 MiB)                          |
-//! | timeout of a `connect` | none: wait as long as it takes                            |
-//! | listen backlog         | [`DEFAULT_BACKLOG`] (128)                                 |
-//! | interrupt check        | none ([`Uninterrupted`])                                  |
-//!
-//! ```
-//! use fastipc::SocketOptions;
-//!
-//! # fn main() -> fastipc::Result<()> {
-//! // A socket directory of this example's own; most programs keep the default one.
-//! let dir = std::env::temp_dir().join(format!("fastipc-doc-{}", std::process::id()));
-//! let options = SocketOptions::new().socket_dir(&dir);
-//! let listener = options.listen("127.0.0.1:0")?; // port 0: a free one
-//! let address = listener.address().to_string(); // "127.0.0.1:<the port>"
-//! let client = std::thread::spawn(move || -> fastipc::Result<Vec<u8>> {
-//!     let conn = options.connect(&address)?;
-//!     conn.send_bytes(b"ping")?;
-//!     conn.recv_bytes()
-//! });
-//! let conn = listener.incoming().next().expect("incoming never ends")?;
-//! let message = conn.recv_bytes()?;
-//! conn.send_bytes(&message.iter().rev().copied().collect::<Vec<u8>>())?;
-//! assert_eq!(client.join().expect("the client thread")?, b"gnip");
-//! drop(listener); // unlinks its socket file and its lock file
-//! std::fs::remove_dir(&dir).ok();
-//! # Ok(())
-//! # }
-//! ```
+//! The short Rust API: one-argument constructors, a small builder with fastipc's defaults
+//! ([`SocketOptions`]), and blocking sends and receives of plain bytes.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -53,8 +15,47 @@ use super::{Kind, DEFAULT_MAX_MESSAGE};
 /// The listen backlog of the short API, as in Python's `fastipc.listen`.
 pub const DEFAULT_BACKLOG: i32 = 128;
 
-/// Options of a connection or a listener, starting from fastipc's defaults (see the table in
-/// this module's documentation).
+/// Options of a connection or a listener, starting from fastipc's defaults.
+///
+/// The full functions ([`connect`](super::connect), [`Listener::bind`], [`Listener::accept`],
+/// [`Stream::send_message`], [`Stream::recv_message`]) take every option and an
+/// [`Interrupt`](crate::wait::Interrupt) check, as the Python bindings need. A Rust program
+/// usually wants the defaults that `fastipc.connect` and `fastipc.listen` have in Python:
+///
+/// | option                 | default                                                   |
+/// |------------------------|-----------------------------------------------------------|
+/// | kind                   | [`Kind::Stream`]                                          |
+/// | socket directory       | chosen as [`crate::sockdir::choose`] says                 |
+/// | largest message        | [`DEFAULT_MAX_MESSAGE`] (64 MiB)                          |
+/// | timeout of a `connect` | none: wait as long as it takes                            |
+/// | listen backlog         | [`DEFAULT_BACKLOG`] (128)                                 |
+/// | interrupt check        | none ([`Uninterrupted`])                                  |
+///
+/// ```
+/// use fastipc::SocketOptions;
+///
+/// # fn main() -> fastipc::Result<()> {
+/// // A socket directory of this example's own; most programs keep the default one.
+/// let dir = std::env::temp_dir().join(format!("fastipc-doc-{}", std::process::id()));
+/// let options = SocketOptions::new().socket_dir(&dir);
+/// let listener = options.listen("127.0.0.1:0")?; // port 0: a free one
+/// let address = listener.address().to_string(); // "127.0.0.1:<the port>"
+/// let client = std::thread::spawn(move || -> fastipc::Result<Vec<u8>> {
+///     let conn = options.connect(&address)?;
+///     conn.send_bytes(b"ping")?;
+///     conn.recv_bytes()
+/// });
+/// let conn = listener.incoming().next().expect("incoming never ends")?;
+/// let message = conn.recv_bytes()?;
+/// conn.send_bytes(&message.iter().rev().copied().collect::<Vec<u8>>())?;
+/// assert_eq!(client.join().expect("the client thread")?, b"gnip");
+/// drop(listener); // unlinks its socket file and its lock file
+/// std::fs::remove_dir(&dir).ok();
+/// # Ok(())
+/// # }
+/// ```
+///
+/// With other options:
 ///
 /// ```no_run
 /// use std::time::Duration;
