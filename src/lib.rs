@@ -1,8 +1,40 @@
 //! fastipc: fast, safe interprocess communication.
 //!
 //! The core compiles and is tested without Python (`cargo test --no-default-features`), so a Rust
-//! program can be the other end of any fastipc channel. The `python` feature adds the PyO3
-//! bindings of the `fastipc._fastipc` extension module.
+//! program can be the other end of any fastipc channel. The `python` feature (on by default) adds
+//! the PyO3 bindings of the `fastipc._fastipc` extension module; a Rust program leaves it out:
+//!
+//! ```toml
+//! [dependencies]
+//! fastipc = { path = "../fastipc", default-features = false }
+//! ```
+//!
+//! With the defaults of Python's `fastipc.connect` and `fastipc.listen` ([`SocketOptions`] to
+//! change them):
+//!
+//! ```no_run
+//! # fn main() -> fastipc::Result<()> {
+//! // A client: the listener at 127.0.0.1:5000 is the Unix socket
+//! // <socket_dir>/127.0.0.1:5000 (see `addr` and `sockdir`).
+//! let conn = fastipc::Stream::connect("127.0.0.1:5000")?;
+//! conn.send_bytes(b"hello")?;
+//! let reply: Vec<u8> = conn.recv_bytes()?;
+//!
+//! // A server.
+//! let listener = fastipc::Listener::listen("127.0.0.1:5001")?;
+//! for conn in listener.incoming() {
+//!     let conn = conn?;
+//!     let request = conn.recv_bytes()?;
+//!     conn.send_bytes(&request)?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The full functions beside them ([`socket::connect`], [`Listener::bind`], [`Listener::accept`])
+//! take every option and an interrupt check. The wire format, for peers in other languages, is
+//! specified in the repository's `docs/wire.md`; `examples/rust/` is a client and a server built
+//! this way.
 //!
 //! The core is built on Unix only: every module but `frame` (pure code) is behind `cfg(unix)`,
 //! and finer `cfg`s mark what is Linux-only. Elsewhere (Windows) the crate is `frame` plus, with
@@ -68,4 +100,4 @@ pub use addr::Address;
 #[cfg(unix)]
 pub use error::{Error, Result};
 #[cfg(unix)]
-pub use socket::{Datagram, Kind, Listener, Stream, DEFAULT_MAX_MESSAGE};
+pub use socket::{Datagram, Kind, Listener, SocketOptions, Stream, DEFAULT_MAX_MESSAGE};

@@ -13,9 +13,13 @@
 //! - `recvbuf`: the pure receive buffer of a stream; `stream`: the send side and the
 //!   connection; `reader`: the receive side (`_conn.py`)
 //! - `datagram`: datagram sockets (`_dgram.py`)
+//! - `builder`: the short Rust API over all of these ([`SocketOptions`], [`Stream::connect`],
+//!   [`Listener::listen`], [`Stream::send_bytes`], [`Stream::recv_bytes`]), with the defaults
+//!   of Python's `fastipc.connect` and `fastipc.listen`
 
 mod ancillary;
 mod bind;
+mod builder;
 mod connect;
 mod datagram;
 mod listener;
@@ -27,6 +31,7 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
+pub use builder::{Connections, SocketOptions, DEFAULT_BACKLOG};
 pub use connect::{adopt, connect, Adopted};
 pub use datagram::{Datagram, Received};
 pub use listener::{Listener, Policy};
