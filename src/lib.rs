@@ -13,6 +13,9 @@
 //! change them):
 //!
 //! ```no_run
+//! # #[cfg(not(unix))]
+//! # fn main() {}
+//! # #[cfg(unix)]
 //! # fn main() -> fastipc::Result<()> {
 //! // A client: the listener at 127.0.0.1:5000 is the Unix socket
 //! // <socket_dir>/127.0.0.1:5000 (see `addr` and `sockdir`).
