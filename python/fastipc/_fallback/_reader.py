@@ -48,8 +48,9 @@ class FrameReader(Closing):
         self._view = memoryview(self._buf)
         self._start = 0
         self._end = 0
-        # A large payload whose reception was interrupted (timeout, Ctrl-C): (message, received).
-        self._pending: tuple[bytearray, int] | None = None
+        # A large payload whose reception was interrupted (timeout, Ctrl-C): (message so far,
+        # bytes received, announced size).
+        self._pending: tuple[bytearray, int, int] | None = None
         # Descriptors: the stream offset of ``_buf[_end]`` (every byte ever read), those that
         # arrived with buffered bytes as (from, to, fds), and those of the current message.
         self._abs_end = 0
@@ -191,8 +192,8 @@ class FrameReader(Closing):
             self._drop_fds()
             return self._recv_packet(limit, deadline)
         if self._pending is not None:
-            msg, got = self._pending
-            return self._recv_large(msg, got, deadline)
+            msg, got, size = self._pending
+            return self._recv_large(msg, got, size, deadline)
         if self._claimed:
             self._drop_fds()
         if self._end == 0 and self._unix:
@@ -288,11 +289,12 @@ class FrameReader(Closing):
         if self._pfds:
             self._claim(self._abs_end - (self._end - self._start), total)
         self._start += hlen
-        msg = bytearray(size)
-        got = self._end - self._start
-        msg[:got] = self._view[self._start : self._end]
+        # The message grows with what arrives (see ``_recv_large``): a peer that announces a
+        # large frame and sends nothing more costs a buffer's worth, not the announced size.
+        msg = bytearray(self._view[self._start : self._end])
+        got = len(msg)
         self._start = self._end = 0
-        return self._recv_large(msg, got, deadline)
+        return self._recv_large(msg, got, size, deadline)
 
     def _eof(self, header: int) -> None:
         received = self._end - self._start
@@ -303,14 +305,19 @@ class FrameReader(Closing):
             f"connection closed inside a message header ({self._address})", header, received
         )
 
-    def _recv_large(self, msg: bytearray, got: int, deadline: float | None) -> bytearray:
+    def _recv_large(self, msg: bytearray, got: int, size: int, deadline: float | None) -> bytearray:
+        """Receives the rest of a ``size``-byte payload of which ``msg[:got]`` arrived. ``msg``
+        grows geometrically (from at least one buffer, never past ``size``) as bytes arrive,
+        so memory follows what the peer sent rather than what it announced."""
         self._pending = None
-        view = memoryview(msg)
-        size = len(msg)
         try:
             while got < size:
-                # Reads stay inside this frame: whatever descriptors come are its own.
-                n, fds = self._recvmsg(view[got:], deadline)
+                if got == len(msg):
+                    grow = min(size, max(2 * got, BUFSIZE)) - got
+                    msg += bytes(grow)
+                with memoryview(msg) as whole:
+                    # Reads stay inside this frame: whatever descriptors come are its own.
+                    n, fds = self._recvmsg(whole[got:], deadline)
                 self._abs_end += n
                 if fds:
                     self._claimed.extend(fds)
@@ -326,10 +333,8 @@ class FrameReader(Closing):
                 got += n
         except (TimeoutError, KeyboardInterrupt, InterruptedError):
             # Keep what arrived so that the next receive carries on with this message.
-            self._pending = (msg, got)
+            self._pending = (msg, got, size)
             raise
-        finally:
-            view.release()
         return msg
 
     def _recv_packet(self, limit: int, deadline: float | None) -> bytes | bytearray:
