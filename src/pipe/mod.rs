@@ -394,8 +394,9 @@ impl PipeWriter {
         } else {
             data
         };
+        // A reader gone is EPIPE (BrokenPipeError), never a SIGPIPE that kills the process.
         self.0.run(Ready::Write, "write", timeout, interrupt, || {
-            rustix::io::write(&self.0.fd, chunk)
+            crate::sys::sigpipe::without_sigpipe(|| rustix::io::write(&self.0.fd, chunk))
         })
     }
 

@@ -16,6 +16,7 @@ pub mod sem;
 pub mod shm;
 #[cfg(target_os = "linux")]
 pub mod signalfd;
+pub mod sigpipe;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub mod sysvmsg;
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import select
+import signal
 import stat
 import sys
 import threading
@@ -16,6 +18,7 @@ from typing import Any, Self
 from typing_extensions import Buffer
 
 from .._errors import NotSupportedError, TruncatedMessage
+from . import _libc
 from ._closing import Closing, closed_error
 from ._waits import SLICE, backoff, check_timeout, deadline_of, timed_out, wait_fd
 
@@ -26,6 +29,52 @@ PIPE_BUF = 4096
 READ_CHUNK = 1 << 20
 F_GETPIPE_SZ = 1032
 F_SETPIPE_SZ = 1031
+
+
+_SIGPIPE: int | None = None if WINDOWS else getattr(signal, "SIGPIPE", None)
+#: ``struct sigaction`` storage (its handler is the first field on every Unix): large enough for
+#: any platform's layout. Shared: whichever thread writes it, it holds the current disposition.
+_ACTION = ctypes.create_string_buffer(256)
+_HANDLER = ctypes.c_void_p.from_buffer(_ACTION)
+
+
+def _sigaction() -> Any:
+    lib = _libc.load("sigaction", "c")
+    fn = lib.sigaction
+    fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_SIGACTION: Any = None if _SIGPIPE is None else _sigaction()
+
+
+def _sigpipe_kills() -> bool:
+    """Whether SIGPIPE's disposition is SIG_DFL (asked of the C library: ``signal.getsignal``
+    misses a change made from C, by a host embedding Python)."""
+    if _SIGACTION(_SIGPIPE, None, _ACTION) != 0:
+        return True
+    return not _HANDLER.value  # SIG_DFL is 0
+
+
+def _write(fd: int, data: Buffer) -> int:
+    """``os.write`` to a pipe that reports a reader gone as BrokenPipeError only. Where SIGPIPE
+    would kill the process, it is blocked in this thread around the write, and the one the write
+    raised is consumed (unless one was pending before, which stays pending)."""
+    if _SIGPIPE is None or not _sigpipe_kills():
+        return os.write(fd, data)
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, (_SIGPIPE,))
+    try:
+        was_pending = _SIGPIPE in signal.sigpending()
+        try:
+            return os.write(fd, data)
+        except BrokenPipeError:
+            if not was_pending and _SIGPIPE in signal.sigpending():
+                signal.sigwait((_SIGPIPE,))  # pending and blocked: returns at once
+            raise
+    finally:
+        if _SIGPIPE not in old:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, (_SIGPIPE,))
 
 
 def _ready(fd: int, events: int, timeout: float) -> bool:
@@ -248,7 +297,7 @@ class PipeWriter(_End):
         if not self._plain():
             # after poll reports room, a write of at most PIPE_BUF bytes does not block
             view = view[:PIPE_BUF]
-        return self._run(select.POLLOUT, deadline, lambda: os.write(self._fd, view))  # type: ignore[no-any-return]
+        return self._run(select.POLLOUT, deadline, lambda: _write(self._fd, view))  # type: ignore[no-any-return]
 
     def write(self, data: Buffer) -> int:
         view = memoryview(data).cast("B")
@@ -264,7 +313,7 @@ class PipeWriter(_End):
         with self._lock:
             sent = 0
             if view and self._plain():
-                sent = os.write(fd, view)
+                sent = _write(fd, view)
             while sent < len(view):
                 sent += self._write_some(view[sent:], deadline)
 
