@@ -94,6 +94,7 @@ class Connection(FrameReader):
         self._init_reader()
         self._unix = _HAS_RECVMSG and sock.family == _AF_UNIX
         sock.setblocking(True)
+        _platform.slice_blocking_calls(sock)
         _platform.nosigpipe(sock)
         if self._seq and self._unix:
             # Every packet then carries credentials, and end of file none: that tells them apart.
@@ -136,6 +137,8 @@ class Connection(FrameReader):
         return closed_error(self._address)
 
     def _send_error(self, e: OSError) -> Exception:
+        if self._closed:
+            return self._ebadf()
         if e.errno in (errno.EPIPE, errno.ECONNRESET, errno.ESHUTDOWN):
             return oserror(errno.EPIPE, self._address)
         if e.errno == errno.EMSGSIZE:
@@ -143,13 +146,9 @@ class Connection(FrameReader):
         return self._error(e)
 
     def _send_all(self, data: Buffer, deadline: float | None) -> None:
+        # Not ``sendall``: a blocking send ends after a slice (to notice a close), and
+        # ``sendall`` would then lose count of what it sent.
         sock = self._sock
-        if self._timeout is None:
-            try:
-                sock.sendall(data, MSG_NOSIGNAL)
-            except OSError as e:
-                raise self._send_error(e) from None
-            return
         view = _byte_view(data)
         while view:
             try:
@@ -327,7 +326,7 @@ class Connection(FrameReader):
             try:
                 n = self._read_some(memoryview(buf), deadline)
             finally:
-                if timeout is not None and self._timeout is None:
+                if timeout is not None and self._timeout is None and not self._closed:
                     self._sock.setblocking(True)
             fds = self._take_fds()
         if len(fds) > maxfds:

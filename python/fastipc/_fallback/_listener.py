@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from . import _fds, _platform
 from ._closing import BoundSocket, closed_error
 from ._conn import Connection
-from ._platform import deadline_for, oserror, remaining, timeout_error, wait_fd
+from ._platform import SLICE, deadline_for, oserror, remaining, timeout_error, wait_fd
 from ._sockdir import UnixBinding
 
 if TYPE_CHECKING:
@@ -114,11 +114,12 @@ class Listener(BoundSocket):
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError as e:
+                if self._closed:
+                    raise closed_error(self._address) from None
                 if e.errno in (errno.ECONNABORTED, errno.EPROTO):
                     continue
                 raise oserror(e.errno, self._address) if e.errno else e from None
-            if not wait_fd(self._sock.fileno(), False, remaining(deadline, self._address)):
-                raise timeout_error(self._address)
+            self._wait(deadline)
         try:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -126,6 +127,17 @@ class Listener(BoundSocket):
         except BaseException:
             sock.close()
             raise
+
+    def _wait(self, deadline: float | None) -> None:
+        """Waits at most one slice for a connection: a close from another thread ends
+        ``accept`` within a slice (the loop checks for it), the deadline with TimeoutError."""
+        left = remaining(deadline, self._address)
+        fd = self._sock.fileno()
+        if fd < 0:
+            raise closed_error(self._address)
+        step = SLICE if left is None else min(left, SLICE)
+        if not wait_fd(fd, False, step) and left is not None and left <= SLICE:
+            raise timeout_error(self._address)
 
     def fileno(self) -> int:
         if self._closed:

@@ -13,12 +13,14 @@ import math
 import os
 import select
 import socket
+import struct
 import sys
 import time
 
 __all__ = [
     "LINUX",
     "MSG_NOSIGNAL",
+    "SLICE",
     "SUN_PATH_MAX",
     "WINDOWS",
     "abstract_supported",
@@ -28,6 +30,7 @@ __all__ = [
     "oserror",
     "poll_hup",
     "remaining",
+    "slice_blocking_calls",
     "tcp_loopback",
     "timeout_error",
     "wait_fd",
@@ -44,6 +47,23 @@ MSG_NOSIGNAL: int = getattr(socket, "MSG_NOSIGNAL", 0)
 _SO_NOSIGPIPE: int | None = getattr(socket, "SO_NOSIGPIPE", None)
 if _SO_NOSIGPIPE is None and (sys.platform == "darwin" or "bsd" in sys.platform):
     _SO_NOSIGPIPE = 0x1022
+
+
+#: Longest uninterrupted wait of a blocking operation: the bound on how late a close from another
+#: thread is noticed (as in the Rust backend).
+SLICE = 0.05
+_SLICE_TIMEVAL = struct.pack("@ll", 0, int(SLICE * 1e6))
+
+
+def slice_blocking_calls(sock: socket.socket) -> None:
+    """``SO_RCVTIMEO``/``SO_SNDTIMEO`` of one slice: a blocking call on ``sock`` returns
+    (``BlockingIOError``) after at most :data:`SLICE`, so that its caller's loop can see that
+    the object was closed meanwhile."""
+    if WINDOWS:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _SLICE_TIMEVAL)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _SLICE_TIMEVAL)
 
 
 def tcp_loopback() -> bool:

@@ -11,9 +11,9 @@ import struct
 
 from .._errors import MessageTooLarge, TruncatedMessage
 from . import _fds, _platform
-from ._closing import Closing
+from ._closing import Closing, closed_error
 from ._fds import ANC_SPACE, CLOEXEC, close_all, parse_ancillary, truncated
-from ._platform import deadline_for, oserror, remaining, timeout_error, wait_fd
+from ._platform import SLICE, deadline_for, oserror, remaining, timeout_error, wait_fd
 
 __all__ = ["BUFSIZE", "HDR", "NO_FDS", "WOULDBLOCK", "FrameReader"]
 
@@ -38,6 +38,7 @@ class FrameReader(Closing):
 
     _sock: socket.socket
     _address: str
+    _closed: bool
     _seq: bool
     _unix: bool
     _max: int
@@ -58,13 +59,27 @@ class FrameReader(Closing):
         self._claimed: list[int] = []
 
     def _error(self, e: OSError) -> OSError:
+        if self._closed:
+            return closed_error(self._address)
         if e.errno is None:
             return e
         return oserror(e.errno, self._address)
 
     def _wait(self, write: bool, deadline: float | None) -> None:
+        """Between two attempts of a call that would block: the closed error once the
+        connection was closed (by another thread), TimeoutError at the deadline, else a wait
+        for readiness of at most one slice. A blocking socket waits in the call itself, which
+        ``SO_RCVTIMEO``/``SO_SNDTIMEO`` end after a slice."""
+        if self._closed:
+            raise closed_error(self._address)
         left = remaining(deadline, self._address)
-        if not wait_fd(self._sock.fileno(), write, left):
+        if self._sock.gettimeout() is None:
+            return
+        fd = self._sock.fileno()
+        if fd < 0:
+            raise closed_error(self._address)
+        step = SLICE if left is None else min(left, SLICE)
+        if not wait_fd(fd, write, step) and left is not None and left <= SLICE:
             raise timeout_error(self._address)
 
     def _recv_into(self, view: memoryview, deadline: float | None, flags: int = 0) -> int:

@@ -1,0 +1,86 @@
+"""``close()`` from another thread ends an operation blocked in that object (OSError EBADF), on
+both backends: accept, the receives and sends of connections and datagram sockets, pipe and FIFO
+reads and writes, message-queue receives. (Semaphores are not in this list: closing one under a
+waiter is undefined in POSIX.)"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import threading
+from collections.abc import Callable
+
+import pytest
+from _helpers import wait_blocked_in_kernel
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+BIG = 32 * 1024 * 1024
+
+
+def assert_close_ends(obj, call: Callable[[], object]) -> None:
+    """Runs ``call`` in a thread until it blocks in the kernel, closes ``obj`` from this thread,
+    and checks that the call ended with OSError(EBADF)."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    try:
+        wait_blocked_in_kernel(os.getpid(), t.native_id)
+    finally:
+        obj.close()
+        t.join(timeout=5)
+    assert not t.is_alive(), "close() did not end the blocked call"
+    assert len(outcome) == 1
+    exc = outcome[0]
+    assert isinstance(exc, OSError), exc
+    assert exc.errno == errno.EBADF
+
+
+CONNECTION_RECEIVES = {
+    "recv_bytes": lambda c: c.recv_bytes(),
+    "recv_bytes_into": lambda c: c.recv_bytes_into(bytearray(64)),
+    "recv_bytes_and_fds": lambda c: c.recv_bytes_and_fds(),
+    "recv": lambda c: c.recv(),
+    "recv_fds": lambda c: c.recv_fds(64, 1),
+    "recv_into": lambda c: c.recv_into(bytearray(64)),
+    "recv_exact": lambda c: c.recv_exact(64),
+}
+
+
+@pytest.mark.parametrize("kind", ["stream", "seqpacket"])
+@pytest.mark.parametrize("op", sorted(CONNECTION_RECEIVES))
+def test_connection_receive(backend, kind, op):
+    if kind == "seqpacket" and op == "recv_exact":
+        pytest.skip("recv_exact is for streams")
+    a, b = backend.socketpair(kind=kind)
+    with b:
+        assert_close_ends(a, lambda: CONNECTION_RECEIVES[op](a))
+
+
+CONNECTION_SENDS = {
+    "send_bytes": lambda c: c.send_bytes(bytes(BIG)),
+    "send": lambda c: c.send(bytes(BIG)),
+    "sendall": lambda c: c.sendall(bytes(BIG)),
+    "send_fds": lambda c: c.send_fds(bytes(BIG), [0]),
+}
+
+
+@pytest.mark.parametrize("op", sorted(CONNECTION_SENDS))
+def test_connection_send(backend, op):
+    # Nobody reads the other end: the send fills the socket buffers and blocks.
+    a, b = backend.socketpair()
+    with b:
+        assert_close_ends(a, lambda: CONNECTION_SENDS[op](a))
+
+
+def test_listener_accept(backend):
+    listener = backend.listen("127.0.0.1:0")
+    assert_close_ends(listener, listener.accept)
