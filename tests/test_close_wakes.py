@@ -84,3 +84,37 @@ def test_connection_send(backend, op):
 def test_listener_accept(backend):
     listener = backend.listen("127.0.0.1:0")
     assert_close_ends(listener, listener.accept)
+
+
+DATAGRAM_RECEIVES = {
+    "recvfrom": lambda d: d.recvfrom(64),
+    "recvfrom_credentials": lambda d: d.recvfrom(64, credentials=True),
+    "recv": lambda d: d.recv(64),
+    "recv_fds": lambda d: d.recv_fds(64, 1),
+}
+
+
+@pytest.mark.parametrize("op", sorted(DATAGRAM_RECEIVES))
+def test_datagram_receive(backend, op):
+    sock = backend.listen("127.0.0.1:0", kind="datagram")
+    assert_close_ends(sock, lambda: DATAGRAM_RECEIVES[op](sock))
+
+
+DATAGRAM_SENDS = {
+    "send": lambda d, to: d.send(b"x" * 1024),
+    "sendto": lambda d, to: d.sendto(b"x" * 1024, to),
+    "send_fds": lambda d, to: d.send_fds(b"x" * 1024, [0]),
+}
+
+
+@pytest.mark.parametrize("op", sorted(DATAGRAM_SENDS))
+def test_datagram_send(backend, op):
+    receiver = backend.listen("127.0.0.1:0", kind="datagram")
+    with receiver:
+        sender = backend.connect(receiver.address, kind="datagram")
+        sender.settimeout(0)
+        with pytest.raises(TimeoutError):
+            for _ in range(1_000_000):
+                sender.send(b"x" * 1024)
+        sender.settimeout(None)
+        assert_close_ends(sender, lambda: DATAGRAM_SENDS[op](sender, receiver.address))

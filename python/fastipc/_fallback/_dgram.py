@@ -5,8 +5,9 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors import MessageTooLarge, NotSupportedError
 from .._types import Credentials
@@ -16,13 +17,24 @@ from ._closing import BoundSocket, closed_error
 from ._fds import ANC_SPACE, CLOEXEC, close_all, creds_message, fd_list, rights, truncated
 from ._fds import parse_ancillary as _parse
 from ._open import unix_target
-from ._platform import MSG_NOSIGNAL, oserror, timeout_error
+from ._platform import MSG_NOSIGNAL, SLICE, deadline_for, oserror, timeout_error, wait_fd
 from ._sockdir import UnixBinding
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
 __all__ = ["DatagramSocket"]
+
+T = TypeVar("T")
+WOULDBLOCK = (BlockingIOError, InterruptedError)
+_MSG_DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
+
+
+class _Default:
+    """The type of ``_DEFAULT``: "the socket's own timeout"."""
+
+
+_DEFAULT = _Default()
 
 
 class DatagramSocket(BoundSocket):
@@ -36,6 +48,8 @@ class DatagramSocket(BoundSocket):
         "_peer",
         "_sdir",
         "_sdir_abs",
+        "_sliced",
+        "_timeout",
     )
 
     def __init__(
@@ -59,6 +73,13 @@ class DatagramSocket(BoundSocket):
         # senders are then named as remapped addresses (``127.0.0.1:<p>``).
         self._loopback_names = loopback_names
         self._closed = False
+        self._timeout: float | None = sock.gettimeout()
+        # Blocking calls bounded by SO_RCVTIMEO/SO_SNDTIMEO of one slice, so that a close()
+        # from another thread ends them; on Windows Python's own socket timeout bounds them.
+        self._sliced = not _platform.WINDOWS
+        if self._sliced:
+            sock.settimeout(None)
+            _platform.slice_blocking_calls(sock)
         _platform.nosigpipe(sock)
 
     @property
@@ -99,7 +120,46 @@ class DatagramSocket(BoundSocket):
             raise closed_error(self._name())
         return self._sock
 
+    def _io(
+        self,
+        name: str | None,
+        write: bool,
+        op: Callable[[socket.socket, int], T],
+        timeout: float | _Default | None = _DEFAULT,
+    ) -> T:
+        """Runs ``op(sock, flags)`` within the timeout (the socket's unless given). A blocking
+        call ends after a slice; a deadline closer than a slice is waited for with ``poll`` and
+        the call made with ``MSG_DONTWAIT``. Between attempts a close() from another thread ends
+        the operation with the closed error."""
+        if isinstance(timeout, _Default):
+            timeout = self._timeout
+        sock = self._check()
+        if not self._sliced:
+            sock.settimeout(timeout)
+            try:
+                return op(sock, 0)
+            except OSError as e:
+                raise self._error(e, name, write) from None
+        deadline = deadline_for(timeout)
+        while True:
+            sock = self._check()
+            left = None if deadline is None else deadline - time.monotonic()
+            flags = 0
+            if left is not None and left < SLICE:
+                flags = _MSG_DONTWAIT
+                if left > 0:
+                    wait_fd(sock.fileno(), write, left)
+            try:
+                return op(sock, flags)
+            except WOULDBLOCK:
+                if deadline is not None and deadline - time.monotonic() <= 0:
+                    raise timeout_error(name) from None
+            except OSError as e:
+                raise self._error(e, name, write) from None
+
     def _error(self, e: OSError, name: str | None, send: bool = False) -> Exception:
+        if self._closed:
+            return closed_error(name)
         if isinstance(e, BlockingIOError) or (isinstance(e, TimeoutError) and e.errno is None):
             return timeout_error(name)
         if e.errno is None:
@@ -175,18 +235,19 @@ class DatagramSocket(BoundSocket):
         fds: Iterable[object] | None,
         credentials: bool,
     ) -> int:
-        sock = self._check()
-        anc = self._ancillary(sock, fds, credentials, name)
-        try:
+        anc = self._ancillary(self._check(), fds, credentials, name)
+
+        def op(sock: socket.socket, flags: int) -> int:
+            flags |= MSG_NOSIGNAL
             if not anc:
                 if target is None:
-                    return sock.send(data, MSG_NOSIGNAL)
-                return sock.sendto(data, MSG_NOSIGNAL, target)
+                    return sock.send(data, flags)
+                return sock.sendto(data, flags, target)
             if target is None:
-                return sock.sendmsg([data], anc, MSG_NOSIGNAL)
-            return sock.sendmsg([data], anc, MSG_NOSIGNAL, target)
-        except OSError as e:
-            raise self._error(e, name, send=True) from None
+                return sock.sendmsg([data], anc, flags)
+            return sock.sendmsg([data], anc, flags, target)
+
+        return self._io(name, True, op)
 
     def sendto(
         self,
@@ -200,7 +261,9 @@ class DatagramSocket(BoundSocket):
         target, name = self._target(address)
         return self._send(data, target, name, fds, credentials)
 
-    def _recvmsg(self, bufsize: int) -> tuple[bytes, list[int], Credentials | None, str | None]:
+    def _recvmsg(
+        self, bufsize: int, timeout: float | _Default | None = _DEFAULT
+    ) -> tuple[bytes, list[int], Credentials | None, str | None]:
         sock = self._check()
         if bufsize < 0:
             raise ValueError("negative buffersize in recvmsg")
@@ -208,10 +271,12 @@ class DatagramSocket(BoundSocket):
             raise NotSupportedError(
                 f"descriptors and credentials need Unix sockets with recvmsg ({self._name()})"
             )
-        try:
-            data, anc, flags, addr = sock.recvmsg(bufsize, ANC_SPACE, CLOEXEC)
-        except OSError as e:
-            raise self._error(e, self._name()) from None
+        data, anc, flags, addr = self._io(
+            self._name(),
+            False,
+            lambda sock, flags: sock.recvmsg(bufsize, ANC_SPACE, CLOEXEC | flags),
+            timeout,
+        )
         fds, creds = _parse(anc, flags, self._name())
         return data, fds, creds, self._sender_name(addr)
 
@@ -224,12 +289,10 @@ class DatagramSocket(BoundSocket):
             data, fds, creds, sender = self._recvmsg(bufsize)
             close_all(fds)
             return data, sender, creds
-        sock = self._check()
-        try:
-            # Without a control buffer the kernel closes any descriptors sent with it.
-            data, addr = sock.recvfrom(bufsize)
-        except OSError as e:
-            raise self._error(e, self._name()) from None
+        # Without a control buffer the kernel closes any descriptors sent with it.
+        data, addr = self._io(
+            self._name(), False, lambda sock, flags: sock.recvfrom(bufsize, flags)
+        )
         return data, self._sender_name(addr)
 
     def send_fds(self, data: Buffer, fds: Iterable[object], address: Address | None = None) -> int:
@@ -243,15 +306,11 @@ class DatagramSocket(BoundSocket):
     ) -> tuple[bytes, list[int], str | None]:
         if maxfds < 0:
             raise OverflowError("can't convert negative int to unsigned")
-        sock = self._check()
-        previous = sock.gettimeout()
-        if timeout is not None:
-            sock.settimeout(_platform.check_timeout(timeout))
-        try:
+        self._check()
+        if timeout is None:
             data, fds, _, sender = self._recvmsg(bufsize)
-        finally:
-            if timeout is not None:
-                sock.settimeout(previous)
+        else:
+            data, fds, _, sender = self._recvmsg(bufsize, _platform.check_timeout(timeout))
         if len(fds) > maxfds:
             close_all(fds)
             raise truncated(self._address if self._address is not None else "datagram socket")
@@ -273,18 +332,15 @@ class DatagramSocket(BoundSocket):
         return self._send(data, None, self._name(), fds, credentials)
 
     def recv(self, bufsize: int) -> bytes:
-        sock = self._check()
-        try:
-            return sock.recv(bufsize)
-        except OSError as e:
-            raise self._error(e, self._name()) from None
+        return self._io(self._name(), False, lambda sock, flags: sock.recv(bufsize, flags))
 
     def settimeout(self, timeout: float | None) -> None:
         timeout = _platform.check_timeout(timeout)
-        self._check().settimeout(timeout)
+        self._check()
+        self._timeout = timeout
 
     def gettimeout(self) -> float | None:
-        return self._sock.gettimeout()
+        return self._timeout
 
     def fileno(self) -> int:
         return self._check().fileno()
