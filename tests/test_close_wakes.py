@@ -118,3 +118,53 @@ def test_datagram_send(backend, op):
                 sender.send(b"x" * 1024)
         sender.settimeout(None)
         assert_close_ends(sender, lambda: DATAGRAM_SENDS[op](sender, receiver.address))
+
+
+def pipe_ends(backend, kind, tmp_path):
+    """A reader and a writer of a pipe or of a FIFO (already unlinked)."""
+    if kind == "pipe":
+        return backend.pipe()
+    fifo = backend.FIFO(str(tmp_path / "fifo"), create=True)
+    raw = os.open(fifo.path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        writer = fifo.open_writer(timeout=10)
+        reader = fifo.open_reader(timeout=10)
+    finally:
+        os.close(raw)
+        fifo.unlink()
+    return reader, writer
+
+
+PIPE_READS = {
+    "read": lambda r: r.read(),
+    "readinto": lambda r: r.readinto(bytearray(64)),
+    "read_exact": lambda r: r.read_exact(64),
+}
+
+
+@pytest.mark.parametrize("kind", ["pipe", "fifo"])
+@pytest.mark.parametrize("op", sorted(PIPE_READS))
+def test_pipe_read(backend, tmp_path, kind, op):
+    reader, writer = pipe_ends(backend, kind, tmp_path)
+    with writer:
+        assert_close_ends(reader, lambda: PIPE_READS[op](reader))
+
+
+PIPE_WRITES = {
+    "write": lambda w: w.write(b"x" * 4096),
+    "write_all": lambda w: w.write_all(bytes(1 << 20)),
+}
+
+
+@pytest.mark.parametrize("kind", ["pipe", "fifo"])
+@pytest.mark.parametrize("op", sorted(PIPE_WRITES))
+def test_pipe_write(backend, tmp_path, kind, op):
+    reader, writer = pipe_ends(backend, kind, tmp_path)
+    with reader:
+        # Nobody reads: fill the pipe, so that the next write waits for room.
+        writer.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            for _ in range(1_000_000):
+                writer.write(b"x" * 4096)
+        writer.setblocking(True)
+        assert_close_ends(writer, lambda: PIPE_WRITES[op](writer))

@@ -77,6 +77,9 @@ def _write(fd: int, data: Buffer) -> int:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, (_SIGPIPE,))
 
 
+_AGAIN = object()
+
+
 def _ready(fd: int, events: int, timeout: float) -> bool:
     poller = select.poll()
     poller.register(fd, events)
@@ -92,11 +95,12 @@ class _End(Closing):
         self._timeout: float | None = None
         self._blocking = True
         self._lock = threading.Lock()
+        # Whether the descriptor is blocking because a child may share it (inheritable).
+        self._shared = False
         if not WINDOWS:
-            # An ordinary blocking descriptor, as os.pipe makes: waits without a timeout are
-            # plain blocking calls (Python runs signal handlers and retries, PEP 475); timed and
-            # non-blocking ones poll first.
-            os.set_blocking(fd, True)
+            # O_NONBLOCK, as the Rust backend's ends: a ready pipe costs one call, and every wait
+            # is a poll of at most one slice, after which a close() from another thread is seen.
+            os.set_blocking(fd, False)
         os.set_inheritable(fd, False)
 
     # -- state
@@ -140,6 +144,11 @@ class _End(Closing):
     def set_inheritable(self, inheritable: bool) -> None:
         fd = self._check()
         os.set_inheritable(fd, inheritable)
+        if not WINDOWS:
+            # O_NONBLOCK belongs to the open file description that a child would share: an
+            # inheritable end is blocking, as C programs expect, and polls before each call.
+            os.set_blocking(fd, inheritable)
+            self._shared = inheritable
 
     def get_inheritable(self) -> bool:
         return os.get_inheritable(self._check())
@@ -188,22 +197,42 @@ class _End(Closing):
         """Whether operations are plain blocking calls (blocking mode without a timeout)."""
         return self._blocking and self._timeout is None
 
+    def _attempt(self, fd: int, events: int, op: Any) -> Any:
+        """One try of ``op``: its result, or ``_AGAIN`` when it would block."""
+        if self._shared and not _ready(fd, events, 0.0):
+            return _AGAIN
+        try:
+            return op()
+        except BlockingIOError:
+            return _AGAIN
+        except OSError:
+            if self._fd < 0:
+                raise closed_error(self._name) from None
+            raise
+
     def _run(self, events: int, deadline: float | None, op: Any) -> Any:
+        """Runs ``op`` (a read or write of the descriptor) within the deadline: tried first,
+        then after waits for readiness of at most one slice, between which a close() from
+        another thread ends it with the closed error."""
         fd = self._check()
-        if self._plain():
-            return op()
         if WINDOWS:
+            if self._plain():
+                return op()
             raise NotSupportedError("pipes on Windows support blocking mode without timeout only")
+        got = self._attempt(fd, events, op)
+        if got is not _AGAIN:
+            return got
         if not self._blocking:
-            if not _ready(fd, events, 0.0):
-                raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN), self._name)
-            return op()
+            raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN), self._name)
         while True:
             left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0 and not _ready(fd, events, 0.0):
+            if left is not None and left <= 0:
                 raise timed_out(self._name)
-            if _ready(fd, events, SLICE if left is None else min(left, SLICE)):
-                return op()
+            _ready(fd, events, SLICE if left is None else min(left, SLICE))
+            self._check()
+            got = self._attempt(fd, events, op)
+            if got is not _AGAIN:
+                return got
 
     def _deadline(self) -> float | None:
         return deadline_of(self._timeout) if self._blocking else None
@@ -237,23 +266,20 @@ class PipeReader(_End):
     def read_exact(self, n: int) -> bytes:
         if n < 0:
             raise ValueError("negative byte count")
-        fd = self._check()
+        self._check()
+        if n == 0:
+            return b""
         deadline = self._deadline()
         with self._lock:
-            got = 0
-            out = None
-            if n and self._plain():
-                # One read usually brings the whole message: no copy.
-                first = os.read(fd, n)
-                if len(first) == n:
-                    return first
-                if not first:
-                    raise EOFError(f"end of file: every writer closed the pipe ({self._name})")
-                out = bytearray(first)
-                out.extend(bytes(n - len(first)))
-                got = len(first)
-            if out is None:
-                out = bytearray(n)
+            # One read usually brings the whole message: no copy.
+            first = self._run(select.POLLIN, deadline, lambda: os.read(self._fd, n))
+            if len(first) == n:
+                return first  # type: ignore[no-any-return]
+            if not first:
+                raise EOFError(f"end of file: every writer closed the pipe ({self._name})")
+            out = bytearray(first)
+            out.extend(bytes(n - len(first)))
+            got = len(first)
             view = memoryview(out)
             while got < n:
                 rest = view[got:]
@@ -294,8 +320,9 @@ class PipeWriter(_End):
     _label = "PipeWriter"
 
     def _write_some(self, view: memoryview, deadline: float | None) -> int:
-        if not self._plain():
-            # after poll reports room, a write of at most PIPE_BUF bytes does not block
+        if self._shared:
+            # a blocking descriptor: after poll reports room, a write of at most PIPE_BUF
+            # bytes does not block
             view = view[:PIPE_BUF]
         return self._run(select.POLLOUT, deadline, lambda: _write(self._fd, view))  # type: ignore[no-any-return]
 
@@ -307,13 +334,11 @@ class PipeWriter(_End):
         return self._write_some(view, self._deadline())
 
     def write_all(self, data: Buffer) -> None:
-        fd = self._check()
+        self._check()
         view = memoryview(data).cast("B")
         deadline = self._deadline()
         with self._lock:
             sent = 0
-            if view and self._plain():
-                sent = _write(fd, view)
             while sent < len(view):
                 sent += self._write_some(view[sent:], deadline)
 
