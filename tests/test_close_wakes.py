@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from _classic import no_queues_left, unique  # noqa: F401
 from _helpers import wait_blocked_in_kernel
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -168,3 +169,22 @@ def test_pipe_write(backend, tmp_path, kind, op):
                 writer.write(b"x" * 4096)
         writer.setblocking(True)
         assert_close_ends(writer, lambda: PIPE_WRITES[op](writer))
+
+
+def test_message_queue_receive(backend):
+    name = "/" + unique("mq")
+    queue = backend.MessageQueue(name, create=True)
+    try:
+        assert_close_ends(queue, queue.receive)
+    finally:
+        backend.unlink_message_queue(name)
+
+
+def test_sysv_message_queue_receive(backend, tmp_path):
+    keyfile = tmp_path / "key"
+    keyfile.touch()
+    queue = backend.SysVMessageQueue(path=keyfile, project_id=1, create=True)
+    try:
+        assert_close_ends(queue, queue.receive)
+    finally:
+        backend.SysVMessageQueue(path=keyfile, project_id=1).remove()

@@ -252,6 +252,7 @@ class MessageQueue(Closing):
                 return rc
             code = ctypes.get_errno()
             if code not in (errno.ETIMEDOUT, errno.EAGAIN, errno.EINTR):
+                self._check()  # closed by another thread meanwhile: the closed error
                 raise OSError(code, os.strerror(code), self._name)
             if deadline is not None and deadline - time.monotonic() <= 0:
                 raise timed_out(self._name)
