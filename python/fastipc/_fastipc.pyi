@@ -91,7 +91,8 @@ class Listener:
     def max_message(self) -> int: ...
     @property
     def refused(self) -> int:
-        """How many connections ``allow_uids``/``allow_gids`` refused (closed at once)."""
+        """How many connections ``allow_uids``/``allow_gids`` or the ``authkey`` handshake refused
+        (closed at once)."""
     def accept(self, timeout: float | None = None) -> Connection:
         """Wait for a connection. ``TimeoutError`` at the deadline; ``OSError(EBADF)`` if closed."""
     def fileno(self) -> int: ...
@@ -262,6 +263,8 @@ def listen(
     max_message: int = ...,
     allow_uids: Iterable[int] | None = None,
     allow_gids: Iterable[int] | None = None,
+    authkey: bytes | None = None,
+    handshake_timeout: float = 1.0,
 ) -> Listener: ...
 @overload
 def listen(
@@ -273,6 +276,8 @@ def listen(
     max_message: int = ...,
     allow_uids: Iterable[int] | None = None,
     allow_gids: Iterable[int] | None = None,
+    authkey: bytes | None = None,
+    handshake_timeout: float = 1.0,
 ) -> DatagramSocket: ...
 @overload
 def connect(
@@ -282,6 +287,7 @@ def connect(
     timeout: float | None = None,
     socket_dir: str | None = None,
     max_message: int = ...,
+    authkey: bytes | None = None,
 ) -> Connection: ...
 @overload
 def connect(
@@ -291,6 +297,7 @@ def connect(
     timeout: float | None = None,
     socket_dir: str | None = None,
     max_message: int = ...,
+    authkey: bytes | None = None,
 ) -> DatagramSocket: ...
 @overload
 def socketpair(kind: StreamKind = "stream") -> tuple[Connection, Connection]: ...

@@ -7,6 +7,8 @@ import socket
 from collections.abc import Iterable
 from typing import Literal, overload
 
+from .._auth import HANDSHAKE_TIMEOUT, client_handshake
+from .._auth import options as auth_options
 from .._errors import NotSupportedError
 from . import _fds, _platform
 from ._addr import Address, Endpoint, explicit_socket_dir, ip_logical, parse
@@ -70,6 +72,8 @@ def listen(
     max_message: int = DEFAULT_MAX_MESSAGE,
     allow_uids: Iterable[int] | None = None,
     allow_gids: Iterable[int] | None = None,
+    authkey: bytes | None = None,
+    handshake_timeout: float = HANDSHAKE_TIMEOUT,
 ) -> Listener: ...
 @overload
 def listen(
@@ -81,6 +85,8 @@ def listen(
     max_message: int = DEFAULT_MAX_MESSAGE,
     allow_uids: Iterable[int] | None = None,
     allow_gids: Iterable[int] | None = None,
+    authkey: bytes | None = None,
+    handshake_timeout: float = HANDSHAKE_TIMEOUT,
 ) -> DatagramSocket: ...
 def listen(
     address: Address,
@@ -91,10 +97,13 @@ def listen(
     max_message: int = DEFAULT_MAX_MESSAGE,
     allow_uids: Iterable[int] | None = None,
     allow_gids: Iterable[int] | None = None,
+    authkey: bytes | None = None,
+    handshake_timeout: float = HANDSHAKE_TIMEOUT,
 ) -> Listener | DatagramSocket:
     """Listen on (or, for datagrams, bind) ``address``."""
     sock_type = _check_kind(kind)
     max_message = _check_max(max_message)
+    auth = auth_options(kind, authkey, handshake_timeout)
     uids = frozenset(_ids(allow_uids))
     gids = frozenset(_ids(allow_gids))
     ep = parse(address, socket_dir)
@@ -131,6 +140,7 @@ def listen(
                 kind=kind,
                 max_message=max_message,
                 binding=None,
+                auth=auth,
             )
         except BaseException:
             sock.close()
@@ -159,6 +169,7 @@ def listen(
             binding=binding,
             allow_uids=uids,
             allow_gids=gids,
+            auth=auth,
         )
     except BaseException:
         sock.close()
@@ -175,6 +186,7 @@ def connect(
     timeout: float | None = None,
     socket_dir: str | None = None,
     max_message: int = DEFAULT_MAX_MESSAGE,
+    authkey: bytes | None = None,
 ) -> Connection: ...
 @overload
 def connect(
@@ -184,6 +196,7 @@ def connect(
     timeout: float | None = None,
     socket_dir: str | None = None,
     max_message: int = DEFAULT_MAX_MESSAGE,
+    authkey: bytes | None = None,
 ) -> DatagramSocket: ...
 def connect(
     address: Address,
@@ -192,11 +205,13 @@ def connect(
     timeout: float | None = None,
     socket_dir: str | None = None,
     max_message: int = DEFAULT_MAX_MESSAGE,
+    authkey: bytes | None = None,
 ) -> Connection | DatagramSocket:
     """Connect to ``address``; ``TimeoutError`` if that takes longer than ``timeout``."""
     sock_type = _check_kind(kind)
     max_message = _check_max(max_message)
     timeout = _platform.check_timeout(timeout)
+    key = auth_options(kind, authkey, HANDSHAKE_TIMEOUT)
     ep = parse(address, socket_dir)
     if kind == "datagram":
         return _connect_datagram(ep, socket_dir)
@@ -216,10 +231,13 @@ def connect(
             sock.close()
             raise
     try:
-        return Connection(sock, ep.logical, kind, max_message)
+        conn = Connection(sock, ep.logical, kind, max_message)
     except BaseException:
         sock.close()
         raise
+    if key is not None:
+        client_handshake(conn, key[0], _platform.remaining(deadline, ep.logical))
+    return conn
 
 
 def _connect_datagram(ep: Endpoint, socket_dir: str | None) -> DatagramSocket:
