@@ -370,3 +370,82 @@ def test_newer_pythons_found_are_real():
         ).stdout
         assert tuple(json.loads(out)) >= (3, 12)
     assert sys.version_info >= (3, 11)
+
+
+# ------------------------------------------------------------------ secure by default
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.9.8.7", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("::ffff:127.0.0.2", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("10.1.2.3", False),
+        ("::", False),
+        ("::ffff:10.0.0.1", False),
+        ("name.invalid", False),
+    ],
+)
+def test_loopback_hosts(host, loopback):
+    assert _auth.is_loopback_host(host) is loopback
+
+
+def test_a_name_is_loopback_only_if_all_its_addresses_are(monkeypatch):
+    answers = {
+        "mixed.test": ["127.0.0.1", "10.0.0.5"],
+        "loop.test": ["127.0.0.1", "::1", "::ffff:127.0.0.1"],
+    }
+
+    def fake(host, port, *args):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, 0)) for ip in answers[host]]
+
+    monkeypatch.setattr(_auth.socket, "getaddrinfo", fake)
+    assert _auth.is_loopback_host("loop.test") is True
+    assert _auth.is_loopback_host("mixed.test") is False
+
+
+@pytest.mark.parametrize("address", ["tcp:0.0.0.0:0", "0.0.0.0:0", ("0.0.0.0", 0)])
+def test_listening_off_loopback_needs_a_key(backend, address):
+    with pytest.raises(PermissionError) as info:
+        backend.listen(address)
+    message = str(info.value)
+    assert "tcp:0.0.0.0:0" in message
+    assert "authkey" in message
+    assert "allow_unauthenticated=True" in message
+    with backend.listen(address, allow_unauthenticated=True) as lst:
+        assert lst.address.startswith("tcp:0.0.0.0:")
+    with backend.listen(address, authkey=KEY) as lst:
+        assert lst.address.startswith("tcp:0.0.0.0:")
+    # Datagram sockets have no handshake and no pickles: unchanged.
+    with backend.listen(address, kind="datagram") as dg:
+        assert dg.address.startswith("udp:0.0.0.0:")
+
+
+def test_a_name_with_one_outside_address_needs_a_key(backend, monkeypatch):
+    def fake(host, port, *args):
+        assert host == "mixed.test"
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.7", 0)),
+        ]
+
+    monkeypatch.setattr(_auth.socket, "getaddrinfo", fake)
+    with pytest.raises(PermissionError, match=r"tcp:mixed\.test:5000"):
+        backend.listen("tcp:mixed.test:5000")
+
+
+@pytest.mark.parametrize("address", ["tcp:127.0.0.1:0", "tcp:localhost:0", "tcp:[::1]:0"])
+def test_loopback_tcp_needs_no_key(backend, address):
+    try:
+        lst = backend.listen(address)
+    except OSError as e:
+        if "::1" in address and e.errno == 99:  # EADDRNOTAVAIL: no IPv6 loopback here
+            pytest.skip("no IPv6 loopback on this machine")
+        raise
+    with lst:
+        assert lst.address.startswith("tcp:")

@@ -27,10 +27,10 @@ from ._errors import AuthenticationError
 __all__ = [
     "HANDSHAKE_TIMEOUT",
     "answer_challenge",
-    "check_listen",
     "client_handshake",
     "deliver_challenge",
     "options",
+    "refuse_exposed",
     "server_handshake",
 ]
 
@@ -235,21 +235,14 @@ def _loopback_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_loopback
 
 
-def check_listen(
-    tcp_host: str | None,
-    address: str,
-    authkey: object,
-    allow_unauthenticated: bool,
-) -> bytes | None:
-    """The ``authkey`` a listener uses (``None``: none), after refusing (``PermissionError``) a
-    TCP listener off loopback (``tcp_host`` is the host of a TCP address, else ``None``) without
-    one, unless ``allow_unauthenticated``."""
-    if authkey is not None:
-        return check_key(authkey)
-    if tcp_host is None or allow_unauthenticated or is_loopback_host(tcp_host):
-        return None
+def refuse_exposed(tcp_host: str, address: str, allow_unauthenticated: bool) -> None:
+    """Refuses (``PermissionError``) a listener without ``authkey`` on a TCP host that is not
+    loopback, unless ``allow_unauthenticated``: other hosts could reach it, and ``recv()``
+    unpickles what arrives."""
+    if allow_unauthenticated or is_loopback_host(tcp_host):
+        return
     raise PermissionError(
-        f"refusing to listen on {address} without authentication: it is reachable from other "
-        "hosts, and recv() unpickles what arrives. Pass authkey=b'...' (the same key to "
+        f"refusing to listen on {address} without authentication: other hosts can reach it, "
+        "and recv() unpickles what arrives. Pass authkey=b'...' (and the same key to "
         "connect), or allow_unauthenticated=True if every peer that can reach it is trusted."
     )

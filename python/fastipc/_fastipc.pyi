@@ -168,8 +168,11 @@ class Connection:
         """Send a picklable object (pickle: for trusted peers only). Sockets, files and
         connections inside it travel as descriptors."""
     def recv(self) -> Any:
-        """Receive a pickled object (unpickling runs the peer's code: trusted peers only).
-        Typed ``Any``, as ``multiprocessing.connection.Connection.recv``."""
+        """Receive a pickled object. Unpickling runs code chosen by the sender: call it only
+        on connections whose peer is trusted (a Unix socket in the private socket directory or
+        with ``allow_uids``, or an ``authkey`` handshake; not TCP without one, even on loopback).
+        ``authkey`` authenticates, it does not encrypt. Typed ``Any``, as
+        ``multiprocessing.connection.Connection.recv``."""
     def sendall(self, data: Buffer) -> None:
         """Send every byte of ``data`` on the raw stream (no framing)."""
     def recv_into(self, buffer: Buffer, nbytes: int = 0) -> int:
@@ -265,6 +268,7 @@ def listen(
     allow_gids: Iterable[int] | None = None,
     authkey: bytes | None = None,
     handshake_timeout: float = 1.0,
+    allow_unauthenticated: bool = False,
 ) -> Listener: ...
 @overload
 def listen(
@@ -278,6 +282,7 @@ def listen(
     allow_gids: Iterable[int] | None = None,
     authkey: bytes | None = None,
     handshake_timeout: float = 1.0,
+    allow_unauthenticated: bool = False,
 ) -> DatagramSocket: ...
 @overload
 def connect(

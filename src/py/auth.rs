@@ -36,6 +36,19 @@ pub(crate) fn options(
     }))
 }
 
+/// Refuses a listener without `authkey` on a TCP host that is not loopback, unless allowed.
+pub(crate) fn refuse_exposed(
+    py: Python<'_>,
+    host: &str,
+    address: &str,
+    allow_unauthenticated: bool,
+) -> PyResult<()> {
+    module(py)?
+        .getattr("refuse_exposed")?
+        .call1((host, address, allow_unauthenticated))?;
+    Ok(())
+}
+
 /// The listener's side of the handshake; false (the connection closed) if the peer failed it.
 pub(crate) fn server(
     py: Python<'_>,

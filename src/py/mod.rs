@@ -111,7 +111,7 @@ fn dir_of(path: Option<&std::path::Path>) -> String {
 
 /// Listens at `address`: a Listener for "stream"/"seqpacket", a `DatagramSocket` for "datagram".
 #[pyfunction]
-#[pyo3(signature = (address, *, kind="stream", backlog=128, socket_dir=None, max_message=MAX_MESSAGE_DEFAULT, allow_uids=None, allow_gids=None, authkey=None, handshake_timeout=1.0))]
+#[pyo3(signature = (address, *, kind="stream", backlog=128, socket_dir=None, max_message=MAX_MESSAGE_DEFAULT, allow_uids=None, allow_gids=None, authkey=None, handshake_timeout=1.0, allow_unauthenticated=false))]
 #[allow(clippy::too_many_arguments)]
 fn listen(
     py: Python<'_>,
@@ -124,10 +124,17 @@ fn listen(
     allow_gids: Option<Vec<u32>>,
     authkey: Option<&Bound<'_, PyAny>>,
     handshake_timeout: f64,
+    allow_unauthenticated: bool,
 ) -> PyResult<Py<PyAny>> {
     let address = address_arg(address)?;
     let auth = auth::options(py, kind, authkey, handshake_timeout)?;
     let kind = kind_arg(kind)?;
+    if let (Address::Ip { host, .. }, None) = (&address, &auth) {
+        if kind != Kind::Datagram {
+            let logical = address.logical("tcp");
+            auth::refuse_exposed(py, host, &logical, allow_unauthenticated)?;
+        }
+    }
     let max_message = max_message_arg(max_message)?;
     let dir = socket_dir.as_deref();
     if kind == Kind::Datagram {

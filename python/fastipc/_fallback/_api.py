@@ -7,7 +7,7 @@ import socket
 from collections.abc import Iterable
 from typing import Literal, overload
 
-from .._auth import HANDSHAKE_TIMEOUT, client_handshake
+from .._auth import HANDSHAKE_TIMEOUT, client_handshake, refuse_exposed
 from .._auth import options as auth_options
 from .._errors import NotSupportedError
 from . import _fds, _platform
@@ -62,6 +62,21 @@ def _ip_seqpacket(ep: Endpoint) -> NotSupportedError:
     return NotSupportedError(f"seqpacket sockets need a Unix address, not {ep.logical}")
 
 
+def _check_ip_listener(
+    ep: Endpoint, kind: str, by_uid: bool, authenticated: bool, allow_unauthenticated: bool
+) -> None:
+    """What an IP listener cannot be: seqpacket, filtered by uid, off loopback without a key."""
+    if kind == "seqpacket":
+        raise _ip_seqpacket(ep)
+    if kind != "datagram" and by_uid:
+        raise NotSupportedError(
+            "allow_uids and allow_gids need a Unix socket: TCP has no peer credentials "
+            f"({ep.logical})"
+        )
+    if kind != "datagram" and not authenticated:
+        refuse_exposed(ep.host, ep.logical, allow_unauthenticated)
+
+
 @overload
 def listen(
     address: Address,
@@ -74,6 +89,7 @@ def listen(
     allow_gids: Iterable[int] | None = None,
     authkey: bytes | None = None,
     handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    allow_unauthenticated: bool = False,
 ) -> Listener: ...
 @overload
 def listen(
@@ -87,6 +103,7 @@ def listen(
     allow_gids: Iterable[int] | None = None,
     authkey: bytes | None = None,
     handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    allow_unauthenticated: bool = False,
 ) -> DatagramSocket: ...
 def listen(
     address: Address,
@@ -99,6 +116,7 @@ def listen(
     allow_gids: Iterable[int] | None = None,
     authkey: bytes | None = None,
     handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    allow_unauthenticated: bool = False,
 ) -> Listener | DatagramSocket:
     """Listen on (or, for datagrams, bind) ``address``."""
     sock_type = _check_kind(kind)
@@ -111,13 +129,7 @@ def listen(
         # No file permissions protect an abstract name: only this user, unless told otherwise.
         uids = frozenset([os.geteuid()])
     if ep.kind == "ip":
-        if kind == "seqpacket":
-            raise _ip_seqpacket(ep)
-        if kind != "datagram" and (uids or gids):
-            raise NotSupportedError(
-                "allow_uids and allow_gids need a Unix socket: TCP has no peer credentials "
-                f"({ep.logical})"
-            )
+        _check_ip_listener(ep, kind, bool(uids or gids), auth is not None, allow_unauthenticated)
         sock = bind_ip(ep, sock_type)
         try:
             port = sock.getsockname()[1]
