@@ -22,6 +22,7 @@ from ._open import (
     connect_ip,
     connect_socket,
     prepare_remap_dir,
+    tcp_options,
     unix_socket,
     unix_target,
 )
@@ -458,5 +459,5 @@ def _loopback_pair(sock_type: int) -> tuple[socket.socket, socket.socket]:
             a.close()
             raise
     for s in (a, b):
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tcp_options(s)
     return a, b

@@ -11,6 +11,7 @@ from .._auth import server_handshake
 from . import _fds, _platform
 from ._closing import BoundSocket, closed_error
 from ._conn import Connection
+from ._open import tcp_options
 from ._platform import deadline_for, oserror, remaining, timeout_error, wait_fd
 from ._sockdir import UnixBinding
 
@@ -138,7 +139,7 @@ class Listener(BoundSocket):
                 raise timeout_error(self._address)
         try:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                tcp_options(sock)
             return Connection(sock, self._address, self._kind, self._max)
         except BaseException:
             sock.close()
