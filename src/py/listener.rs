@@ -97,10 +97,13 @@ impl Listener {
         let timeout = timeout_arg(timeout)?;
         let deadline = timeout.map(|t| Instant::now() + t);
         let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let listener = self.get()?;
         loop {
+            // Taken anew after each refused peer, and let go during the handshake: a close()
+            // meanwhile ends the wait.
+            let listener = self.get()?;
             let wait = left();
             let stream = detached(py, |check| listener.accept(wait, check))?;
+            drop(listener);
             let conn = Py::new(py, Connection::wrap(stream))?;
             let Some(auth) = &self.auth else {
                 return Ok(conn);
