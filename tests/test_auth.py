@@ -5,6 +5,7 @@ the standard library of this interpreter (3.11: legacy HMAC-MD5) and of newer on
 from __future__ import annotations
 
 import hmac
+import importlib
 import json
 import multiprocessing
 import multiprocessing.connection as mpc
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import fastipc
 import pytest
+from conftest import SELECTED
 from fastipc import _auth
 
 KEY = b"fastipc-key"
@@ -449,3 +451,32 @@ def test_loopback_tcp_needs_no_key(backend, address):
         raise
     with lst:
         assert lst.address.startswith("tcp:")
+
+
+def test_windows_mode_loopback_is_tcp_with_keepalive_and_authkey(monkeypatch):
+    # The fallback in its Windows behaviour: a remapped address is TCP loopback (any local user
+    # can connect, so authkey matters there), which needs no key to listen.
+    if "python" not in SELECTED:
+        pytest.skip("the python backend is not selected by FASTIPC_TEST_BACKENDS")
+    fallback = importlib.import_module("fastipc._fallback")
+    platform = importlib.import_module("fastipc._fallback._platform")
+    monkeypatch.setattr(platform, "WINDOWS", True)
+    with fallback.listen("127.0.0.1:0") as open_lst:
+        assert open_lst.path is None
+    with fallback.listen("127.0.0.1:0", authkey=KEY) as lst:
+        assert lst.path is None
+        client = _Thread(lambda: fallback.connect(lst.address, authkey=KEY, timeout=10))
+        with lst.accept(timeout=10) as conn, client.result() as peer:
+            raw = socket.socket(fileno=os.dup(conn.fileno()))
+            try:
+                assert raw.family == socket.AF_INET
+                assert raw.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            finally:
+                raw.close()
+            peer.send(("over", "tcp"))
+            assert conn.recv() == ("over", "tcp")
+        outcome = _refuse_then_accept(
+            fallback, lst, lambda: fallback.connect(lst.address, authkey=b"wrong", timeout=10)
+        )
+        assert isinstance(outcome, fastipc.AuthenticationError)
+        assert lst.refused == 1
