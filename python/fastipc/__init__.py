@@ -7,6 +7,7 @@ hosts are plain TCP. See the README for the tour and the capability table.
 import typing as _typing
 
 from ._errors import (
+    AuthenticationError,
     BufferTooShort,
     IPCError,
     MessageTooLarge,
@@ -38,6 +39,7 @@ __all__ = [
     "FIFO",
     "SCM_MAX_FD",
     "Address",
+    "AuthenticationError",
     "BufferTooShort",
     "Connection",
     "Credentials",

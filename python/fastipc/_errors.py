@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 
 __all__ = [
+    "AuthenticationError",
     "BufferTooShort",
     "IPCError",
     "MessageTooLarge",
@@ -49,6 +50,16 @@ class BufferTooShort(IPCError, multiprocessing.BufferTooShort):
     """``recv_bytes_into`` was given a buffer too small for the message.
 
     As in ``multiprocessing``, ``args[0]`` holds the whole message as ``bytes``: nothing is lost.
+    """
+
+
+class AuthenticationError(IPCError, multiprocessing.AuthenticationError):
+    """The authentication handshake of ``authkey`` failed: the peer holds another key, none, or
+    does not speak the challenge/response of ``multiprocessing.connection``.
+
+    Raised by ``connect(..., authkey=...)`` on the client; a listener with an ``authkey`` drops
+    such a peer, counts it in ``refused`` and goes on accepting. It is a
+    ``multiprocessing.AuthenticationError``, so code written for the standard library catches it.
     """
 
 

@@ -91,7 +91,8 @@ class Listener:
     def max_message(self) -> int: ...
     @property
     def refused(self) -> int:
-        """How many connections ``allow_uids``/``allow_gids`` refused (closed at once)."""
+        """How many connections ``allow_uids``/``allow_gids`` or the ``authkey`` handshake refused
+        (closed at once)."""
     def accept(self, timeout: float | None = None) -> Connection:
         """Wait for a connection. ``TimeoutError`` at the deadline; ``OSError(EBADF)`` if closed."""
     def fileno(self) -> int: ...
@@ -167,8 +168,11 @@ class Connection:
         """Send a picklable object (pickle: for trusted peers only). Sockets, files and
         connections inside it travel as descriptors."""
     def recv(self) -> Any:
-        """Receive a pickled object (unpickling runs the peer's code: trusted peers only).
-        Typed ``Any``, as ``multiprocessing.connection.Connection.recv``."""
+        """Receive a pickled object. Unpickling runs code chosen by the sender: call it only
+        on connections whose peer is trusted (a Unix socket in the private socket directory or
+        with ``allow_uids``, or an ``authkey`` handshake; not TCP without one, even on loopback).
+        ``authkey`` authenticates, it does not encrypt. Typed ``Any``, as
+        ``multiprocessing.connection.Connection.recv``."""
     def sendall(self, data: Buffer) -> None:
         """Send every byte of ``data`` on the raw stream (no framing)."""
     def recv_into(self, buffer: Buffer, nbytes: int = 0) -> int:
@@ -262,6 +266,9 @@ def listen(
     max_message: int = ...,
     allow_uids: Iterable[int] | None = None,
     allow_gids: Iterable[int] | None = None,
+    authkey: bytes | None = None,
+    handshake_timeout: float = 1.0,
+    allow_unauthenticated: bool = False,
 ) -> Listener: ...
 @overload
 def listen(
@@ -273,6 +280,9 @@ def listen(
     max_message: int = ...,
     allow_uids: Iterable[int] | None = None,
     allow_gids: Iterable[int] | None = None,
+    authkey: bytes | None = None,
+    handshake_timeout: float = 1.0,
+    allow_unauthenticated: bool = False,
 ) -> DatagramSocket: ...
 @overload
 def connect(
@@ -282,6 +292,7 @@ def connect(
     timeout: float | None = None,
     socket_dir: str | None = None,
     max_message: int = ...,
+    authkey: bytes | None = None,
 ) -> Connection: ...
 @overload
 def connect(
@@ -291,6 +302,7 @@ def connect(
     timeout: float | None = None,
     socket_dir: str | None = None,
     max_message: int = ...,
+    authkey: bytes | None = None,
 ) -> DatagramSocket: ...
 @overload
 def socketpair(kind: StreamKind = "stream") -> tuple[Connection, Connection]: ...

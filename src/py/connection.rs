@@ -333,8 +333,11 @@ impl Connection {
         detached(py, |check| stream.send_message(slice, &borrowed, check))
     }
 
-    /// Receives a pickled object (for trusted peers only); handed-over sockets, files and
-    /// connections come back as objects of the same kind.
+    /// Receives a pickled object; handed-over sockets, files and connections come back as
+    /// objects of the same kind. Unpickling runs code chosen by the sender: call it only on
+    /// connections whose peer is trusted (a Unix socket in the private socket directory or with
+    /// `allow_uids`, or an `authkey` handshake; not TCP without one, even on loopback).
+    /// `authkey` authenticates, it does not encrypt.
     fn recv(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let (received, fds) = self.receive(py, None)?;
         let data = received.into_py(py);

@@ -1,10 +1,13 @@
 //! `fastipc.Listener`: a listening stream or seqpacket socket.
 
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use pyo3::prelude::*;
 
+use crate::py::auth::{self, Auth};
 use crate::py::blocking::detached;
 use crate::py::connection::Connection;
 use crate::py::slot::Slot;
@@ -19,11 +22,17 @@ pub struct Listener {
     path: Option<String>,
     kind: &'static str,
     max_message: u64,
+    /// The `authkey` handshake every accepted peer must pass, if any.
+    auth: Option<Auth>,
+    /// Peers that failed it (closed), counted in `refused`.
+    unauthenticated: AtomicU64,
 }
 
 impl Listener {
-    pub(crate) fn wrap(listener: CoreListener) -> Listener {
+    pub(crate) fn wrap(listener: CoreListener, auth: Option<Auth>) -> Listener {
         Listener {
+            auth,
+            unauthenticated: AtomicU64::new(0),
             address: listener.address().to_string(),
             path: listener.path().map(|p| p.display().to_string()),
             kind: listener.kind().name(),
@@ -69,10 +78,10 @@ impl Listener {
         self.inner.is_closed()
     }
 
-    /// How many connections `allow_uids`/`allow_gids` refused (closed at once).
+    /// How many connections `allow_uids`/`allow_gids` or the `authkey` handshake refused.
     #[getter]
     fn refused(&self) -> PyResult<u64> {
-        Ok(self.get()?.refused())
+        Ok(self.get()?.refused() + self.unauthenticated.load(Ordering::Relaxed))
     }
 
     /// The message limit of accepted connections.
@@ -81,13 +90,29 @@ impl Listener {
         self.max_message
     }
 
-    /// Waits for a connection (`TimeoutError` at the deadline).
+    /// Waits for a connection (`TimeoutError` at the deadline). With an `authkey`, a peer that
+    /// fails the handshake is closed, counted in `refused`, and the wait goes on.
     #[pyo3(signature = (timeout=None))]
-    fn accept(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Connection> {
+    fn accept(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<Connection>> {
         let timeout = timeout_arg(timeout)?;
-        let listener = self.get()?;
-        let stream = detached(py, |check| listener.accept(timeout, check))?;
-        Ok(Connection::wrap(stream))
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        loop {
+            // Taken anew after each refused peer, and let go during the handshake: a close()
+            // meanwhile ends the wait.
+            let listener = self.get()?;
+            let wait = left();
+            let stream = detached(py, |check| listener.accept(wait, check))?;
+            drop(listener);
+            let conn = Py::new(py, Connection::wrap(stream))?;
+            let Some(auth) = &self.auth else {
+                return Ok(conn);
+            };
+            if auth::server(py, &conn, auth, left().map(|d| d.as_secs_f64()))? {
+                return Ok(conn);
+            }
+            self.unauthenticated.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The listening socket's file descriptor.

@@ -12,6 +12,7 @@ use crate::addr::Address;
 
 use crate::socket::{self, Datagram, Kind, Stream, DEFAULT_MAX_MESSAGE};
 
+mod auth;
 mod blocking;
 mod buffer;
 mod build_info;
@@ -110,7 +111,7 @@ fn dir_of(path: Option<&std::path::Path>) -> String {
 
 /// Listens at `address`: a Listener for "stream"/"seqpacket", a `DatagramSocket` for "datagram".
 #[pyfunction]
-#[pyo3(signature = (address, *, kind="stream", backlog=128, socket_dir=None, max_message=MAX_MESSAGE_DEFAULT, allow_uids=None, allow_gids=None))]
+#[pyo3(signature = (address, *, kind="stream", backlog=128, socket_dir=None, max_message=MAX_MESSAGE_DEFAULT, allow_uids=None, allow_gids=None, authkey=None, handshake_timeout=1.0, allow_unauthenticated=false))]
 #[allow(clippy::too_many_arguments)]
 fn listen(
     py: Python<'_>,
@@ -121,9 +122,19 @@ fn listen(
     max_message: i64,
     allow_uids: Option<Vec<u32>>,
     allow_gids: Option<Vec<u32>>,
+    authkey: Option<&Bound<'_, PyAny>>,
+    handshake_timeout: f64,
+    allow_unauthenticated: bool,
 ) -> PyResult<Py<PyAny>> {
     let address = address_arg(address)?;
+    let auth = auth::options(py, kind, authkey, handshake_timeout)?;
     let kind = kind_arg(kind)?;
+    if let (Address::Ip { host, .. }, None) = (&address, &auth) {
+        if kind != Kind::Datagram {
+            let logical = address.logical("tcp");
+            auth::refuse_exposed(py, host, &logical, allow_unauthenticated)?;
+        }
+    }
     let max_message = max_message_arg(max_message)?;
     let dir = socket_dir.as_deref();
     if kind == Kind::Datagram {
@@ -142,12 +153,13 @@ fn listen(
         .detach(|| socket::Listener::bind(&address, kind, backlog, dir, max_message, policy))
         .py_err()?;
     warn_shared(py, listener.shared_dir(), &dir_of(listener.path()))?;
-    Ok(Py::new(py, Listener::wrap(listener))?.into_any())
+    Ok(Py::new(py, Listener::wrap(listener, auth))?.into_any())
 }
 
 /// Connects to `address`: a Connection for "stream"/"seqpacket", a `DatagramSocket` for "datagram".
 #[pyfunction]
-#[pyo3(signature = (address, *, kind="stream", timeout=None, socket_dir=None, max_message=MAX_MESSAGE_DEFAULT))]
+#[pyo3(signature = (address, *, kind="stream", timeout=None, socket_dir=None, max_message=MAX_MESSAGE_DEFAULT, authkey=None))]
+#[allow(clippy::too_many_arguments)]
 fn connect(
     py: Python<'_>,
     address: &Bound<'_, PyAny>,
@@ -155,8 +167,11 @@ fn connect(
     timeout: Option<f64>,
     socket_dir: Option<PathBuf>,
     max_message: i64,
+    authkey: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
+    let start = std::time::Instant::now();
     let address = address_arg(address)?;
+    let auth = auth::options(py, kind, authkey, 1.0)?;
     let kind = kind_arg(kind)?;
     let timeout = timeout_arg(timeout)?;
     let max_message = max_message_arg(max_message)?;
@@ -175,7 +190,12 @@ fn connect(
         let shown = crate::sockdir::choose(dir).0.display().to_string();
         warn_shared(py, true, &shown)?;
     }
-    Ok(Py::new(py, Connection::wrap(stream))?.into_any())
+    let conn = Py::new(py, Connection::wrap(stream))?;
+    if let Some(auth) = &auth {
+        let left = timeout.map(|t| t.saturating_sub(start.elapsed()).as_secs_f64());
+        auth::client(py, &conn, auth, left)?;
+    }
+    Ok(conn.into_any())
 }
 
 /// Two connected sockets of `kind`.

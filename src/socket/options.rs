@@ -1,7 +1,9 @@
 //! Creating sockets and the options every fastipc socket gets: close-on-exec, blocking with
-//! sliced timeouts, credentials passing, send buffers, no SIGPIPE, no Nagle delay on TCP.
+//! sliced timeouts, credentials passing, send buffers, no SIGPIPE, no Nagle delay and keepalive
+//! on TCP.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::Duration;
 
 use rustix::fs::OFlags;
 use rustix::io::Errno;
@@ -63,9 +65,37 @@ pub(super) fn set_blocking(fd: BorrowedFd<'_>, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// TCP keepalive: a connection quiet for [`KEEPALIVE_IDLE`] is probed every
+/// [`KEEPALIVE_INTERVAL`], and [`KEEPALIVE_COUNT`] probes unanswered end it (`ETIMEDOUT`): a peer
+/// whose host vanished is detected within 30 + 3 x 10 = 60 s of silence (`docs/sockets.md`).
+pub(crate) const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+/// See [`KEEPALIVE_IDLE`].
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// See [`KEEPALIVE_IDLE`].
+pub(crate) const KEEPALIVE_COUNT: u32 = 3;
+
+/// Turns on keepalive with fastipc's timing ([`KEEPALIVE_IDLE`]) where the platform has the
+/// options, and with the system's timing elsewhere.
+fn keepalive(fd: BorrowedFd<'_>) -> rustix::io::Result<()> {
+    use rustix::net::sockopt;
+    sockopt::set_socket_keepalive(fd, true)?;
+    #[cfg(not(any(
+        target_os = "haiku",
+        target_os = "nto",
+        target_os = "openbsd",
+        target_os = "redox"
+    )))]
+    {
+        sockopt::set_tcp_keepidle(fd, KEEPALIVE_IDLE)?;
+        sockopt::set_tcp_keepintvl(fd, KEEPALIVE_INTERVAL)?;
+        sockopt::set_tcp_keepcnt(fd, KEEPALIVE_COUNT)?;
+    }
+    Ok(())
+}
+
 /// Options every connected socket of fastipc gets: bounded blocking (so that a wait is sliced),
 /// no SIGPIPE where the platform needs a socket option for it, large send buffers, and no
-/// Nagle delay on TCP.
+/// Nagle delay and keepalive on TCP.
 pub(super) fn configure_connected(
     fd: BorrowedFd<'_>,
     kind: Kind,
@@ -86,6 +116,7 @@ pub(super) fn configure_connected(
     if tcp {
         if kind == Kind::Stream {
             sockopt::set_tcp_nodelay(fd, true).map_err(err)?;
+            keepalive(fd).map_err(err)?;
         }
     } else {
         size_buffers(fd);

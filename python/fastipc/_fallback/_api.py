@@ -7,6 +7,8 @@ import socket
 from collections.abc import Iterable
 from typing import Literal, overload
 
+from .._auth import HANDSHAKE_TIMEOUT, client_handshake, refuse_exposed
+from .._auth import options as auth_options
 from .._errors import NotSupportedError
 from . import _fds, _platform
 from ._addr import Address, Endpoint, explicit_socket_dir, ip_logical, parse
@@ -20,6 +22,7 @@ from ._open import (
     connect_ip,
     connect_socket,
     prepare_remap_dir,
+    tcp_options,
     unix_socket,
     unix_target,
 )
@@ -60,6 +63,21 @@ def _ip_seqpacket(ep: Endpoint) -> NotSupportedError:
     return NotSupportedError(f"seqpacket sockets need a Unix address, not {ep.logical}")
 
 
+def _check_ip_listener(
+    ep: Endpoint, kind: str, by_uid: bool, authenticated: bool, allow_unauthenticated: bool
+) -> None:
+    """What an IP listener cannot be: seqpacket, filtered by uid, off loopback without a key."""
+    if kind == "seqpacket":
+        raise _ip_seqpacket(ep)
+    if kind != "datagram" and by_uid:
+        raise NotSupportedError(
+            "allow_uids and allow_gids need a Unix socket: TCP has no peer credentials "
+            f"({ep.logical})"
+        )
+    if kind != "datagram" and not authenticated:
+        refuse_exposed(ep.host, ep.logical, allow_unauthenticated)
+
+
 @overload
 def listen(
     address: Address,
@@ -70,6 +88,9 @@ def listen(
     max_message: int = DEFAULT_MAX_MESSAGE,
     allow_uids: Iterable[int] | None = None,
     allow_gids: Iterable[int] | None = None,
+    authkey: bytes | None = None,
+    handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    allow_unauthenticated: bool = False,
 ) -> Listener: ...
 @overload
 def listen(
@@ -81,6 +102,9 @@ def listen(
     max_message: int = DEFAULT_MAX_MESSAGE,
     allow_uids: Iterable[int] | None = None,
     allow_gids: Iterable[int] | None = None,
+    authkey: bytes | None = None,
+    handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    allow_unauthenticated: bool = False,
 ) -> DatagramSocket: ...
 def listen(
     address: Address,
@@ -91,10 +115,14 @@ def listen(
     max_message: int = DEFAULT_MAX_MESSAGE,
     allow_uids: Iterable[int] | None = None,
     allow_gids: Iterable[int] | None = None,
+    authkey: bytes | None = None,
+    handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    allow_unauthenticated: bool = False,
 ) -> Listener | DatagramSocket:
     """Listen on (or, for datagrams, bind) ``address``."""
     sock_type = _check_kind(kind)
     max_message = _check_max(max_message)
+    auth = auth_options(kind, authkey, handshake_timeout)
     uids = frozenset(_ids(allow_uids))
     gids = frozenset(_ids(allow_gids))
     ep = parse(address, socket_dir)
@@ -102,13 +130,7 @@ def listen(
         # No file permissions protect an abstract name: only this user, unless told otherwise.
         uids = frozenset([os.geteuid()])
     if ep.kind == "ip":
-        if kind == "seqpacket":
-            raise _ip_seqpacket(ep)
-        if kind != "datagram" and (uids or gids):
-            raise NotSupportedError(
-                "allow_uids and allow_gids need a Unix socket: TCP has no peer credentials "
-                f"({ep.logical})"
-            )
+        _check_ip_listener(ep, kind, bool(uids or gids), auth is not None, allow_unauthenticated)
         sock = bind_ip(ep, sock_type)
         try:
             port = sock.getsockname()[1]
@@ -131,6 +153,7 @@ def listen(
                 kind=kind,
                 max_message=max_message,
                 binding=None,
+                auth=auth,
             )
         except BaseException:
             sock.close()
@@ -159,6 +182,7 @@ def listen(
             binding=binding,
             allow_uids=uids,
             allow_gids=gids,
+            auth=auth,
         )
     except BaseException:
         sock.close()
@@ -175,6 +199,7 @@ def connect(
     timeout: float | None = None,
     socket_dir: str | None = None,
     max_message: int = DEFAULT_MAX_MESSAGE,
+    authkey: bytes | None = None,
 ) -> Connection: ...
 @overload
 def connect(
@@ -184,6 +209,7 @@ def connect(
     timeout: float | None = None,
     socket_dir: str | None = None,
     max_message: int = DEFAULT_MAX_MESSAGE,
+    authkey: bytes | None = None,
 ) -> DatagramSocket: ...
 def connect(
     address: Address,
@@ -192,11 +218,13 @@ def connect(
     timeout: float | None = None,
     socket_dir: str | None = None,
     max_message: int = DEFAULT_MAX_MESSAGE,
+    authkey: bytes | None = None,
 ) -> Connection | DatagramSocket:
     """Connect to ``address``; ``TimeoutError`` if that takes longer than ``timeout``."""
     sock_type = _check_kind(kind)
     max_message = _check_max(max_message)
     timeout = _platform.check_timeout(timeout)
+    key = auth_options(kind, authkey, HANDSHAKE_TIMEOUT)
     ep = parse(address, socket_dir)
     if kind == "datagram":
         return _connect_datagram(ep, socket_dir)
@@ -216,10 +244,13 @@ def connect(
             sock.close()
             raise
     try:
-        return Connection(sock, ep.logical, kind, max_message)
+        conn = Connection(sock, ep.logical, kind, max_message)
     except BaseException:
         sock.close()
         raise
+    if key is not None:
+        client_handshake(conn, key[0], _platform.remaining(deadline, ep.logical))
+    return conn
 
 
 def _connect_datagram(ep: Endpoint, socket_dir: str | None) -> DatagramSocket:
@@ -428,5 +459,5 @@ def _loopback_pair(sock_type: int) -> tuple[socket.socket, socket.socket]:
             a.close()
             raise
     for s in (a, b):
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tcp_options(s)
     return a, b

@@ -380,6 +380,10 @@ class Connection(FrameReader):
         self.send_bytes(data, fds=fds)
 
     def recv(self) -> Any:
+        """Receive a pickled object. Unpickling runs code chosen by the sender: call it only on
+        connections whose peer is trusted (a Unix socket in the private socket directory or with
+        ``allow_uids``, or an ``authkey`` handshake; not TCP without one, even on loopback).
+        ``authkey`` authenticates, it does not encrypt."""
         data, fds = self.recv_bytes_and_fds()
         return _handles.loads(data, fds)
 

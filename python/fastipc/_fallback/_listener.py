@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import errno
 import socket
+import time
 from typing import TYPE_CHECKING
 
+from .._auth import server_handshake
 from . import _fds, _platform
 from ._closing import BoundSocket, closed_error
 from ._conn import Connection
+from ._open import tcp_options
 from ._platform import SLICE, deadline_for, oserror, remaining, timeout_error, wait_fd
 from ._sockdir import UnixBinding
 
@@ -24,6 +27,7 @@ class Listener(BoundSocket):
     __slots__ = (
         "__weakref__",
         "_address",
+        "_auth",
         "_gids",
         "_kind",
         "_max",
@@ -43,6 +47,7 @@ class Listener(BoundSocket):
         binding: UnixBinding | None,
         allow_uids: frozenset[int] = frozenset(),
         allow_gids: frozenset[int] = frozenset(),
+        auth: tuple[bytes, float] | None = None,
     ) -> None:
         self._sock = sock
         self._address = address
@@ -55,6 +60,8 @@ class Listener(BoundSocket):
         self._uids = allow_uids
         self._gids = allow_gids
         self._refused = 0
+        # The authkey and the per-peer handshake deadline, or None.
+        self._auth = auth
         sock.setblocking(False)
 
     @property
@@ -101,6 +108,17 @@ class Listener(BoundSocket):
         timeout = _platform.check_timeout(timeout)
         deadline = deadline_for(timeout)
         while True:
+            conn = self._accept_one(deadline)
+            if self._auth is None:
+                return conn
+            left = None if deadline is None else deadline - time.monotonic()
+            if server_handshake(conn, self._auth[0], self._auth[1], left):
+                return conn
+            # Wrong key, garbage, too slow or gone: closed, counted, and the wait goes on.
+            self._refused += 1
+
+    def _accept_one(self, deadline: float | None) -> Connection:
+        while True:
             if self._closed:
                 raise closed_error(self._address)
             try:
@@ -122,7 +140,7 @@ class Listener(BoundSocket):
             self._wait(deadline)
         try:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                tcp_options(sock)
             return Connection(sock, self._address, self._kind, self._max)
         except BaseException:
             sock.close()
