@@ -13,6 +13,7 @@ from ._errors import (
     NotSupportedError,
     SharedSocketDirWarning,
     TruncatedMessage,
+    UnpicklingError,
 )
 from ._records import LockHolder, SignalInfo
 from ._types import Credentials
@@ -59,6 +60,7 @@ __all__ = [
     "SignalReceiver",
     "SysVMessageQueue",
     "TruncatedMessage",
+    "UnpicklingError",
     "__version__",
     "build_info",
     "connect",

@@ -64,10 +64,12 @@ pub(crate) fn address_arg(obj: &Bound<'_, PyAny>) -> PyResult<Address> {
             if port_obj.is_instance_of::<pyo3::types::PyBool>() {
                 return Err(PyTypeError::new_err("the port must be an int, not bool"));
             }
-            let port: i64 = port_obj.extract()?;
-            let port = u16::try_from(port).map_err(|_| {
+            // Any int out of range (however large) is a ValueError, as in the fallback; a
+            // non-int is a TypeError.
+            let port_int = port_obj.cast::<pyo3::types::PyInt>()?;
+            let port = port_int.extract::<u16>().map_err(|_| {
                 PyValueError::new_err(format!(
-                    "invalid address ({host:?}, {port}): the port must be a number from 0 to 65535"
+                    "invalid address ({host:?}, {port_int}): the port must be a number from 0 to 65535"
                 ))
             })?;
             return Address::from_host_port(&host, port).py_err();

@@ -157,8 +157,14 @@ impl Reader<'_> {
                                 what: self.stream.peer.clone(),
                             }
                         } else {
+                            // Past 4 bytes the prefix was the `-1` of a long header.
+                            let expected = if have < frame::SHORT {
+                                frame::SHORT
+                            } else {
+                                frame::LONG
+                            };
                             Error::Truncated {
-                                expected: 4,
+                                expected: expected as u64,
                                 received: have as u64,
                                 what: format!("{} (in a length prefix)", self.stream.peer),
                             }

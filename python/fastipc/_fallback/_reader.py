@@ -300,7 +300,10 @@ class FrameReader(Closing):
             raise EOFError(f"connection closed ({self._address})")
         self._start = self._end = 0
         raise TruncatedMessage(
-            f"connection closed inside a message header ({self._address})", header, received
+            f"connection closed inside a message header: got {received} of {header} bytes "
+            f"({self._address})",
+            header,
+            received,
         )
 
     def _recv_large(self, msg: bytearray, got: int, deadline: float | None) -> bytearray:
@@ -340,7 +343,13 @@ class FrameReader(Closing):
                 return b""
             raise EOFError(f"connection closed ({self._address})")
         if size > limit:
-            raise self._too_large(size, limit)
+            # A seqpacket socket keeps message boundaries: drop this packet (and whatever
+            # descriptors ride on it), and the connection stays usable, as in the Rust backend.
+            self._drop_packet()
+            raise MessageTooLarge(
+                f"message of {size} bytes is larger than the limit of {limit} bytes "
+                f"({self._address})"
+            )
         msg = bytearray(size)
         _, fds = self._recvmsg(memoryview(msg), deadline)
         if fds is None:
@@ -348,6 +357,16 @@ class FrameReader(Closing):
         if fds:  # never the shared empty list: ``_claimed`` is extended in place
             self._claimed = fds
         return msg
+
+    def _drop_packet(self) -> None:
+        """Consumes the packet at the head of the queue (it is there: it was just peeked) and
+        closes the descriptors that came with it."""
+        try:
+            _, anc, flags, _ = self._sock.recvmsg(0, ANC_SPACE, socket.MSG_DONTWAIT | CLOEXEC)
+        except OSError as e:
+            raise self._error(e) from None
+        with contextlib.suppress(OSError):
+            close_all(parse_ancillary(anc, flags, self._address)[0])
 
     def _empty_packet(self, deadline: float | None) -> bool:
         """Consume a 0-byte read: True for an empty packet, False at end of file.
