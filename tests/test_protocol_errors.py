@@ -3,6 +3,7 @@ the same on both backends."""
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import socket
@@ -122,3 +123,46 @@ def test_recv_of_a_pickle_whose_constructor_raises(backend):
             b.recv()
         assert type(info.value.__cause__) is ValueError
         assert info.value.__cause__.args[0].startswith("invalid literal for int()")
+
+
+def _receive(conn, method: str) -> object:
+    if method == "recv_bytes_into":
+        return conn.recv_bytes_into(bytearray(16))
+    return getattr(conn, method)()
+
+
+RECEIVES = ["recv_bytes", "recv_bytes_into", "recv_bytes_and_fds", "recv"]
+
+
+@pytest.mark.parametrize("prefix", [-2, -(2**31)], ids=["minus-2", "int32-min"])
+@pytest.mark.parametrize("method", RECEIVES)
+def test_negative_length_prefix_is_a_protocol_error_that_closes(backend, prefix, method):
+    a, b = backend.socketpair()
+    with a, b:
+        with _raw(a) as raw:
+            # What follows the bad prefix looks like a frame: nothing of it may be delivered.
+            raw.sendall(struct.pack("!i", prefix) + struct.pack("!i", 2) + b"ok")
+        with pytest.raises(OSError) as info:
+            _receive(b, method)
+        assert type(info.value) is OSError
+        assert info.value.errno == errno.EBADMSG
+        assert b.closed is True
+        with pytest.raises(OSError) as again:
+            b.recv_bytes()
+        assert again.value.errno == errno.EBADF
+        # The peer sees the end of the connection.
+        assert a.poll(10) is True
+        with pytest.raises(EOFError):
+            a.recv_bytes()
+
+
+@pytest.mark.parametrize("method", RECEIVES)
+def test_over_max_message_closes_for_every_receive(backend, sock_dir, method):
+    with backend.listen("127.0.0.1:0", socket_dir=sock_dir) as lst:
+        with backend.connect(lst.address, socket_dir=sock_dir, max_message=10, timeout=5) as c:
+            with lst.accept(timeout=5) as s:
+                s.send_bytes(b"x" * 11)
+                s.send_bytes(b"y")
+                with pytest.raises(fastipc.MessageTooLarge):
+                    _receive(c, method)
+                assert c.closed is True

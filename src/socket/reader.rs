@@ -145,10 +145,12 @@ impl Reader<'_> {
                     return Ok(Incoming::Large(size));
                 }
                 Next::Malformed(n) => {
-                    return Err(Error::Invalid(format!(
-                        "malformed message header (length {n}) from {}",
-                        self.stream.peer
-                    )))
+                    // Not this wire format: a protocol error (the caller closes the stream).
+                    return Err(Error::os(
+                        rustix::io::Errno::BADMSG,
+                        "recv",
+                        format!("{} (length prefix {n})", self.stream.peer),
+                    ));
                 }
                 Next::NeedHeader { have } => {
                     if self.fill(frame::LONG, wait)? == 0 {
