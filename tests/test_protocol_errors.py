@@ -166,3 +166,26 @@ def test_over_max_message_closes_for_every_receive(backend, sock_dir, method):
                 with pytest.raises(fastipc.MessageTooLarge):
                     _receive(c, method)
                 assert c.closed is True
+
+
+#: Lengths no process can allocate (exabytes), under a max_message raised to allow them.
+UNALLOCATABLE = [2**61, 2**62 + 12345]
+
+
+@pytest.mark.parametrize("size", UNALLOCATABLE, ids=["2^61", "2^62+"])
+@pytest.mark.parametrize("method", RECEIVES)
+def test_unallocatable_length_closes(backend, sock_dir, size, method):
+    with backend.listen("127.0.0.1:0", socket_dir=sock_dir) as lst:
+        with backend.connect(
+            lst.address, socket_dir=sock_dir, max_message=2**63 - 1, timeout=5
+        ) as c:
+            with lst.accept(timeout=5) as s:
+                # The "payload" looks like a frame: it must never be delivered as one.
+                with _raw(s) as raw:
+                    raw.sendall(struct.pack("!iQ", -1, size) + struct.pack("!i", 2) + b"ok")
+                with pytest.raises(MemoryError):
+                    _receive(c, method)
+                assert c.closed is True
+                assert s.poll(10) is True
+                with pytest.raises(EOFError):
+                    s.recv_bytes()

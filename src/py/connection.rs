@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyMemoryError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
@@ -103,8 +103,10 @@ impl Connection {
     }
 
     /// Closes the connection when `result` is an error after which the byte stream cannot be
-    /// resynchronised, as multiprocessing does: a frame over the limit, or a malformed length
-    /// prefix (`EBADMSG`). A seqpacket socket just dropped the packet and stays open.
+    /// resynchronised, as multiprocessing does: a frame over the limit, a malformed length
+    /// prefix (`EBADMSG`), or a message that could not be allocated (its header is consumed:
+    /// the payload would be read as frames). A seqpacket socket keeps its packet boundaries and
+    /// stays open.
     fn close_if_lost<T>(&self, py: Python<'_>, result: PyResult<T>) -> PyResult<T> {
         if let Err(err) = &result {
             if self.kind == Kind::Stream && stream_lost(py, err) {
@@ -117,7 +119,9 @@ impl Connection {
 
 /// Whether a receive that failed with `err` left the stream somewhere inside a frame.
 fn stream_lost(py: Python<'_>, err: &PyErr) -> bool {
-    if err.is_instance_of::<crate::py::errors::MessageTooLarge>(py) {
+    if err.is_instance_of::<crate::py::errors::MessageTooLarge>(py)
+        || err.is_instance_of::<PyMemoryError>(py)
+    {
         return true;
     }
     err.is_instance_of::<pyo3::exceptions::PyOSError>(py)
@@ -319,7 +323,15 @@ impl Connection {
                     Ok(len)
                 }
                 Incoming::Large(len) => {
-                    let mut message = vec![0u8; len];
+                    let deadline = wait.deadline;
+                    let mut message = Vec::new();
+                    if message.try_reserve_exact(len).is_err() {
+                        return Err(check.fail(PyMemoryError::new_err(format!(
+                            "cannot allocate a message of {len} bytes"
+                        ))));
+                    }
+                    message.resize(len, 0);
+                    let mut wait = stream.wait_until(deadline, check);
                     reader.read_payload(&mut message, &mut wait)?;
                     Err(Error::BufferTooShort { message })
                 }

@@ -200,7 +200,14 @@ class FrameReader(Closing):
             if ready is not None:
                 return ready
         hlen, size = self._recv_header(limit, deadline)
-        return self._recv_payload(hlen, size, deadline)
+        try:
+            return self._recv_payload(hlen, size, deadline)
+        except (MemoryError, OverflowError):
+            # No room for the payload (OverflowError: over sys.maxsize, with a max_message that
+            # large). The header is consumed and the payload would be read as frames: close, as
+            # after MessageTooLarge.
+            self.close()
+            raise
 
     def _recv_ready(self, limit: int) -> bytes | None:
         """The fast path, with the buffer empty: one ready read that brings a whole small frame
