@@ -4,7 +4,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
@@ -81,6 +81,28 @@ pub(crate) fn address_arg(obj: &Bound<'_, PyAny>) -> PyResult<Address> {
     )))
 }
 
+/// `allow_uids` / `allow_gids`: any iterable of ints (a list, set, generator, dict keys ...),
+/// each from 0 to 2**32 - 1. A bool is refused, as the fallback refuses it.
+fn ids_arg(ids: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<u32>>> {
+    let Some(ids) = ids else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for item in ids.try_iter()? {
+        let item = item?;
+        if item.is_instance_of::<pyo3::types::PyBool>()
+            || !item.is_instance_of::<pyo3::types::PyInt>()
+        {
+            return Err(PyTypeError::new_err("user and group ids are ints"));
+        }
+        let id = item
+            .extract::<u32>()
+            .map_err(|_| PyOverflowError::new_err(format!("id {item} out of range")))?;
+        out.push(id);
+    }
+    Ok(Some(out))
+}
+
 fn kind_arg(kind: &str) -> PyResult<Kind> {
     Kind::parse(kind).py_err()
 }
@@ -121,9 +143,11 @@ fn listen(
     backlog: i32,
     socket_dir: Option<PathBuf>,
     max_message: i64,
-    allow_uids: Option<Vec<u32>>,
-    allow_gids: Option<Vec<u32>>,
+    allow_uids: Option<&Bound<'_, PyAny>>,
+    allow_gids: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
+    let allow_uids = ids_arg(allow_uids)?;
+    let allow_gids = ids_arg(allow_gids)?;
     let address = address_arg(address)?;
     let kind = kind_arg(kind)?;
     let max_message = max_message_arg(max_message)?;
