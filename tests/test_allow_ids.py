@@ -68,3 +68,38 @@ def test_a_non_iterable_is_a_type_error(backend, sock_dir, option):
 def test_ids_out_of_range_are_overflow_errors(backend, sock_dir, option, bad):
     with pytest.raises(OverflowError, match=f"id {bad} out of range"):
         backend.listen("127.0.0.1:0", socket_dir=sock_dir, **{option: [0, bad]})
+
+
+EMPTY = {
+    "list": lambda: [],
+    "set": set,
+    "generator": lambda: (i for i in ()),
+    "dict-keys": lambda: {}.keys(),
+}
+
+
+@pytest.mark.parametrize("make", EMPTY.values(), ids=EMPTY.keys())
+@pytest.mark.parametrize("option", ["allow_uids", "allow_gids"])
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("127.0.0.1:0", "stream"),
+        ("127.0.0.1:0", "seqpacket"),
+        ("unix:@fastipc-test-empty-policy", "stream"),
+        ("tcp:127.0.0.1:0", "stream"),
+        ("127.0.0.1:0", "datagram"),
+    ],
+    ids=["remapped", "seqpacket", "abstract", "tcp", "datagram"],
+)
+def test_an_empty_allow_list_is_a_value_error(backend, sock_dir, make, option, address, kind):
+    # An empty list (an empty config) must not mean "everyone": nothing is bound.
+    address = address.replace("policy", f"policy-{os.getpid()}")
+    with pytest.raises(ValueError, match=f"{option} is empty: it would admit no one") as info:
+        backend.listen(address, kind=kind, socket_dir=sock_dir, **{option: make()})
+    assert type(info.value) is ValueError
+    assert os.listdir(sock_dir) == []
+
+
+def test_an_empty_allow_list_beside_a_full_one_is_a_value_error(backend, sock_dir):
+    with pytest.raises(ValueError, match="allow_gids is empty"):
+        backend.listen("127.0.0.1:0", socket_dir=sock_dir, allow_uids=[os.geteuid()], allow_gids=[])

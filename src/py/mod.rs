@@ -82,8 +82,9 @@ pub(crate) fn address_arg(obj: &Bound<'_, PyAny>) -> PyResult<Address> {
 }
 
 /// `allow_uids` / `allow_gids`: any iterable of ints (a list, set, generator, dict keys ...),
-/// each from 0 to 2**32 - 1. A bool is refused, as the fallback refuses it.
-fn ids_arg(ids: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<u32>>> {
+/// each from 0 to 2**32 - 1. A bool is refused, as the fallback refuses it. An empty one is a
+/// `ValueError`: it would admit no one (None admits everyone).
+fn ids_arg(name: &str, ids: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<u32>>> {
     let Some(ids) = ids else {
         return Ok(None);
     };
@@ -100,7 +101,14 @@ fn ids_arg(ids: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<u32>>> {
             .map_err(|_| PyOverflowError::new_err(format!("id {item} out of range")))?;
         out.push(id);
     }
+    if out.is_empty() {
+        return Err(PyValueError::new_err(empty_ids(name)));
+    }
     Ok(Some(out))
+}
+
+fn empty_ids(name: &str) -> String {
+    format!("{name} is empty: it would admit no one (None admits every id)")
 }
 
 fn kind_arg(kind: &str) -> PyResult<Kind> {
@@ -146,8 +154,8 @@ fn listen(
     allow_uids: Option<&Bound<'_, PyAny>>,
     allow_gids: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
-    let allow_uids = ids_arg(allow_uids)?;
-    let allow_gids = ids_arg(allow_gids)?;
+    let allow_uids = ids_arg("allow_uids", allow_uids)?;
+    let allow_gids = ids_arg("allow_gids", allow_gids)?;
     let address = address_arg(address)?;
     let kind = kind_arg(kind)?;
     let max_message = max_message_arg(max_message)?;
