@@ -179,6 +179,7 @@ def test_unallocatable_length_closes(backend, sock_dir, size, method):
         with backend.connect(
             lst.address, socket_dir=sock_dir, max_message=2**63 - 1, timeout=5
         ) as c:
+            c.settimeout(10)  # a receiver that waited for the payload instead fails, not hangs
             with lst.accept(timeout=5) as s:
                 # The "payload" looks like a frame: it must never be delivered as one.
                 with _raw(s) as raw:
