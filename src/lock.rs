@@ -61,6 +61,8 @@ impl Lock {
             let name = requested
                 .clone()
                 .unwrap_or_else(|| names::generated(names::random_u64()));
+            // Recorded first, committed once it exists (a failure drops the pending entry).
+            let pending = registry::begin(Kind::Lock, &name, SEGMENT_SIZE as u64);
             let fd = match rustix::shm::open(
                 name.as_str(),
                 rustix::shm::OFlags::CREATE | rustix::shm::OFlags::EXCL | rustix::shm::OFlags::RDWR,
@@ -86,7 +88,7 @@ impl Lock {
             })();
             return match made {
                 Ok(mutex) => {
-                    registry::record(Kind::Lock, &name, SEGMENT_SIZE as u64);
+                    pending.commit();
                     Ok(Lock::wrap(mutex, name))
                 }
                 Err(err) => {

@@ -6,6 +6,10 @@
 //! the size, the creator's pid and the creator's start time (field 22 of `/proc/<pid>/stat` on
 //! Linux, the guard against pid reuse; 0 where unknown). Unlinking through fastipc removes it.
 //!
+//! The entry is written before the object is created, as a pending entry that one rename turns into
+//! the entry once the object exists: a creator killed in between leaves an entry that
+//! `fastipc clean` can act on, never an object nobody knows of.
+//!
 //! `<registry>` is `FASTIPC_REGISTRY_DIR`, else `$XDG_RUNTIME_DIR/fastipc/registry`, else
 //! `/tmp/fastipc-<uid>/registry`; created 0700 and used only if it is a directory of the effective
 //! user that nobody else can write. Recording is best effort: a registry that cannot be written
@@ -80,16 +84,71 @@ pub fn entry_text(kind: Kind, name: &str, size: u64, pid: u32, start: u64) -> St
     )
 }
 
-/// Records that this process created `name` (best effort).
-pub fn record(kind: Kind, name: &str, size: u64) {
-    let _ = try_record(kind, name, size);
+/// Set in a creator's environment, it stops (SIGSTOP) the creator between creating an object and
+/// committing its entry: the test suite kills it there, the worst moment.
+pub const STOP_BEFORE_COMMIT: &str = "FASTIPC_TEST_STOP_BEFORE_COMMIT";
+
+/// The entry of an object about to be created, written before it exists (`pending.<pid>.<random>`):
+/// `fastipc ls` lists it and `fastipc clean` acts on it if the creator dies before
+/// [`Pending::commit`]. Dropped without a commit (the creation failed), it is removed.
+#[derive(Debug)]
+#[must_use = "a pending entry is removed when dropped: commit it once the object exists"]
+pub struct Pending {
+    path: Option<PathBuf>,
+    kind: Kind,
+    name: String,
 }
 
-fn try_record(kind: Kind, name: &str, size: u64) -> Result<(), Errno> {
-    let dir = prepare()?;
+/// Records, before it is created, that this process is creating `name` (best effort).
+pub fn begin(kind: Kind, name: &str, size: u64) -> Pending {
+    let path = prepare().ok().and_then(|dir| {
+        let pending = dir.join(format!(
+            "pending.{}.{:x}",
+            std::process::id(),
+            crate::names::random_u64()
+        ));
+        write_entry(&dir, &pending, kind, name, size)
+            .ok()
+            .map(|()| pending)
+    });
+    Pending {
+        path,
+        kind,
+        name: name.to_owned(),
+    }
+}
+
+impl Pending {
+    /// The object exists: its pending entry becomes its entry (one rename).
+    pub fn commit(mut self) {
+        let Some(pending) = self.path.take() else {
+            return;
+        };
+        if std::env::var_os(STOP_BEFORE_COMMIT).is_some_and(|v| !v.is_empty()) {
+            let _ = rustix::process::kill_process(
+                rustix::process::getpid(),
+                rustix::process::Signal::STOP,
+            );
+        }
+        let dir = pending.parent().map(Path::to_path_buf).unwrap_or_default();
+        if rustix::fs::rename(&pending, entry_path(&dir, self.kind, &self.name)).is_err() {
+            let _ = rustix::fs::unlink(&pending);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(pending) = self.path.take() {
+            let _ = rustix::fs::unlink(pending);
+        }
+    }
+}
+
+/// Writes an entry at `path` whole or not at all (a temporary file renamed over it).
+fn write_entry(dir: &Path, path: &Path, kind: Kind, name: &str, size: u64) -> Result<(), Errno> {
     let pid = std::process::id();
     let text = entry_text(kind, name, size, pid, start_time(pid));
-    let path = entry_path(&dir, kind, name);
     let tmp = dir.join(format!(
         ".{}.{pid}.{:x}",
         kind.tag(),
@@ -103,7 +162,7 @@ fn try_record(kind: Kind, name: &str, size: u64) -> Result<(), Errno> {
     let written = rustix::io::write(&fd, text.as_bytes());
     drop(fd);
     match written {
-        Ok(n) if n == text.len() => rustix::fs::rename(&tmp, &path).inspect_err(|_| {
+        Ok(n) if n == text.len() => rustix::fs::rename(&tmp, path).inspect_err(|_| {
             let _ = rustix::fs::unlink(&tmp);
         }),
         Ok(_) => {

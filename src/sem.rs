@@ -63,24 +63,29 @@ impl Semaphore {
                 sys::value_max()
             )));
         }
-        let (name, sem) = match name {
+        // Recorded first, committed once it exists (a failed creation drops the pending entry).
+        let (name, sem, pending) = match name {
             Some(name) => {
                 let name = names::posix_name(name, Kind::Sem)?;
-                let sem = NamedSem::open(&c_name(&name)?, true, mode, value)
+                let c = c_name(&name)?;
+                let pending = registry::begin(Kind::Sem, &name, 0);
+                let sem = NamedSem::open(&c, true, mode, value)
                     .map_err(|e| Error::os(e, "sem_open", &name))?;
-                (name, sem)
+                (name, sem, pending)
             }
             None => loop {
                 let name = names::generated(names::random_u64());
-                match NamedSem::open(&c_name(&name)?, true, mode, value) {
-                    Ok(sem) => break (name, sem),
+                let c = c_name(&name)?;
+                let pending = registry::begin(Kind::Sem, &name, 0);
+                match NamedSem::open(&c, true, mode, value) {
+                    Ok(sem) => break (name, sem, pending),
                     Err(Errno::EXIST) => continue,
                     Err(e) => return Err(Error::os(e, "sem_open", &name)),
                 }
             },
         };
         fix_mode(&name, mode);
-        registry::record(Kind::Sem, &name, 0);
+        pending.commit();
         Ok(Semaphore {
             sem,
             name,

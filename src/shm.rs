@@ -79,22 +79,28 @@ impl SharedMemory {
                 "size must be a positive number of bytes when creating a segment".into(),
             ));
         }
+        // Recorded first, committed once it exists (a failed creation drops the pending entry).
         let (name, fd, map) = match name {
             Some(name) => {
                 let name = names::posix_name(name, Kind::Shm)?;
+                let pending = registry::begin(Kind::Shm, &name, size);
                 let (fd, map) = create_named(&name, size, mode)?;
+                pending.commit();
                 (name, fd, map)
             }
             None => loop {
                 let name = names::generated(names::random_u64());
+                let pending = registry::begin(Kind::Shm, &name, size);
                 match create_named(&name, size, mode) {
-                    Ok((fd, map)) => break (name, fd, map),
+                    Ok((fd, map)) => {
+                        pending.commit();
+                        break (name, fd, map);
+                    }
                     Err(e) if e.errno() == Some(Errno::EXIST) => continue,
                     Err(e) => return Err(e),
                 }
             },
         };
-        registry::record(Kind::Shm, &name, size);
         Ok(SharedMemory {
             map,
             fd,

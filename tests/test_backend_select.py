@@ -95,6 +95,7 @@ def test_facade_exceptions_are_shared():
         "NotSupportedError",
         "SharedSocketDirWarning",
         "TruncatedMessage",
+        "UnpicklingError",
     ):
         assert getattr(fastipc, name) is getattr(_errors, name)
 

@@ -14,6 +14,7 @@ from ._errors import (
     NotSupportedError,
     SharedSocketDirWarning,
     TruncatedMessage,
+    UnpicklingError,
 )
 from ._records import LockHolder, SignalInfo
 from ._types import Credentials
@@ -61,6 +62,7 @@ __all__ = [
     "SignalReceiver",
     "SysVMessageQueue",
     "TruncatedMessage",
+    "UnpicklingError",
     "__version__",
     "build_info",
     "connect",

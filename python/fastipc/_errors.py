@@ -7,6 +7,7 @@ the extension imports this module when it loads.
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 
 __all__ = [
     "AuthenticationError",
@@ -16,6 +17,7 @@ __all__ = [
     "NotSupportedError",
     "SharedSocketDirWarning",
     "TruncatedMessage",
+    "UnpicklingError",
 ]
 
 
@@ -31,7 +33,8 @@ class IPCError(Exception):
 class MessageTooLarge(IPCError, ValueError):
     """A message is larger than the limit (``max_message``, ``maxlength``, or what the kernel
     accepts as one packet). On receive it is raised after reading only the length prefix: nothing
-    is allocated, and the connection is closed because the stream cannot be resynchronised."""
+    is allocated, and a stream connection is closed because it cannot be resynchronised (a
+    seqpacket connection drops that one packet and stays open)."""
 
 
 class TruncatedMessage(IPCError, EOFError):
@@ -61,6 +64,12 @@ class AuthenticationError(IPCError, multiprocessing.AuthenticationError):
     such a peer, counts it in ``refused`` and goes on accepting. It is a
     ``multiprocessing.AuthenticationError``, so code written for the standard library catches it.
     """
+
+
+class UnpicklingError(IPCError, pickle.UnpicklingError):
+    """``recv()`` received a message that does not unpickle (garbage, a truncated pickle, a class
+    this process does not have, an object whose ``__setstate__`` raised ...). The message is
+    consumed and the connection stays usable; the original exception is ``__cause__``."""
 
 
 class NotSupportedError(IPCError, NotImplementedError):

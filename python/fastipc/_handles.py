@@ -23,6 +23,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ._errors import UnpicklingError
+
 __all__ = ["dumps", "loads"]
 
 _local = threading.local()
@@ -151,15 +153,27 @@ def dumps(obj: object) -> tuple[bytes, list[int]]:
 
 def loads(data: bytes, fds: list[int]) -> object:
     """Unpickles ``data`` with the received descriptors ``fds`` (owned by this call: the ones
-    the object does not take are closed)."""
+    the object does not take are closed). Whatever unpickling raises (an ``Exception``) comes
+    out as ``fastipc.UnpicklingError`` with the original as ``__cause__``."""
     if not fds:
-        return pickle.loads(data)
+        return _unpickle(data)
     slots: list[int | None] = list(fds)
     _local.slots = slots
     try:
-        return pickle.loads(data)
+        return _unpickle(data)
     finally:
         _local.slots = None
         for fd in slots:
             if fd is not None:
                 os.close(fd)
+
+
+def _unpickle(data: bytes) -> object:
+    """``pickle.loads``; a failure (garbage, a truncated pickle, a class that is not there, an
+    object whose ``__setstate__`` raises ...) is one ``UnpicklingError``, the cause chained."""
+    try:
+        return pickle.loads(data)
+    except Exception as e:
+        raise UnpicklingError(
+            f"cannot unpickle the received message of {len(data)} bytes: {type(e).__name__}: {e}"
+        ) from e

@@ -1,6 +1,7 @@
 """The registry of named resources fastipc created, behind ``fastipc ls`` and ``fastipc clean``.
 
-Creating a segment, semaphore or lock (with either backend) writes one small file
+Creating a segment, semaphore or lock (with either backend) first writes a pending entry, renamed
+once the object exists into one small file
 ``<registry>/<kind>.<name without the slash>`` of ``key=value`` lines: kind, name, size, the
 creator's pid and start time (field 22 of ``/proc/<pid>/stat`` on Linux: the guard against pid
 reuse; 0 where unknown). Unlinking through fastipc removes it. The segment's bytes stay exactly
@@ -20,21 +21,26 @@ import secrets
 import stat
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 __all__ = [
     "Entry",
+    "abort",
+    "begin",
     "clean",
+    "commit",
+    "creating",
     "entries",
     "forget",
-    "record",
     "registry_dir",
     "start_time",
 ]
 
 KINDS = ("shm", "sem", "lock")
 _HEADER = "fastipc-registry 1"
+#: File name prefix of a pending entry: recorded before its object is created.
+_PENDING = "pending."
 
 
 def registry_dir() -> str:
@@ -89,11 +95,13 @@ def start_time(pid: int) -> int:
         return 0
 
 
-def record(kind: str, name: str, size: int) -> None:
-    """Note that this process created ``name`` (best effort)."""
-    directory = _prepare()
-    if directory is None:
-        return
+#: Set in a creator's environment, it stops (SIGSTOP) the creator between creating an object and
+#: recording it for good: the test suite kills it there, the worst moment.
+STOP_BEFORE_COMMIT = "FASTIPC_TEST_STOP_BEFORE_COMMIT"
+
+
+def _write_entry(directory: str, final: str, kind: str, name: str, size: int) -> bool:
+    """Writes an entry at ``final`` whole or not at all (a temporary file renamed over it)."""
     pid = os.getpid()
     text = f"{_HEADER}\nkind={kind}\nname={name}\nsize={size}\npid={pid}\nstart={start_time(pid)}\n"
     tmp = os.path.join(directory, f".{kind}.{pid}.{secrets.token_hex(8)}")
@@ -105,10 +113,56 @@ def record(kind: str, name: str, size: int) -> None:
             os.write(fd, text.encode())
         finally:
             os.close(fd)
-        os.replace(tmp, _entry_path(directory, kind, name))
+        os.replace(tmp, final)
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        return False
+    return True
+
+
+def begin(kind: str, name: str, size: int) -> str | None:
+    """Records, before it is created, that this process is creating ``name``: a pending entry
+    (``pending.<pid>.<random>``), which ``ls`` lists and ``clean`` acts on if the creator dies
+    before ``commit``. Returns its path (None if the registry cannot be written)."""
+    directory = _prepare()
+    if directory is None:
+        return None
+    pending = os.path.join(directory, f"{_PENDING}{os.getpid()}.{secrets.token_hex(8)}")
+    return pending if _write_entry(directory, pending, kind, name, size) else None
+
+
+def commit(pending: str | None, kind: str, name: str) -> None:
+    """``name`` was created: its pending entry becomes its entry (one rename)."""
+    if pending is None:
+        return
+    if os.environ.get(STOP_BEFORE_COMMIT):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGSTOP)
+    try:
+        os.replace(pending, _entry_path(os.path.dirname(pending), kind, name))
+    except OSError:
+        abort(pending)
+
+
+def abort(pending: str | None) -> None:
+    """The creation failed: forget the pending entry."""
+    if pending is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(pending)
+
+
+@contextlib.contextmanager
+def creating(kind: str, name: str, size: int) -> Iterator[None]:
+    """Recorded before the body creates ``name``; committed if it returns, aborted if it raises."""
+    pending = begin(kind, name, size)
+    try:
+        yield
+    except BaseException:
+        abort(pending)
+        raise
+    commit(pending, kind, name)
 
 
 def forget(kind: str, name: str) -> None:
@@ -132,6 +186,12 @@ class Entry:
     def creator_alive(self) -> bool:
         """Whether the creating process still runs (the same process, not a reused pid)."""
         return _alive(self.pid, self.start)
+
+    @property
+    def pending(self) -> bool:
+        """Recorded before creation and never committed: the creator may have died in between
+        (then the object may or may not exist)."""
+        return os.path.basename(self.path).startswith(_PENDING)
 
     @property
     def exists(self) -> bool:
@@ -234,10 +294,15 @@ def clean(dry_run: bool = False, report: Callable[[str, Entry], None] | None = N
     is called for each with action ``"unlink"`` or ``"forget"``.
     """
     done = []
-    for entry in entries():
+    found = entries()
+    # A dead creator's pending entry names an object that another entry may name too: one it
+    # failed to create (O_EXCL) because it existed already. That object is not its to unlink.
+    recorded = {(e.kind, e.name) for e in found if not e.pending}
+    for entry in found:
         if entry.creator_alive:
             continue
-        action = "unlink" if entry.exists else "forget"
+        owned = not entry.pending or (entry.kind, entry.name) not in recorded
+        action = "unlink" if owned and entry.exists else "forget"
         if not dry_run:
             # The entry may have been replaced since it was read (the name unlinked and made
             # again by a live process): act only on the very entry that was judged.
@@ -256,4 +321,23 @@ def clean(dry_run: bool = False, report: Callable[[str, Entry], None] | None = N
         if report is not None:
             report(action, entry)
         done.append(entry)
+    if not dry_run:
+        _remove_dead_temporaries()
     return done
+
+
+def _remove_dead_temporaries() -> None:
+    """Removes the temporary files (``.<kind>.<pid>.<random>``) of writers that died before
+    renaming them into place."""
+    directory = registry_dir()
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for file in names:
+        parts = file.split(".")
+        if len(parts) != 4 or parts[0] or parts[1] not in KINDS or not parts[2].isdigit():
+            continue
+        if not _alive(int(parts[2]), 0):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, file))

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyMemoryError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
@@ -99,17 +99,37 @@ impl Connection {
             };
             Ok((received, reader.take_fds()))
         });
+        self.close_if_lost(py, result)
+    }
+
+    /// Closes the connection when `result` is an error after which the byte stream cannot be
+    /// resynchronised, as multiprocessing does: a frame over the limit, a malformed length
+    /// prefix (`EBADMSG`), or a message that could not be allocated (its header is consumed:
+    /// the payload would be read as frames). A seqpacket socket keeps its packet boundaries and
+    /// stays open.
+    fn close_if_lost<T>(&self, py: Python<'_>, result: PyResult<T>) -> PyResult<T> {
         if let Err(err) = &result {
-            // A too-long frame leaves a stream impossible to resynchronise: close it, as
-            // multiprocessing does (a seqpacket socket just dropped the packet).
-            if self.kind == Kind::Stream
-                && err.is_instance_of::<crate::py::errors::MessageTooLarge>(py)
-            {
+            if self.kind == Kind::Stream && stream_lost(py, err) {
                 self.inner.close();
             }
         }
         result
     }
+}
+
+/// Whether a receive that failed with `err` left the stream somewhere inside a frame.
+fn stream_lost(py: Python<'_>, err: &PyErr) -> bool {
+    if err.is_instance_of::<crate::py::errors::MessageTooLarge>(py)
+        || err.is_instance_of::<PyMemoryError>(py)
+    {
+        return true;
+    }
+    err.is_instance_of::<pyo3::exceptions::PyOSError>(py)
+        && err
+            .value(py)
+            .getattr("errno")
+            .and_then(|e| e.extract::<i32>())
+            .is_ok_and(|e| e == rustix::io::Errno::BADMSG.raw_os_error())
 }
 
 #[pymethods]
@@ -284,7 +304,7 @@ impl Connection {
         }
         let stream = self.stream()?;
         let dst = &mut view.as_mut_slice()?[offset..];
-        detached(py, |check| {
+        let result = detached(py, |check| {
             let mut reader = stream.reader()?;
             let mut wait = stream.wait(check);
             // A small message goes from the receive buffer straight into `dst`.
@@ -303,14 +323,23 @@ impl Connection {
                     Ok(len)
                 }
                 Incoming::Large(len) => {
-                    let mut message = vec![0u8; len];
+                    let deadline = wait.deadline;
+                    let mut message = Vec::new();
+                    if message.try_reserve_exact(len).is_err() {
+                        return Err(check.fail(PyMemoryError::new_err(format!(
+                            "cannot allocate a message of {len} bytes"
+                        ))));
+                    }
+                    message.resize(len, 0);
+                    let mut wait = stream.wait_until(deadline, check);
                     reader.read_payload(&mut message, &mut wait)?;
                     Err(Error::BufferTooShort { message })
                 }
             };
             drop(reader.take_fds());
             result
-        })
+        });
+        self.close_if_lost(py, result)
     }
 
     /// Whether a message (or end of file) can be read within `timeout` seconds (None: forever).

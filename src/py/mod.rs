@@ -4,7 +4,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
@@ -65,10 +65,12 @@ pub(crate) fn address_arg(obj: &Bound<'_, PyAny>) -> PyResult<Address> {
             if port_obj.is_instance_of::<pyo3::types::PyBool>() {
                 return Err(PyTypeError::new_err("the port must be an int, not bool"));
             }
-            let port: i64 = port_obj.extract()?;
-            let port = u16::try_from(port).map_err(|_| {
+            // Any int out of range (however large) is a ValueError, as in the fallback; a
+            // non-int is a TypeError.
+            let port_int = port_obj.cast::<pyo3::types::PyInt>()?;
+            let port = port_int.extract::<u16>().map_err(|_| {
                 PyValueError::new_err(format!(
-                    "invalid address ({host:?}, {port}): the port must be a number from 0 to 65535"
+                    "invalid address ({host:?}, {port_int}): the port must be a number from 0 to 65535"
                 ))
             })?;
             return Address::from_host_port(&host, port).py_err();
@@ -78,6 +80,36 @@ pub(crate) fn address_arg(obj: &Bound<'_, PyAny>) -> PyResult<Address> {
         "an address is a str such as '127.0.0.1:5000' or a (host, port) tuple, not {}",
         obj.get_type().name()?
     )))
+}
+
+/// `allow_uids` / `allow_gids`: any iterable of ints (a list, set, generator, dict keys ...),
+/// each from 0 to 2**32 - 1. A bool is refused, as the fallback refuses it. An empty one is a
+/// `ValueError`: it would admit no one (None admits everyone).
+fn ids_arg(name: &str, ids: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<u32>>> {
+    let Some(ids) = ids else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for item in ids.try_iter()? {
+        let item = item?;
+        if item.is_instance_of::<pyo3::types::PyBool>()
+            || !item.is_instance_of::<pyo3::types::PyInt>()
+        {
+            return Err(PyTypeError::new_err("user and group ids are ints"));
+        }
+        let id = item
+            .extract::<u32>()
+            .map_err(|_| PyOverflowError::new_err(format!("id {item} out of range")))?;
+        out.push(id);
+    }
+    if out.is_empty() {
+        return Err(PyValueError::new_err(empty_ids(name)));
+    }
+    Ok(Some(out))
+}
+
+fn empty_ids(name: &str) -> String {
+    format!("{name} is empty: it would admit no one (None admits every id)")
 }
 
 fn kind_arg(kind: &str) -> PyResult<Kind> {
@@ -120,12 +152,14 @@ fn listen(
     backlog: i32,
     socket_dir: Option<PathBuf>,
     max_message: i64,
-    allow_uids: Option<Vec<u32>>,
-    allow_gids: Option<Vec<u32>>,
+    allow_uids: Option<&Bound<'_, PyAny>>,
+    allow_gids: Option<&Bound<'_, PyAny>>,
     authkey: Option<&Bound<'_, PyAny>>,
     handshake_timeout: f64,
     allow_unauthenticated: bool,
 ) -> PyResult<Py<PyAny>> {
+    let allow_uids = ids_arg("allow_uids", allow_uids)?;
+    let allow_gids = ids_arg("allow_gids", allow_gids)?;
     let address = address_arg(address)?;
     let auth = auth::options(py, kind, authkey, handshake_timeout)?;
     let kind = kind_arg(kind)?;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::Mode;
+use rustix::fs::{FileType, Mode};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags};
 
@@ -36,7 +36,14 @@ pub(super) fn path_is_live(path: &Path, kind: Kind) -> bool {
     )
 }
 
-/// Binds a Unix socket at `path` under its lock, recovering a stale socket file.
+/// Whether `path` itself (a symlink is not followed) is a socket file. Only a socket can be
+/// stale: a regular file, a directory, a FIFO or a symlink at the path is never removed.
+fn is_socket_file(path: &Path) -> bool {
+    rustix::fs::lstat(path).is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Socket)
+}
+
+/// Binds a Unix socket at `path` under its lock, recovering a stale socket file; anything else
+/// at the path makes it `EADDRINUSE`, untouched.
 pub(super) fn bind_owned(
     path: &Path,
     kind: Kind,
@@ -48,7 +55,7 @@ pub(super) fn bind_owned(
     let fd = new_socket(AddressFamily::UNIX, kind, true, what)?;
     pass_credentials(fd.as_fd(), kind, what)?;
     let bound = match rustix::net::bind(&fd, &addr) {
-        Err(Errno::ADDRINUSE) if !path_is_live(path, kind) => {
+        Err(Errno::ADDRINUSE) if is_socket_file(path) && !path_is_live(path, kind) => {
             let _ = rustix::fs::unlink(path);
             rustix::net::bind(&fd, &addr)
         }

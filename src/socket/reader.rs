@@ -145,10 +145,12 @@ impl Reader<'_> {
                     return Ok(Incoming::Large(size));
                 }
                 Next::Malformed(n) => {
-                    return Err(Error::Invalid(format!(
-                        "malformed message header (length {n}) from {}",
-                        self.stream.peer
-                    )))
+                    // Not this wire format: a protocol error (the caller closes the stream).
+                    return Err(Error::os(
+                        rustix::io::Errno::BADMSG,
+                        "recv",
+                        format!("{} (length prefix {n})", self.stream.peer),
+                    ));
                 }
                 Next::NeedHeader { have } => {
                     if self.fill(frame::LONG, wait)? == 0 {
@@ -157,8 +159,14 @@ impl Reader<'_> {
                                 what: self.stream.peer.clone(),
                             }
                         } else {
+                            // Past 4 bytes the prefix was the `-1` of a long header.
+                            let expected = if have < frame::SHORT {
+                                frame::SHORT
+                            } else {
+                                frame::LONG
+                            };
                             Error::Truncated {
-                                expected: 4,
+                                expected: expected as u64,
                                 received: have as u64,
                                 what: format!("{} (in a length prefix)", self.stream.peer),
                             }

@@ -123,8 +123,8 @@ def listen(
     sock_type = _check_kind(kind)
     max_message = _check_max(max_message)
     auth = auth_options(kind, authkey, handshake_timeout)
-    uids = frozenset(_ids(allow_uids))
-    gids = frozenset(_ids(allow_gids))
+    uids = frozenset(_ids("allow_uids", allow_uids))
+    gids = frozenset(_ids("allow_gids", allow_gids))
     ep = parse(address, socket_dir)
     if ep.kind == "abstract" and allow_uids is None and allow_gids is None:
         # No file permissions protect an abstract name: only this user, unless told otherwise.
@@ -308,7 +308,9 @@ def _connect_datagram(ep: Endpoint, socket_dir: str | None) -> DatagramSocket:
     return dg
 
 
-def _ids(ids: Iterable[int] | None) -> list[int]:
+def _ids(name: str, ids: Iterable[int] | None) -> list[int]:
+    """``allow_uids``/``allow_gids``: [] for None (no constraint); an empty iterable would
+    admit no one, and is a ValueError."""
     if ids is None:
         return []
     out = []
@@ -318,6 +320,8 @@ def _ids(ids: Iterable[int] | None) -> list[int]:
         if not 0 <= i <= 0xFFFFFFFF:
             raise OverflowError(f"id {i} out of range")
         out.append(i)
+    if not out:
+        raise ValueError(f"{name} is empty: it would admit no one (None admits every id)")
     return out
 
 

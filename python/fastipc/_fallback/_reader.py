@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import os
 import socket
 import struct
+import sys
 
 from .._errors import MessageTooLarge, TruncatedMessage
 from . import _fds, _platform
@@ -27,6 +30,16 @@ _SO_PASSCRED: int | None = getattr(socket, "SO_PASSCRED", None)
 _MSG_CTRUNC = _fds.MSG_CTRUNC
 #: The descriptors of a read that brought none (shared: never stored where it could grow).
 NO_FDS: list[int] = []
+
+
+@functools.cache
+def _physical_memory() -> int:
+    """This machine's physical memory in bytes (``sys.maxsize`` where it cannot be read): the
+    bound on a message the fallback will try to receive."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return sys.maxsize
 
 
 class FrameReader(Closing):
@@ -216,7 +229,14 @@ class FrameReader(Closing):
             if ready is not None:
                 return ready
         hlen, size = self._recv_header(limit, deadline)
-        return self._recv_payload(hlen, size, deadline)
+        try:
+            return self._recv_payload(hlen, size, deadline)
+        except (MemoryError, OverflowError):
+            # No room for the payload (OverflowError: over sys.maxsize, with a max_message that
+            # large). The header is consumed and the payload would be read as frames: close, as
+            # after MessageTooLarge.
+            self.close()
+            raise
 
     def _recv_ready(self, limit: int) -> bytes | None:
         """The fast path, with the buffer empty: one ready read that brings a whole small frame
@@ -301,6 +321,10 @@ class FrameReader(Closing):
                 self._claim(self._abs_end - (self._end - self._start), total)
             self._start += hlen
             return self._take(size)
+        if size > _physical_memory():
+            # No machine-sized buffer can ever hold it: refuse at once, as the extension does
+            # when it cannot reserve the announced length (the caller closes the connection).
+            raise MemoryError(f"a message of {size} bytes cannot be allocated ({self._address})")
         if self._pfds:
             self._claim(self._abs_end - (self._end - self._start), total)
         self._start += hlen
@@ -317,7 +341,10 @@ class FrameReader(Closing):
             raise EOFError(f"connection closed ({self._address})")
         self._start = self._end = 0
         raise TruncatedMessage(
-            f"connection closed inside a message header ({self._address})", header, received
+            f"connection closed inside a message header: got {received} of {header} bytes "
+            f"({self._address})",
+            header,
+            received,
         )
 
     def _recv_large(self, msg: bytearray, got: int, size: int, deadline: float | None) -> bytearray:
@@ -360,7 +387,13 @@ class FrameReader(Closing):
                 return b""
             raise EOFError(f"connection closed ({self._address})")
         if size > limit:
-            raise self._too_large(size, limit)
+            # A seqpacket socket keeps message boundaries: drop this packet (and whatever
+            # descriptors ride on it), and the connection stays usable, as in the Rust backend.
+            self._drop_packet()
+            raise MessageTooLarge(
+                f"message of {size} bytes is larger than the limit of {limit} bytes "
+                f"({self._address})"
+            )
         msg = bytearray(size)
         _, fds = self._recvmsg(memoryview(msg), deadline)
         if fds is None:
@@ -368,6 +401,16 @@ class FrameReader(Closing):
         if fds:  # never the shared empty list: ``_claimed`` is extended in place
             self._claimed = fds
         return msg
+
+    def _drop_packet(self) -> None:
+        """Consumes the packet at the head of the queue (it is there: it was just peeked) and
+        closes the descriptors that came with it."""
+        try:
+            _, anc, flags, _ = self._sock.recvmsg(0, ANC_SPACE, socket.MSG_DONTWAIT | CLOEXEC)
+        except OSError as e:
+            raise self._error(e) from None
+        with contextlib.suppress(OSError):
+            close_all(parse_ancillary(anc, flags, self._address)[0])
 
     def _empty_packet(self, deadline: float | None) -> bool:
         """Consume a 0-byte read: True for an empty packet, False at end of file.

@@ -65,23 +65,28 @@ class Semaphore:
         if create:
             if name is None:
                 while True:
-                    candidate = _names.generated()
                     try:
-                        self._sem = _impl.NamedSem(candidate, True, mode, value)
+                        created = self._create(_names.generated(), mode, value)
                     except FileExistsError:
                         continue
                     break
             else:
-                self._sem = _impl.NamedSem(_names.posix_name(name, "sem"), True, mode, value)
-            self._name: str = self._sem.name
-            _fix_mode(self._name, mode)
-            if not _WINDOWS:  # Win32 objects vanish with their last handle: nothing can leak
-                _registry.record("sem", self._name, 0)
+                created = self._create(_names.posix_name(name, "sem"), mode, value)
+            self._name: str = created
         else:
             if name is None:
                 raise ValueError("'name' can only be None if create=True")
             self._sem = _impl.NamedSem(_names.posix_name(name, "sem"), False)
             self._name = self._sem.name
+
+    def _create(self, name: str, mode: int, value: int) -> str:
+        """Creates the semaphore ``name``, recorded before it exists (on Windows nothing is
+        recorded: Win32 objects vanish with their last handle, nothing can leak); its name."""
+        recording = contextlib.nullcontext() if _WINDOWS else _registry.creating("sem", name, 0)
+        with recording:
+            self._sem = _impl.NamedSem(name, True, mode, value)
+            _fix_mode(name, mode)
+        return str(self._sem.name)
 
     def _enter(self) -> Any:
         with self._guard:

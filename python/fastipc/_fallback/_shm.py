@@ -68,17 +68,20 @@ class SharedMemory(Closing):
         self._buf = memoryview(self._mmap)
 
     def _create_named(self, name: str | None, size: int, mode: int) -> None:
-        """Creates the segment ``name`` (a generated name when None) and records it."""
+        """Creates the segment ``name`` (a generated name when None), recorded first."""
         if name is None:
             while True:
+                candidate = _names.generated()
                 try:
-                    self._create(_names.generated(), size, mode)
+                    with _registry.creating("shm", candidate, size):
+                        self._create(candidate, size, mode)
                 except FileExistsError:
                     continue
                 break
         else:
-            self._create(_names.posix_name(name, "shm"), size, mode)
-        _registry.record("shm", self._name or "", size)
+            posix = _names.posix_name(name, "shm")
+            with _registry.creating("shm", posix, size):
+                self._create(posix, size, mode)
 
     def _open(self, name: str) -> None:
         """Opens and maps the existing segment ``name``."""
