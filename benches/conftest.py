@@ -107,6 +107,51 @@ class RoundTrip:
     run: Callable[[], None]
 
 
+def start_client(
+    stack: contextlib.ExitStack,
+    socket_dir: str,
+    backends: list[str],
+    name: str,
+    *,
+    backend: str | None,
+    size: int,
+    max_size: int,
+    cpu: int | None,
+    drain: bool = False,
+) -> Client:
+    """A client of mechanism ``name`` connected to a fresh echo side (a sink with ``drain``) on
+    ``cpu``, closed by ``stack``; skips when the backend is not selected or the mechanism is
+    unavailable here."""
+    if backend is not None and backend not in backends:
+        pytest.skip(f"backend {backend} not selected (--fastipc-backends)")
+    mechanism = REGISTRY[name]
+    reason = mechanism.unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    impl = backend_module(backend) if backend is not None else None
+    env = Env(socket_dir=socket_dir, max_size=max_size, impl=impl)
+    client: Client
+    if isinstance(mechanism, PairMechanism):
+        client, echo = mechanism.pair(env)
+        pid = fork_echo(echo, client, cpu, drain=drain)
+        stack.callback(os.waitpid, pid, 0)
+    else:
+        assert isinstance(mechanism, ListenerMechanism)
+        address, _ = stack.enter_context(
+            echo_server(
+                name,
+                max_size=size,
+                socket_dir=socket_dir,
+                backend=backend,
+                cpu=cpu,
+                phases=("drain",) if drain else ("echo",),
+            )
+        )
+        client = mechanism.connect(env, address)
+    stack.callback(client.close)
+    return client
+
+
 @pytest.fixture
 def round_trip(
     socket_dir: str,
@@ -118,33 +163,17 @@ def round_trip(
     where, echo_cpu, client_cpu = placement
 
     def make(mechanism_name: str, backend: str | None, size: int) -> RoundTrip:
-        if backend is not None and backend not in backends:
-            pytest.skip(f"backend {backend} not selected (--fastipc-backends)")
-        mechanism = REGISTRY[mechanism_name]
-        reason = mechanism.unavailable()
-        if reason is not None:
-            pytest.skip(reason)
-        impl = backend_module(backend) if backend is not None else None
-        env = Env(socket_dir=socket_dir, max_size=size, impl=impl)
-        client: Client
         with refusal_skips(mechanism_name, size):
-            if isinstance(mechanism, PairMechanism):
-                client, echo = mechanism.pair(env)
-                pid = fork_echo(echo, client, echo_cpu)
-                stack.callback(os.waitpid, pid, 0)
-            else:
-                assert isinstance(mechanism, ListenerMechanism)
-                address, _ = stack.enter_context(
-                    echo_server(
-                        mechanism_name,
-                        max_size=size,
-                        socket_dir=socket_dir,
-                        backend=backend,
-                        cpu=echo_cpu,
-                    )
-                )
-                client = mechanism.connect(env, address)
-            stack.callback(client.close)
+            client = start_client(
+                stack,
+                socket_dir,
+                backends,
+                mechanism_name,
+                backend=backend,
+                size=size,
+                max_size=size,
+                cpu=echo_cpu,
+            )
             stack.enter_context(pinned(client_cpu))
             payload = payload_for(size)
             send, recv = client.sender(), client.receiver()

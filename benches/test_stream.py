@@ -9,15 +9,12 @@ byte count (the protocol of ``Echo.drain``); messages per second = ``BATCH / rou
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import backend_module, refusal_skips
+from conftest import refusal_skips, start_client
 from fastipc.bench.affinity import pinned
-from fastipc.bench.base import Client, Env, ListenerMechanism, PairMechanism, fork_echo
 from fastipc.bench.mechanisms import REGISTRY
-from fastipc.bench.processes import echo_server
 from fastipc.bench.report import format_size
 from fastipc.bench.timing import payload_for
 from pytest_benchmark.fixture import BenchmarkFixture
@@ -43,34 +40,18 @@ def stream_batch(
     _, sink_cpu, client_cpu = placement
 
     def make(name: str, backend: str | None, size: int) -> Callable[[], None]:
-        if backend is not None and backend not in backends:
-            pytest.skip(f"backend {backend} not selected (--fastipc-backends)")
-        mechanism = REGISTRY[name]
-        reason = mechanism.unavailable()
-        if reason is not None:
-            pytest.skip(reason)
-        impl = backend_module(backend) if backend is not None else None
-        env = Env(socket_dir=socket_dir, max_size=max(size, 64), impl=impl)
-        client: Client
         with refusal_skips(name, size):
-            if isinstance(mechanism, PairMechanism):
-                client, sink = mechanism.pair(env)
-                pid = fork_echo(sink, client, sink_cpu, drain=True)
-                stack.callback(os.waitpid, pid, 0)
-            else:
-                assert isinstance(mechanism, ListenerMechanism)
-                address, _ = stack.enter_context(
-                    echo_server(
-                        name,
-                        max_size=size,
-                        socket_dir=socket_dir,
-                        backend=backend,
-                        cpu=sink_cpu,
-                        phases=("drain",),
-                    )
-                )
-                client = mechanism.connect(env, address)
-        stack.callback(client.close)
+            client = start_client(
+                stack,
+                socket_dir,
+                backends,
+                name,
+                backend=backend,
+                size=size,
+                max_size=max(size, 64),
+                cpu=sink_cpu,
+                drain=True,
+            )
         stack.enter_context(pinned(client_cpu))
         payload = payload_for(size)
         send, recv, received = client.sender(), client.receiver(), client.received
