@@ -7,6 +7,7 @@
 #   --seconds N        time per cargo-fuzz target (default 60)
 #   --runs N           stop a target after N executions instead (-runs=N), within --seconds
 #   --wire-examples N  hostile streams per backend for the wire fuzzer (default 2000; 0: skip it)
+#   --plain-build      build with plain cargo even where cargo-fuzz is installed
 #   --smoke            CI's short run: 10 s per target, no wire run (the test suite runs it);
 #                      skipped, with the reason, where the nightly toolchain is missing
 #   TARGET...          frame recvbuf addr ancillary (default: all)
@@ -23,14 +24,16 @@ seconds=60
 runs=
 wire=2000
 smoke=false
+plain=false
 targets=()
 while [[ $# -gt 0 ]]; do
     case $1 in
         --seconds) seconds=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
         --wire-examples) wire=$2; shift 2 ;;
+        --plain-build) plain=true; shift ;;
         --smoke) smoke=true; seconds=10; wire=0; shift ;;
-        -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
         -*) echo "unknown option $1" >&2; exit 2 ;;
         *) targets+=("$1"); shift ;;
     esac
@@ -44,9 +47,10 @@ if ! cargo +nightly --version >/dev/null 2>&1; then
 fi
 
 triple=$(rustc +nightly -vV | sed -n 's/^host: //p')
-bin_dir=fuzz/target/$triple/release
+# cargo (and cargo-fuzz) put the binaries under CARGO_TARGET_DIR when it is set.
+bin_dir=${CARGO_TARGET_DIR:-fuzz/target}/$triple/release
 start=$(date +%s)
-if cargo fuzz --version >/dev/null 2>&1; then
+if ! $plain && cargo fuzz --version >/dev/null 2>&1; then
     for t in "${targets[@]}"; do cargo +nightly fuzz build "$t"; done
 else
     # What cargo-fuzz passes (sanitizer coverage for libFuzzer, checks on), without ASan.
