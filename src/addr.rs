@@ -333,6 +333,9 @@ mod tests {
     }
 
     proptest! {
+        // Parsers get more cases than proptest's default 256.
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
         #[test]
         fn logical_form_parses_back(a in any::<u8>(), b in any::<u8>(), c in any::<u8>(), port in any::<u16>(), host in "[a-z][a-z0-9.-]{0,20}") {
             let lo = Address::parse(&format!("127.{a}.{b}.{c}:{port}")).unwrap();

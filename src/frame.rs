@@ -95,7 +95,54 @@ mod tests {
         );
     }
 
+    /// The format's own reading of the first bytes of a stream, written out longhand.
+    fn reference(buf: &[u8]) -> Header {
+        let Some(short) = buf.get(..SHORT) else {
+            return Header::NeedMore(SHORT);
+        };
+        let short = i32::from_be_bytes([short[0], short[1], short[2], short[3]]);
+        match short {
+            -1 => match buf.get(SHORT..LONG) {
+                Some(long) => Header::Complete {
+                    header: LONG,
+                    len: long.iter().fold(0u64, |acc, &b| acc << 8 | u64::from(b)),
+                },
+                None => Header::NeedMore(LONG),
+            },
+            n if n < 0 => Header::Malformed(n),
+            n => Header::Complete {
+                header: SHORT,
+                len: u64::from(n.unsigned_abs()),
+            },
+        }
+    }
+
     proptest! {
+        // Parsers get more cases than proptest's default 256.
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn any_bytes_read_as_the_format_says(
+            buf in proptest::collection::vec(any::<u8>(), 0..16),
+            negative in i32::MIN..-1,
+            cut in 0usize..16,
+        ) {
+            prop_assert_eq!(decode_header(&buf), reference(&buf));
+            // Invalid frames: a negative length other than the long form's marker, whatever
+            // follows it.
+            let mut bad = negative.to_be_bytes().to_vec();
+            bad.extend_from_slice(&buf);
+            prop_assert_eq!(decode_header(&bad), Header::Malformed(negative));
+            // A long header cut anywhere asks for all 12 bytes.
+            let mut long = vec![0xff; SHORT];
+            long.extend_from_slice(&buf);
+            let cut = cut.min(long.len());
+            let want = if cut < SHORT { SHORT } else { LONG };
+            if cut < LONG {
+                prop_assert_eq!(decode_header(&long[..cut]), Header::NeedMore(want));
+            }
+        }
+
         #[test]
         fn roundtrip(len in any::<u64>(), tail in proptest::collection::vec(any::<u8>(), 0..8)) {
             let mut out = [0u8; LONG];

@@ -8,7 +8,7 @@ import os
 import fastipc
 import pytest
 from conftest import assert_oserror
-from hypothesis import assume, example, given
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 # ------------------------------------------------------------------------------ unit tests
@@ -292,6 +292,7 @@ address_tuple = st.tuples(
 )
 
 
+@settings(max_examples=1000)  # a parser: more than the profile's 200
 @given(address=st.one_of(address_text, address_tuple))
 @example(address="tcp:localhost:5000")
 @example(address="udp:LocalHost:53")
@@ -303,6 +304,7 @@ def test_prop_backends_agree(both_backends, sock_dir, address):
     assert _outcome(rust, address, sock_dir) == _outcome(python, address, sock_dir)
 
 
+@settings(max_examples=1000)  # a parser: more than the profile's 200
 @given(address=st.one_of(address_text, address_tuple))
 def test_prop_resolve_total(backend, sock_dir, address):
     """Any input gives a well-formed answer or ValueError, never another exception."""

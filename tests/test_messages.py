@@ -14,7 +14,7 @@ import fastipc
 import pytest
 from _helpers import ECHO_CLIENT, pattern
 from conftest import assert_oserror
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 SIZES = [0, 1, 64, 64 * 1024, 1024 * 1024, 16 * 1024 * 1024]
@@ -115,6 +115,7 @@ def test_prop_send_bytes_offset_size(backend, data, offset, size):
         assert b.poll(0) is False
 
 
+@settings(max_examples=600)  # the frame decoder: more than the profile's 200
 @given(chunks=st.lists(st.binary(max_size=2000), max_size=8))
 def test_prop_decode_frames(backend, chunks):
     a, b = backend.socketpair()
@@ -125,6 +126,28 @@ def test_prop_decode_frames(backend, chunks):
             for c in chunks:
                 assert b.recv_bytes() == c
             assert b.poll(0) is False
+
+
+@settings(max_examples=400)
+@given(
+    chunks=st.lists(st.binary(max_size=300), max_size=6),
+    bad=st.integers(-(2**31), -2),
+    tail=st.binary(max_size=64),
+)
+def test_prop_decode_frames_then_an_invalid_one(backend, chunks, bad, tail):
+    """Invalid frames too: whatever follows a malformed header, every frame before it arrives
+    intact, and the malformed one is a protocol error (which type is each backend's today)."""
+    a, b = backend.socketpair()
+    with a, b:
+        raw = _raw(a)
+        with raw:
+            frames = b"".join(struct.pack("!i", len(c)) + c for c in chunks)
+            raw.sendall(frames + struct.pack("!i", bad) + tail)
+            for c in chunks:
+                assert b.recv_bytes() == c
+            with pytest.raises((ValueError, OSError)) as info:
+                b.recv_bytes()
+            assert not isinstance(info.value, fastipc.MessageTooLarge)
 
 
 def test_send_bytes_negative_offset(backend):

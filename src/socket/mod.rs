@@ -22,6 +22,10 @@ mod bind;
 mod builder;
 mod connect;
 mod datagram;
+// The receive buffer's methods, public for the fuzz targets in `fuzz/` only.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod listener;
 mod options;
 mod reader;

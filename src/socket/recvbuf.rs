@@ -180,7 +180,8 @@ impl RecvBuf {
     pub(super) fn start_large(&mut self, header: usize, len: u64) {
         let at = self.abs_start();
         self.consume(header);
-        self.claim(at, header as u64 + len);
+        // A peer may announce up to 2^64 - 1 bytes (a caller may allow that many): saturate.
+        self.claim(at, (header as u64).saturating_add(len));
     }
 
     /// Takes up to `dst.len()` buffered bytes into `dst`; returns how many.
@@ -210,7 +211,7 @@ impl RecvBuf {
         for entry in self.pending.drain(..) {
             if entry.to <= header {
                 drop(entry.fds);
-            } else if entry.from <= header && header + total >= entry.to {
+            } else if entry.from <= header && header.saturating_add(total) >= entry.to {
                 self.claimed.extend(entry.fds);
             } else {
                 keep.push(entry);

@@ -346,3 +346,31 @@ fn a_packet_uses_the_whole_buffer() {
     let mut buf = RecvBuf::default();
     assert_eq!(buf.packet_space().len(), RX_BUFFER);
 }
+
+#[test]
+fn a_frame_announcing_the_largest_length_claims_its_descriptors() {
+    // Found by fuzz/fuzz_targets/recvbuf.rs: the frame's end (offset + header + length)
+    // overflowed u64, a panic in debug builds and a wrapped end in release ones.
+    let mut buf = RecvBuf::default();
+    let (fd, probe) = Probe::new();
+    let raw = fd.as_raw_fd();
+    let mut bytes = vec![0xff; 4];
+    bytes.extend_from_slice(&(u64::MAX - 1).to_be_bytes());
+    bytes.extend_from_slice(b"payload");
+    read(&mut buf, b"\0\0\0\x01x", vec![]);
+    assert_eq!(take(&mut buf), (b"x".to_vec(), vec![]));
+    read(&mut buf, &bytes, vec![fd]);
+    buf.drop_claimed();
+    let Next::Large { header, len } = buf.next(SMALL) else {
+        panic!("not a large frame: {:?}", buf.next(SMALL));
+    };
+    assert_eq!((header, len), (frame::LONG, u64::MAX - 1));
+    buf.start_large(header, len);
+    let fds = buf.take_claimed();
+    assert_eq!(
+        fds.iter().map(AsRawFd::as_raw_fd).collect::<Vec<_>>(),
+        vec![raw]
+    );
+    drop(fds);
+    assert!(probe.closed());
+}
