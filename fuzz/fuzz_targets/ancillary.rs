@@ -132,6 +132,8 @@ fn hostile(kind: Kind, input: &mut Input<'_>) {
                     .all(|fd| pool_ids.contains(&identity(fd.as_fd()))));
             }
             Err(Error::Eof { .. } | Error::Truncated { .. } | Error::Invalid(_)) => break,
+            // A malformed length prefix: the protocol error that closes the connection.
+            Err(e) if e.errno() == Some(rustix::io::Errno::BADMSG) => break,
             Err(Error::MessageTooLarge { .. }) if kind == Kind::Stream => break,
             Err(Error::MessageTooLarge { .. }) => continue,
             Err(other) => panic!("unexpected error: {other:?}"),
