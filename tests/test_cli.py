@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import os
 import re
 import struct
 import subprocess
@@ -417,3 +418,21 @@ print(json.dumps(loaded))
         "info": [],
         "clean --dry-run": [],
     }
+
+
+def test_a_closed_output_pipe_ends_the_command_quietly() -> None:
+    """``fastipc info | head -0``: the reader is gone before the first write. The command ends
+    with status 1 and no traceback (Python's default would print two)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "fastipc", "info"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (1, b"")

@@ -526,7 +526,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(arguments)
     args.argv = arguments
-    status: int = args.func(args)
+    try:
+        status: int = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader of our output went away (``fastipc info | head -1``): that ends the
+        # command quietly, as it ends ``cat``. Python would otherwise print a traceback, and
+        # again at exit when it flushes stdout: point stdout at /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 1
     return status
 
 
