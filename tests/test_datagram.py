@@ -199,6 +199,15 @@ def test_datagram_connect_missing(backend, sock_dir):
     assert os.listdir(sock_dir) == []
 
 
+def test_datagram_of_one_mebibyte(backend, sock_dir):
+    """Both backends size the send buffer alike: a 1 MiB datagram fits on either."""
+    data = bytes(range(256)) * 4096
+    with backend.listen("127.0.0.1:0", kind="datagram", socket_dir=sock_dir) as server:
+        with backend.connect(server.address, kind="datagram", socket_dir=sock_dir) as c:
+            c.send(data)
+            assert server.recvfrom(2 << 20) == (data, c.address)
+
+
 def test_datagram_too_large(backend, sock_dir):
     with backend.listen("127.0.0.1:0", kind="datagram", socket_dir=sock_dir) as server:
         assert stat.S_IMODE(os.lstat(server.path).st_mode) == 0o600

@@ -96,6 +96,7 @@ class Connection(FrameReader):
         sock.setblocking(True)
         _platform.slice_blocking_calls(sock)
         _platform.nosigpipe(sock)
+        _platform.size_buffers(sock)
         if self._seq and self._unix:
             # Every packet then carries credentials, and end of file none: that tells them apart.
             _fds.set_passcred(sock)

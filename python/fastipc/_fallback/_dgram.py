@@ -81,6 +81,7 @@ class DatagramSocket(BoundSocket):
             sock.settimeout(None)
             _platform.slice_blocking_calls(sock)
         _platform.nosigpipe(sock)
+        _platform.size_buffers(sock)
 
     @property
     def address(self) -> str | None:

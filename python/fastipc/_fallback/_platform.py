@@ -66,6 +66,26 @@ def slice_blocking_calls(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _SLICE_TIMEVAL)
 
 
+#: Kernel send buffer asked for on Unix sockets, as the Rust backend does (``KERNEL_BUFFER`` in
+#: ``src/socket/options.rs``, with the measurements): a packet must fit the sender's buffer, so
+#: seqpacket and datagram sockets need it to carry large packets at all.
+KERNEL_BUFFER = 4 * 1024 * 1024
+_SO_SNDBUFFORCE: int = getattr(socket, "SO_SNDBUFFORCE", 32)
+
+
+def size_buffers(sock: socket.socket) -> None:
+    """Ask for :data:`KERNEL_BUFFER`-sized send buffers on a Unix socket: the privileged form
+    first (Linux), then the plain one, capped by ``net.core.wmem_max``. Best effort."""
+    if WINDOWS or sock.family != getattr(socket, "AF_UNIX", None):
+        return
+    if LINUX:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, KERNEL_BUFFER)
+            return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_BUFFER)
+
+
 def tcp_loopback() -> bool:
     """Whether remapped loopback addresses are TCP loopback (Windows) or Unix sockets."""
     return WINDOWS
