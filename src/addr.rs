@@ -12,7 +12,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PyRepr, Result};
 
 /// A parsed address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,12 @@ pub enum Address {
 pub const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
 
 fn invalid(address: &str, why: &str) -> Error {
-    Error::Invalid(format!("invalid address {address:?}: {why}"))
+    invalid_shown(&PyRepr(address).to_string(), why)
+}
+
+/// As [`invalid`], for an address already shown as Python shows it (a `(host, port)` tuple).
+fn invalid_shown(shown: &str, why: &str) -> Error {
+    Error::Invalid(format!("invalid address {shown}: {why}"))
 }
 
 fn parse_port(address: &str, text: &str) -> Result<u16> {
@@ -140,17 +145,17 @@ impl Address {
 
     /// The `(host, port)` form.
     pub fn from_host_port(host: &str, port: u16) -> Result<Address> {
-        let shown = format!("({host:?}, {port})");
-        if host.is_empty() {
-            return Err(invalid(&shown, "the host is empty"));
-        }
+        let shown = format!("({}, {port})", PyRepr(host));
         if host.contains('\0') {
-            return Err(invalid(&shown, "it contains a NUL byte"));
+            return Err(invalid_shown(&shown, "it contains a NUL byte"));
         }
         let bare = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
+        if bare.is_empty() {
+            return Err(invalid_shown(&shown, "the host is empty"));
+        }
         Ok(match loopback_name(bare) {
             Some(host) => Address::Remapped { host, port },
             None => Address::Ip {

@@ -131,3 +131,61 @@ pub fn errno_text(errno: Errno) -> String {
         None => text,
     }
 }
+
+/// Shows a string as Python's `repr` does (`'text'`, or `"it's"` when it holds a single quote
+/// and no double one, with `\n`, `\x00`, `\\` and such escaped), so that an error message quotes
+/// what the user passed exactly as the pure-Python backend's message does.
+pub struct PyRepr<'a>(pub &'a str);
+
+impl std::fmt::Display for PyRepr<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        let text = self.0;
+        let quote = if text.contains('\'') && !text.contains('"') {
+            '"'
+        } else {
+            '\''
+        };
+        f.write_char(quote)?;
+        for c in text.chars() {
+            match c {
+                '\\' => f.write_str("\\\\")?,
+                '\t' => f.write_str("\\t")?,
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                c if c == quote => write!(f, "\\{c}")?,
+                c if c.is_control() => match u32::from(c) {
+                    code @ 0..=0xff => write!(f, "\\x{code:02x}")?,
+                    code @ 0x100..=0xffff => write!(f, "\\u{code:04x}")?,
+                    code => write!(f, "\\U{code:08x}")?,
+                },
+                c => f.write_char(c)?,
+            }
+        }
+        f.write_char(quote)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PyRepr;
+
+    #[test]
+    fn quotes_as_python_repr_does() {
+        let cases = [
+            ("zz", "'zz'"),
+            ("", "''"),
+            ("it's", "\"it's\""),
+            ("a'b\"c", "'a\\'b\"c'"),
+            ("say \"hi\"", "'say \"hi\"'"),
+            ("/a\0b", "'/a\\x00b'"),
+            ("tab\there\nnl\r", "'tab\\there\\nnl\\r'"),
+            ("back\\slash", "'back\\\\slash'"),
+            ("\u{7f}\u{85}", "'\\x7f\\x85'"),
+            ("é✓", "'é✓'"),
+        ];
+        for (text, python) in cases {
+            assert_eq!(PyRepr(text).to_string(), python, "{text:?}");
+        }
+    }
+}

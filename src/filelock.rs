@@ -16,7 +16,7 @@ use std::time::Duration;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PyRepr, Result};
 use crate::sys::lock::{self, Family, Type};
 use crate::wait::{backoff, Deadline, Interrupt};
 
@@ -40,7 +40,8 @@ impl LockKind {
             "posix" => Ok(LockKind::Posix),
             "ofd" => Ok(LockKind::Ofd),
             other => Err(Error::Invalid(format!(
-                "kind must be 'posix' or 'ofd', not {other:?}"
+                "kind must be 'posix' or 'ofd', not {}",
+                PyRepr(other)
             ))),
         }
     }

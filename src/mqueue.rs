@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rustix::io::Errno;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PyRepr, Result};
 use crate::pipe::read_proc_number;
 use crate::sys::mqueue as sys;
 use rustix::time::{ClockId, Timespec};
@@ -31,15 +31,17 @@ pub fn normalize_name(name: &str) -> Result<String> {
     let bare = name.strip_prefix('/').unwrap_or(name);
     if bare.is_empty() || bare.len() > NAME_MAX || bare.contains('/') || bare.contains('\0') {
         return Err(Error::Invalid(format!(
-            "invalid message queue name {name:?}: a POSIX queue name is 1 to {NAME_MAX} bytes \
-             without '/' or NUL, with an optional leading '/'"
+            "invalid message queue name {}: a POSIX queue name is 1 to {NAME_MAX} bytes \
+             without '/' or NUL, with an optional leading '/'",
+            PyRepr(name)
         )));
     }
     Ok(format!("/{bare}"))
 }
 
 fn c_name(name: &str) -> Result<CString> {
-    CString::new(name).map_err(|_| Error::Invalid(format!("NUL byte in queue name {name:?}")))
+    CString::new(name)
+        .map_err(|_| Error::Invalid(format!("NUL byte in queue name {}", PyRepr(name))))
 }
 
 fn limit(name: &str) -> String {

@@ -4,7 +4,7 @@
 //! NUL. A name given without the slash gets one, so `"data"` and `"/data"` are the same segment.
 //! Generated names are `/fastipc-<16 hex digits>`: recognisable, and short enough for macOS.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PyRepr, Result};
 
 /// The prefix of generated names.
 pub const PREFIX: &str = "/fastipc-";
@@ -50,7 +50,8 @@ impl Kind {
 /// The POSIX form of `name`, or `ValueError`-style `Error::Invalid` naming the problem.
 pub fn posix_name(name: &str, kind: Kind) -> Result<String> {
     let bare = name.strip_prefix('/').unwrap_or(name);
-    let bad = |why: &str| Error::Invalid(format!("invalid {} {name:?}: {why}", kind.noun()));
+    let bad =
+        |why: &str| Error::Invalid(format!("invalid {} {}: {why}", kind.noun(), PyRepr(name)));
     if bare.is_empty() {
         return Err(bad("it is empty"));
     }

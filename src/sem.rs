@@ -6,7 +6,7 @@ use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PyRepr, Result};
 use crate::names::{self, Kind};
 use crate::registry;
 use crate::sys::sem::{self as sys, NamedSem};
@@ -23,8 +23,12 @@ pub struct Semaphore {
 }
 
 fn c_name(name: &str) -> Result<CString> {
-    CString::new(name)
-        .map_err(|_| Error::Invalid(format!("semaphore name {name:?} contains a NUL byte")))
+    CString::new(name).map_err(|_| {
+        Error::Invalid(format!(
+            "semaphore name {} contains a NUL byte",
+            PyRepr(name)
+        ))
+    })
 }
 
 /// Least time the first phase of [`Semaphore::acquire`] polls before it sleeps in the kernel.

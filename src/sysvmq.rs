@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rustix::io::Errno;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PyRepr, Result};
 use crate::pipe::read_proc_number;
 use crate::sys::sysvmsg as sys;
 use crate::wait::{backoff, Deadline, Interrupt};
@@ -32,7 +32,7 @@ pub fn ftok(path: &Path, project_id: i32) -> Result<i32> {
         )));
     }
     let cpath = CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| Error::Invalid(format!("NUL byte in path {what:?}")))?;
+        .map_err(|_| Error::Invalid(format!("NUL byte in path {}", PyRepr(&what))))?;
     sys::ftok(&cpath, project_id).map_err(|e| Error::os(e, "ftok", &what))
 }
 

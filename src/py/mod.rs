@@ -59,22 +59,33 @@ pub(crate) fn address_arg(obj: &Bound<'_, PyAny>) -> PyResult<Address> {
         return Address::parse(text.to_str()?).py_err();
     }
     if let Ok(tuple) = obj.cast::<PyTuple>() {
-        if tuple.len() == 2 {
-            let host: String = tuple.get_item(0)?.extract()?;
-            let port_obj = tuple.get_item(1)?;
-            if port_obj.is_instance_of::<pyo3::types::PyBool>() {
-                return Err(PyTypeError::new_err("the port must be an int, not bool"));
-            }
-            // Any int out of range (however large) is a ValueError, as in the fallback; a
-            // non-int is a TypeError.
-            let port_int = port_obj.cast::<pyo3::types::PyInt>()?;
-            let port = port_int.extract::<u16>().map_err(|_| {
-                PyValueError::new_err(format!(
-                    "invalid address ({host:?}, {port_int}): the port must be a number from 0 to 65535"
-                ))
-            })?;
-            return Address::from_host_port(&host, port).py_err();
+        // The messages are the fallback's, word for word (tests/test_error_messages.py).
+        let bad = |why: &str| {
+            format!(
+                "invalid address {}: {why}",
+                obj.repr()
+                    .map_or_else(|_| "(...)".to_string(), |r| r.to_string())
+            )
+        };
+        if tuple.len() != 2 {
+            return Err(PyValueError::new_err(bad(
+                "a tuple address is (host, port)",
+            )));
         }
+        let host_obj = tuple.get_item(0)?;
+        let Ok(host) = host_obj.cast::<PyString>() else {
+            return Err(PyTypeError::new_err(bad("the host must be a str")));
+        };
+        let port_obj = tuple.get_item(1)?;
+        let port_int = match port_obj.cast::<pyo3::types::PyInt>() {
+            Ok(int) if !port_obj.is_instance_of::<pyo3::types::PyBool>() => int,
+            _ => return Err(PyTypeError::new_err(bad("the port must be an int"))),
+        };
+        // Any int out of range (however large) is a ValueError, as in the fallback.
+        let port = port_int
+            .extract::<u16>()
+            .map_err(|_| PyValueError::new_err(bad("the port must be a number from 0 to 65535")))?;
+        return Address::from_host_port(host.to_str()?, port).py_err();
     }
     Err(PyTypeError::new_err(format!(
         "an address is a str such as '127.0.0.1:5000' or a (host, port) tuple, not {}",

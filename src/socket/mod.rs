@@ -44,7 +44,7 @@ pub use recvbuf::RecvBuf;
 pub use resolve::describe;
 pub use stream::{Incoming, Stream};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PyRepr, Result};
 use rustix::net::SocketType;
 
 /// Default limit on the size of one received message: 64 MiB.
@@ -73,7 +73,8 @@ impl Kind {
             "seqpacket" => Ok(Kind::SeqPacket),
             "datagram" => Ok(Kind::Datagram),
             other => Err(Error::Invalid(format!(
-                "kind must be 'stream', 'seqpacket' or 'datagram', not {other:?}"
+                "kind must be 'stream', 'seqpacket' or 'datagram', not {}",
+                PyRepr(other)
             ))),
         }
     }

@@ -82,7 +82,7 @@ def ip_logical(prefix: str, host: str, port: int) -> str:
 
 
 def _bad(address: object, why: str) -> ValueError:
-    return ValueError(f"invalid fastipc address {address!r}: {why}")
+    return ValueError(f"invalid address {address!r}: {why}")
 
 
 def _port(text: str, address: object) -> int:
@@ -106,13 +106,13 @@ def _split_hostport(text: str, address: object) -> tuple[str, int]:
         if not rest.startswith(":"):
             raise _bad(address, "no port")
         if not host:
-            raise _bad(address, "empty host")
+            raise _bad(address, "the host is empty")
         return host, _port(rest[1:], address)
     host, sep, port_text = text.rpartition(":")
     if not sep:
         raise _bad(address, "no port")
     if not host:
-        raise _bad(address, "empty host")
+        raise _bad(address, "the host is empty")
     if ":" in host:
         raise _bad(address, "IPv6 hosts are written in brackets, as in '[::1]:5000'")
     return host, _port(port_text, address)
@@ -144,7 +144,7 @@ def parse(address: object, socket_dir: str | None = None) -> Endpoint:
     if not isinstance(address, str):
         raise TypeError(f"a fastipc address is a str or a (host, port) tuple, not {address!r}")
     if "\0" in address:
-        raise _bad(address, "NUL byte")
+        raise _bad(address, "it contains a NUL byte")
     if address.startswith("unix:"):
         return _parse_unix(address)
     if address.startswith(("tcp:", "udp:")):
@@ -161,15 +161,15 @@ def _parse_tuple(address: tuple[object, ...], socket_dir: str | None) -> Endpoin
         raise _bad(address, "a tuple address is (host, port)")
     host, port = address
     if not isinstance(host, str):
-        raise TypeError(f"invalid fastipc address {address!r}: the host must be a str")
+        raise TypeError(f"invalid address {address!r}: the host must be a str")
     if isinstance(port, bool) or not isinstance(port, int):
-        raise TypeError(f"invalid fastipc address {address!r}: the port must be an int")
+        raise TypeError(f"invalid address {address!r}: the port must be an int")
     if "\0" in host:
-        raise _bad(address, "NUL byte")
+        raise _bad(address, "it contains a NUL byte")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not host:
-        raise _bad(address, "empty host")
+        raise _bad(address, "the host is empty")
     if not 0 <= port <= 65535:
         raise _bad(address, "the port must be a number from 0 to 65535")
     return _host_endpoint(host, port, socket_dir)
@@ -179,7 +179,7 @@ def _parse_unix(address: str) -> Endpoint:
     """A ``unix:<path>`` or ``unix:@<abstract name>`` address."""
     rest = address[5:]
     if not rest:
-        raise _bad(address, "nothing after 'unix:'")
+        raise _bad(address, "the path is empty")
     if _platform.tcp_loopback():
         raise NotSupportedError(f"unix: addresses are not supported on Windows ({address!r})")
     if not rest.startswith("@"):

@@ -290,6 +290,8 @@ def ftok(path: str | os.PathLike[str], project_id: int) -> int:
         )
     lib = _lib()
     raw = os.fsencode(path)
+    if b"\0" in raw:
+        raise ValueError(f"NUL byte in path {os.fsdecode(raw)!r}")
     key = lib.ftok(raw, project_id)
     if key == -1:
         raise _libc.errno_error(os.fsdecode(raw))
