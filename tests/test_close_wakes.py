@@ -53,6 +53,7 @@ CONNECTION_RECEIVES = {
     "recv_fds": lambda c: c.recv_fds(64, 1),
     "recv_into": lambda c: c.recv_into(bytearray(64)),
     "recv_exact": lambda c: c.recv_exact(64),
+    "poll": lambda c: c.poll(None),
 }
 
 
@@ -140,6 +141,7 @@ PIPE_READS = {
     "read": lambda r: r.read(),
     "readinto": lambda r: r.readinto(bytearray(64)),
     "read_exact": lambda r: r.read_exact(64),
+    "poll": lambda r: r.poll(None),
 }
 
 

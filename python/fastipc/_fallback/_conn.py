@@ -7,6 +7,7 @@ import errno
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -371,10 +372,25 @@ class Connection(FrameReader):
             raise self._ebadf()
         if self._end > self._start or self._pending is not None:
             return True
-        try:
-            return wait_fd(self._sock.fileno(), False, timeout)
-        except OSError as e:
-            raise self._error(e) from None
+        # In slices, between which a close() from another thread ends the wait.
+        deadline = deadline_for(timeout)
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            fd = self._sock.fileno()
+            if self._closed or fd < 0:
+                raise self._ebadf()
+            try:
+                ready = wait_fd(
+                    fd, False, _platform.SLICE if left is None else min(left, _platform.SLICE)
+                )
+            except OSError as e:
+                raise self._error(e) from None
+            if self._closed:
+                raise self._ebadf()
+            if ready:
+                return True
+            if left is not None and left <= _platform.SLICE:
+                return False
 
     def send(self, obj: object) -> None:
         data, fds = _handles.dumps(obj)

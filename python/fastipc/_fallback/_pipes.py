@@ -20,7 +20,7 @@ from typing_extensions import Buffer
 from .._errors import NotSupportedError, TruncatedMessage
 from . import _libc
 from ._closing import Closing, closed_error
-from ._waits import SLICE, backoff, check_timeout, deadline_of, timed_out, wait_fd
+from ._waits import SLICE, backoff, check_timeout, deadline_of, timed_out
 
 __all__ = ["FIFO", "PipeReader", "PipeWriter", "pipe"]
 
@@ -295,13 +295,17 @@ class PipeReader(_End):
         return bytes(out)
 
     def poll(self, timeout: float | None = 0.0) -> bool:
+        """Waits in slices, between which a close() from another thread ends it."""
         fd = self._check()
         deadline = deadline_of(timeout)
-        try:
-            wait_fd(fd, select.POLLIN, deadline, self._name)
-        except TimeoutError:
-            return False
-        return True
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            ready = _ready(fd, select.POLLIN, SLICE if left is None else min(left, SLICE))
+            self._check()
+            if ready:
+                return True
+            if left is not None and left <= SLICE:
+                return False
 
     def available(self) -> int:
         fd = self._check()
