@@ -87,3 +87,9 @@ else:
     # __version__ is this module's own (read on first use), not the backend's.
     _export(globals(), [name for name in __all__ if name != "__version__"])
     del _export
+
+    from ._handles import register_with_multiprocessing as _register
+
+    # multiprocessing pickles fastipc connections as it does its own (Process arguments).
+    _register()
+    del _register

@@ -25,7 +25,7 @@ from typing import Any
 
 from ._errors import UnpicklingError
 
-__all__ = ["dumps", "loads"]
+__all__ = ["connection_types", "dumps", "loads", "register_with_multiprocessing"]
 
 _local = threading.local()
 
@@ -104,6 +104,13 @@ def _reduce_connection(c: Any) -> tuple[Callable[..., Any], tuple[Any, ...]]:
     return _rebuild_connection, (_add(c.fileno()), c.address)
 
 
+@functools.cache
+def connection_types() -> tuple[type, ...]:
+    """The ``Connection`` classes of the backends that load here (the extension's, the
+    fallback's)."""
+    return tuple(_connection_types())
+
+
 def _connection_types() -> list[type]:
     found: list[type] = []
     try:
@@ -177,3 +184,42 @@ def _unpickle(data: bytes) -> object:
         raise UnpicklingError(
             f"cannot unpickle the received message of {len(data)} bytes: {type(e).__name__}: {e}"
         ) from e
+
+
+# ---------------------------------------------------------------------------------------------
+# multiprocessing: connections as arguments of a Process, and in its queues
+
+
+def _reduce_for_process(conn: Any) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """How ``multiprocessing`` pickles a fastipc connection: a duplicate of its descriptor that
+    ``multiprocessing.reduction.DupFd`` hands to the other process (passed to a spawned or
+    forkserver child with its start, or through the resource sharer otherwise), as it does for
+    its own connections."""
+    from multiprocessing import reduction
+
+    from . import _fallback
+
+    backend = "python" if isinstance(conn, _fallback.Connection) else "rust"
+    dup = reduction.DupFd(conn.fileno())
+    return _rebuild_for_process, (dup, backend, conn.address, conn.max_message)
+
+
+def _rebuild_for_process(dup: Any, backend: str, address: str, max_message: int) -> Any:
+    if backend == "python":
+        from . import _fallback as module
+    else:
+        from . import _fastipc as module  # type: ignore[no-redef]
+    fd = dup.detach()
+    try:
+        return module.fromfd(fd, address=address, max_message=max_message)
+    finally:
+        os.close(fd)  # fromfd works on a duplicate
+
+
+def register_with_multiprocessing() -> None:
+    """Lets ``multiprocessing`` pickle fastipc connections (``Process`` arguments under the
+    spawn and forkserver start methods, ``multiprocessing`` queues and connections)."""
+    from multiprocessing import reduction
+
+    for cls in connection_types():
+        reduction.register(cls, _reduce_for_process)
