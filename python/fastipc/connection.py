@@ -150,13 +150,13 @@ def _sockname(fd: int, peer: bool) -> Any:
 # the handshake
 
 
-def deliver_challenge(connection: _Framed, authkey: bytes) -> None:
+def deliver_challenge(connection: _Framed, authkey: bytes, digest_name: str = "sha256") -> None:
     """Challenges the peer to prove it holds ``authkey`` (the standard library's function, in
-    its Python 3.12+ form: ``{sha256}``; a 3.11 peer's answer is accepted).
+    its Python 3.12+ form: a ``{digest_name}`` challenge; a 3.11 peer's answer is accepted).
     ``AuthenticationError`` if the answer is wrong; ``ValueError`` if ``authkey`` is not
     bytes."""
     _check_bytes(authkey)
-    _auth.deliver_challenge(connection, authkey)
+    _auth.deliver_challenge(connection, authkey, digest_name)
 
 
 def answer_challenge(connection: _Framed, authkey: bytes) -> None:
