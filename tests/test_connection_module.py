@@ -21,6 +21,7 @@ import time
 import warnings
 
 import pytest
+from test_auth import NEW_CLIENT, NEW_LISTENER, NEWER
 
 STDLIB = "multiprocessing.connection"
 FASTIPC = "fastipc.connection"
@@ -610,3 +611,68 @@ def test_the_module_has_the_stdlib_names(mpc):
     )
     assert issubclass(mpc.AuthenticationError, multiprocessing.AuthenticationError)
     assert issubclass(mpc.BufferTooShort, multiprocessing.BufferTooShort)
+
+
+# ---------------------------------------------------------------------------------------------
+# the standard library of Python 3.12+ ({sha256} challenges), where pyenv has it
+
+
+def _newer_client(python: str, target: str, family: str, key: bytes) -> subprocess.Popen:
+    return subprocess.Popen(
+        [python, "-c", NEW_CLIENT, target, family, key.decode()],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _outcome(child: subprocess.Popen) -> str:
+    try:
+        out, _ = child.communicate(timeout=30)
+    finally:
+        child.kill()
+        child.wait()
+    return out.strip()
+
+
+@pytest.mark.skipif(not NEWER, reason="no Python 3.12+ interpreter on this machine (pyenv)")
+@pytest.mark.parametrize("python", NEWER)
+@pytest.mark.parametrize("where", ["tcp", "path"])
+def test_newer_stdlib_client_to_listener(mpc, python, where, sock_dir):
+    address = "tcp:127.0.0.1:0" if where == "tcp" else os.path.join(sock_dir, "new.sock")
+    with mpc.Listener(address, authkey=b"key") as listener:
+        if where == "tcp":
+            target, family = "{}:{}".format(*listener.address), "AF_INET"
+        else:
+            target, family = listener.address, "AF_UNIX"
+        child = _newer_client(python, target, family, b"key")
+        with listener.accept() as conn:
+            conn.send_bytes(b"abc")
+            assert conn.recv_bytes() == b"cba"
+        assert _outcome(child) == "ok"
+        child = _newer_client(python, target, family, b"wrong")
+        with pytest.raises(mpc.AuthenticationError):
+            listener.accept()
+        assert _outcome(child) == "AuthenticationError"
+
+
+@pytest.mark.skipif(not NEWER, reason="no Python 3.12+ interpreter on this machine (pyenv)")
+@pytest.mark.parametrize("python", NEWER)
+def test_client_to_newer_stdlib_listener(mpc, python):
+    """A loopback tuple naming a standard-library TCP listener, as a program would."""
+    child = subprocess.Popen([python, "-c", NEW_LISTENER, "key"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        with mpc.Client(("127.0.0.1", port), authkey=b"key") as conn:
+            conn.send_bytes(b"ab")
+            assert conn.recv_bytes() == b"abab"
+        assert child.stdout.readline().split() == ["ok"]
+        with pytest.raises(mpc.AuthenticationError):
+            mpc.Client(("127.0.0.1", port), authkey=b"wrong")
+        assert child.stdout.readline().split() == ["AuthenticationError"]
+        child.wait(timeout=10)
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
