@@ -39,6 +39,7 @@ def mpc(backend, backend_name, monkeypatch):
         monkeypatch.setattr(fastipc, "listen", backend.listen)
         monkeypatch.setattr(fastipc, "connect", backend.connect)
         monkeypatch.setattr(fastipc, "socketpair", backend.socketpair)
+        monkeypatch.setattr(fastipc, "fromfd", backend.fromfd)
         monkeypatch.setattr(fastipc, "resolve", backend.resolve)
     return module
 
@@ -572,6 +573,29 @@ def test_closed_listener_and_the_challenge_functions(mpc):
             mpc.deliver_challenge(a, b"k")
         t.join()
         assert len(errors) == 1
+
+
+def test_messages_of_any_size_as_the_stdlib(mpc):
+    """No 64 MiB limit (fastipc's default): the standard library has none."""
+    import fastipc
+
+    big = b"m" * (fastipc.DEFAULT_MAX_MESSAGE + 1)
+    a, b = mpc.Pipe()
+    with a, b:
+        assert a.max_message == b.max_message == mpc.MAX_MESSAGE
+        t = threading.Thread(target=a.send_bytes, args=(big,))
+        t.start()
+        assert b.recv_bytes() == big
+        t.join()
+    with mpc.Listener(("127.0.0.1", 0)) as listener:
+        results: list = []
+        t = _serve_once(listener, results)
+        with mpc.Client(listener.address) as conn:
+            assert conn.max_message == mpc.MAX_MESSAGE
+            conn.send(big)
+            assert conn.recv() == "from the listener"
+        t.join()
+        assert results == [big]
 
 
 def test_one_way_pipe(mpc):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import selectors
 import socket
+import sys
 import tempfile
 import time
 import warnings
@@ -53,6 +54,10 @@ default_family = "AF_UNIX"
 
 #: How long ``Listener.accept`` waits for a peer to finish the ``authkey`` handshake (seconds).
 HANDSHAKE_TIMEOUT = _auth.HANDSHAKE_TIMEOUT
+
+#: The ``max_message`` of this module's connections: no limit but memory, as the standard library
+#: (``fastipc.listen``/``connect`` default to 64 MiB).
+MAX_MESSAGE = sys.maxsize
 
 _TCP = "tcp:"
 _LOOPBACK_FALLBACK = (FileNotFoundError, ConnectionRefusedError)
@@ -250,7 +255,7 @@ class Listener:
         target = _fastipc_address(address, family)
         self._authkey = _check_authkey(authkey)
         self._listener: _FastipcListener | None = fastipc.listen(
-            target, backlog=backlog, allow_unauthenticated=True
+            target, backlog=backlog, max_message=MAX_MESSAGE, allow_unauthenticated=True
         )
         self._tcp = self._listener.path is None and self._listener.address.startswith(_TCP)
         self._address = self._public_address(address)
@@ -343,15 +348,12 @@ def Client(address: Any, family: str | None = None, authkey: bytes | None = None
     family = family or address_type(address)
     target = _fastipc_address(address, family)
     key = _check_authkey(authkey)
-    if isinstance(target, tuple):
-        try:
-            conn = fastipc.connect(target)
-        except _LOOPBACK_FALLBACK:
-            if fastipc.resolve(target).startswith(_TCP):
-                raise
-            conn = fastipc.connect(_tcp_form(target))
-    else:
-        conn = fastipc.connect(target)
+    try:
+        conn = fastipc.connect(target, max_message=MAX_MESSAGE)
+    except _LOOPBACK_FALLBACK:
+        if not isinstance(target, tuple) or fastipc.resolve(target).startswith(_TCP):
+            raise
+        conn = fastipc.connect(_tcp_form(target), max_message=MAX_MESSAGE)
     if key is not None:
         try:
             _auth.answer_challenge(conn, key)
@@ -373,7 +375,24 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
     a send on the first is ``BrokenPipeError``, as is a receive on the second ``EOFError``)."""
     import fastipc
 
-    a, b = fastipc.socketpair()
+    # The sockets of fastipc.socketpair(), without its limit on a message's size.
+    pair = fastipc.socketpair()
+    ends: list[Connection] = []
+    try:
+        for end in pair:
+            ends.append(
+                fastipc.fromfd(
+                    end.fileno(), kind="stream", address=end.address, max_message=MAX_MESSAGE
+                )
+            )
+    except BaseException:
+        for conn in ends:
+            conn.close()
+        raise
+    finally:
+        for end in pair:
+            end.close()
+    a, b = ends
     if not duplex:
         a.shutdown(socket.SHUT_WR)
         b.shutdown(socket.SHUT_RD)
