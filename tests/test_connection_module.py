@@ -506,6 +506,19 @@ def test_unauthenticated_listener_off_loopback_warns(mpc):
         with mpc.Listener("tcp:127.0.0.1:0"):
             pass
     assert issubclass(mpc.UnauthenticatedListenerWarning, RuntimeWarning)
+    # Warnings made errors: the listener is not left open behind the exception.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mpc.UnauthenticatedListenerWarning)
+        with pytest.raises(mpc.UnauthenticatedListenerWarning) as info:
+            mpc.Listener(("0.0.0.0", 0))
+    assert info.value.args[0].startswith("fastipc.connection.Listener on ('0.0.0.0', ")
+
+
+def test_the_warning_points_at_the_caller(mpc):
+    with pytest.warns(mpc.UnauthenticatedListenerWarning) as record:
+        listener = mpc.Listener(("0.0.0.0", 0))
+    listener.close()
+    assert [w.filename for w in record] == [__file__]
 
 
 def test_addresses_and_families(mpc, sock_dir):

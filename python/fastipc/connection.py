@@ -257,11 +257,15 @@ class Listener:
         self._listener: _FastipcListener | None = fastipc.listen(
             target, backlog=backlog, max_message=MAX_MESSAGE, allow_unauthenticated=True
         )
-        self._tcp = self._listener.path is None and self._listener.address.startswith(_TCP)
-        self._address = self._public_address(address)
-        self._last_accepted: Any = None
-        if self._tcp and not self._authkey:
-            self._warn_if_exposed()
+        try:
+            self._tcp = self._listener.path is None and self._listener.address.startswith(_TCP)
+            self._address = self._public_address(address)
+            self._last_accepted: Any = None
+            if self._tcp and not self._authkey:
+                self._warn_if_exposed()
+        except BaseException:  # the warning raised (-W error), say: no listener is left open
+            self.close()
+            raise
 
     def _public_address(self, given: Any) -> Any:
         assert self._listener is not None
