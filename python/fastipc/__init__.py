@@ -90,6 +90,7 @@ else:
 
     from ._handles import register_with_multiprocessing as _register
 
-    # multiprocessing pickles fastipc connections as it does its own (Process arguments).
-    _register()
+    # multiprocessing pickles fastipc connections as it does its own (Process arguments); the
+    # fallback registers its class itself, when it is imported.
+    _register(Connection)
     del _register

@@ -19,13 +19,14 @@ import io
 import os
 import pickle
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from ._errors import UnpicklingError
 
-__all__ = ["connection_types", "dumps", "loads", "register_with_multiprocessing"]
+__all__ = ["dumps", "loaded_connection_types", "loads", "register_with_multiprocessing"]
 
 _local = threading.local()
 
@@ -102,13 +103,6 @@ def _reduce_text(f: io.TextIOWrapper) -> tuple[Callable[..., Any], tuple[Any, ..
 
 def _reduce_connection(c: Any) -> tuple[Callable[..., Any], tuple[Any, ...]]:
     return _rebuild_connection, (_add(c.fileno()), c.address)
-
-
-@functools.cache
-def connection_types() -> tuple[type, ...]:
-    """The ``Connection`` classes of the backends that load here (the extension's, the
-    fallback's)."""
-    return tuple(_connection_types())
 
 
 def _connection_types() -> list[type]:
@@ -190,6 +184,17 @@ def _unpickle(data: bytes) -> object:
 # multiprocessing: connections as arguments of a Process, and in its queues
 
 
+def loaded_connection_types() -> tuple[type, ...]:
+    """The ``Connection`` classes of the backends imported so far (a connection of a backend
+    that is not imported cannot exist), without importing the other one."""
+    found: list[type] = []
+    for name in ("fastipc._fastipc", "fastipc._fallback"):
+        cls = getattr(sys.modules.get(name), "Connection", None)
+        if isinstance(cls, type):
+            found.append(cls)
+    return tuple(found)
+
+
 def _reduce_for_process(conn: Any) -> tuple[Callable[..., Any], tuple[Any, ...]]:
     """How ``multiprocessing`` pickles a fastipc connection: a duplicate of its descriptor that
     ``multiprocessing.reduction.DupFd`` hands to the other process (passed to a spawned or
@@ -197,9 +202,7 @@ def _reduce_for_process(conn: Any) -> tuple[Callable[..., Any], tuple[Any, ...]]
     its own connections."""
     from multiprocessing import reduction
 
-    from . import _fallback
-
-    backend = "python" if isinstance(conn, _fallback.Connection) else "rust"
+    backend = "python" if type(conn).__module__.startswith("fastipc._fallback") else "rust"
     dup = reduction.DupFd(conn.fileno())
     return _rebuild_for_process, (dup, backend, conn.address, conn.max_message)
 
@@ -216,10 +219,10 @@ def _rebuild_for_process(dup: Any, backend: str, address: str, max_message: int)
         os.close(fd)  # fromfd works on a duplicate
 
 
-def register_with_multiprocessing() -> None:
-    """Lets ``multiprocessing`` pickle fastipc connections (``Process`` arguments under the
-    spawn and forkserver start methods, ``multiprocessing`` queues and connections)."""
+def register_with_multiprocessing(cls: type) -> None:
+    """Lets ``multiprocessing`` pickle the connections of class ``cls`` (``Process`` arguments
+    under the spawn and forkserver start methods, ``multiprocessing`` queues and connections).
+    Each backend registers its own class when it is imported."""
     from multiprocessing import reduction
 
-    for cls in connection_types():
-        reduction.register(cls, _reduce_for_process)
+    reduction.register(cls, _reduce_for_process)

@@ -17,16 +17,15 @@ import os
 import selectors
 import socket
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable
-from multiprocessing import util
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from . import _auth
 from ._errors import AuthenticationError, BufferTooShort
+from ._handles import loaded_connection_types
 
 if TYPE_CHECKING:
     from ._fastipc import Connection
@@ -102,6 +101,9 @@ def arbitrary_address(family: str) -> Any:
         return ("localhost", 0)
     # The standard library's name: a path nobody has taken in a private temporary directory,
     # removed at exit.
+    import tempfile
+    from multiprocessing import util
+
     return tempfile.mktemp(prefix="listener-", dir=util.get_temp_dir())
 
 
@@ -407,12 +409,6 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
 # wait
 
 
-def _connection_types() -> tuple[type, ...]:
-    from ._handles import connection_types
-
-    return connection_types()
-
-
 def wait(object_list: Iterable[Any], timeout: float | None = None) -> list[Any]:
     """Waits until an object of ``object_list`` is ready to be read (or at end of file), at
     most ``timeout`` seconds; returns those that are, ``[]`` at the timeout. The objects are
@@ -420,7 +416,7 @@ def wait(object_list: Iterable[Any], timeout: float | None = None) -> list[Any]:
     ``fileno()``. A fastipc connection that holds a message it has already read ahead counts as
     ready, although its socket may have nothing more."""
     objects = list(object_list)
-    fastipc_types = _connection_types()
+    fastipc_types = loaded_connection_types()
     buffered = [o for o in objects if isinstance(o, fastipc_types) and _has_message(o)]
     found = _select(objects, 0.0 if buffered else timeout)
     ready = {id(o) for o in buffered} | {id(o) for o in found}
