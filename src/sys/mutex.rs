@@ -228,11 +228,29 @@ impl SharedMutex {
         if !self.is_ready() {
             return Err(Errno::INVAL);
         }
-        match futex_word(self.raw()) {
+        #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+        {
             // Owner id (30 bits) or the owner-died bit; the waiters bit alone is no holder.
-            Some(word) => Ok(word.load(Ordering::Acquire) & 0x7fff_ffff != 0),
-            None => Err(Errno::NOSYS),
+            Ok(self.futex_word().load(Ordering::Acquire) & 0x7fff_ffff != 0)
         }
+        #[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
+        {
+            Err(Errno::NOSYS)
+        }
+    }
+
+    /// The futex word of the robust mutex: where the C library keeps it inside
+    /// `pthread_mutex_t` (glibc: `__data.__lock`, the first int; musl: `_m_lock`, the second).
+    #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+    // The mutex is at MUTEX_OFFSET (64) of a 64-byte aligned base: an int's alignment holds.
+    #[allow(clippy::cast_ptr_alignment)]
+    fn futex_word(&self) -> &AtomicU32 {
+        const INDEX: usize = if cfg!(target_env = "musl") { 1 } else { 0 };
+        // SAFETY: the mutex lies inside the region, which lives as long as `self` (see `raw`);
+        // its storage starts with at least two ints and is 64-byte aligned. The futex word is
+        // written concurrently by other threads, other processes and the kernel, always
+        // atomically, so an atomic is the right type to read it through.
+        unsafe { AtomicU32::from_ptr(self.raw().cast::<u32>().add(INDEX)) }
     }
 
     /// Unlocks; `EPERM` if this thread does not hold it.
@@ -243,23 +261,4 @@ impl SharedMutex {
         // SAFETY: the mutex is initialised; an error-checking mutex reports a non-owner's unlock.
         check(unsafe { libc::pthread_mutex_unlock(self.raw()) })
     }
-}
-
-/// The futex word of a robust mutex: where the C library keeps it inside `pthread_mutex_t`
-/// (glibc: `__data.__lock`, the first int; musl: `_m_lock`, the second), on Linux only.
-#[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
-// The mutex is at MUTEX_OFFSET (64) of a 64-byte aligned base: an int's alignment holds.
-#[allow(clippy::cast_ptr_alignment)]
-fn futex_word<'a>(mutex: *mut libc::pthread_mutex_t) -> Option<&'a AtomicU32> {
-    const INDEX: usize = if cfg!(target_env = "musl") { 1 } else { 0 };
-    // SAFETY: the mutex lies inside a mapping that outlives the returned reference's use (the
-    // caller holds the `SharedMutex`), its storage starts with at least two ints and is 64-byte
-    // aligned; the futex word is written concurrently by other threads, processes and the
-    // kernel, only ever atomically, so an atomic view of it is the right type.
-    Some(unsafe { AtomicU32::from_ptr(mutex.cast::<u32>().add(INDEX)) })
-}
-
-#[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
-fn futex_word<'a>(_mutex: *mut libc::pthread_mutex_t) -> Option<&'a AtomicU32> {
-    None
 }
