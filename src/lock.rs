@@ -230,6 +230,18 @@ impl Lock {
         }
     }
 
+    /// Whether anyone holds the lock, a holder that died included until an `acquire` takes it
+    /// over. Takes nothing and recovers nothing. `NotSupported` off Linux.
+    pub fn is_locked(&self) -> Result<bool> {
+        self.mutex()?.is_locked().map_err(|e| match e {
+            Errno::NOSYS => Error::NotSupported(format!(
+                "Lock.locked() reads the mutex's futex word, which only Linux exposes ({})",
+                self.name
+            )),
+            e => Error::os(e, "locked", &self.name),
+        })
+    }
+
     /// Releases the lock; `EPERM` if the calling thread does not hold it.
     pub fn release(&self) -> Result<()> {
         let Some(mutex) = &self.mutex else {
@@ -283,11 +295,13 @@ mod tests {
         let name = a.name().to_string();
         let b = Lock::open(&name).unwrap();
         let now = Deadline::after(Some(Duration::ZERO));
+        assert!(!a.is_locked().unwrap());
         assert_eq!(
             a.acquire(now, &mut Uninterrupted).unwrap(),
             Some(Acquired::Normally)
         );
         assert_eq!(a.acquire(now, &mut Uninterrupted).unwrap(), None);
+        assert!(a.is_locked().unwrap() && b.is_locked().unwrap());
         let soon = Deadline::after(Some(Duration::from_millis(80)));
         let other = std::thread::spawn(move || {
             let got = b.acquire(soon, &mut Uninterrupted).unwrap();
@@ -306,6 +320,8 @@ mod tests {
         })
         .join()
         .unwrap();
+        // The dead thread still counts as the holder, and asking does not take it over.
+        assert!(a.is_locked().unwrap() && a.is_locked().unwrap());
         assert_eq!(
             a.acquire(
                 Deadline::after(Some(Duration::from_secs(5))),
@@ -314,7 +330,9 @@ mod tests {
             .unwrap(),
             Some(Acquired::PreviousOwnerDied)
         );
+        assert!(a.is_locked().unwrap());
         a.release().unwrap();
+        assert!(!a.is_locked().unwrap());
         drop(b);
         unlink(&name).unwrap();
     }

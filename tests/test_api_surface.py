@@ -383,3 +383,30 @@ def test_a_name_the_backend_lacks_becomes_a_stand_in(monkeypatch):
     with pytest.raises(fastipc.NotSupportedError) as info:
         namespace["MessageQueue"]("/q", create=True)
     assert str(info.value) == "MessageQueue: not available on this platform (Linux only)"
+
+
+def test_the_connection_module_has_the_stdlib_names_and_no_others():
+    """``fastipc.connection`` is a module of its own, outside the facade's ``__all__``: its
+    ``__all__`` is the standard library's ``multiprocessing.connection.__all__`` and the few
+    names the standard library defines there too (the challenge functions, the classes), plus
+    the warning class only fastipc has."""
+    import multiprocessing.connection as std
+
+    import fastipc.connection as mpc
+
+    assert "connection" not in fastipc.__all__
+    expected = set(std.__all__) | {
+        "AuthenticationError",
+        "BufferTooShort",
+        "Connection",
+        "UnauthenticatedListenerWarning",
+        "answer_challenge",
+        "deliver_challenge",
+    }
+    assert set(mpc.__all__) == expected
+    for name in expected - {"UnauthenticatedListenerWarning"}:
+        assert hasattr(std, name), name
+        assert hasattr(mpc, name), name
+    assert mpc.Connection is fastipc.Connection
+    assert mpc.AuthenticationError is fastipc.AuthenticationError
+    assert mpc.BufferTooShort is fastipc.BufferTooShort

@@ -51,6 +51,8 @@ def test_fallback_lock_is_not_supported(backend, backend_name, names):
         backend.Lock(names(), create=True)
     with pytest.raises(fastipc.NotSupportedError):
         backend.Lock(names())
+    with pytest.raises(fastipc.NotSupportedError, match="robust"):
+        backend.Lock.locked(object.__new__(backend.Lock))
 
 
 def test_acquire_release_and_context_manager(lock_module, lock):
@@ -133,6 +135,73 @@ def test_timeout_against_another_process(lock, spawn):
     assert lock.recovered is False
     lock.release()
     child.finish()
+
+
+def test_locked_follows_a_holder_in_another_process(lock, spawn):
+    assert lock.locked() is False
+    child = spawn(
+        """
+        lk = fastipc.Lock(ARGS["name"])
+        lk.acquire()
+        report(holding=lk.locked())
+        wait_parent()
+        lk.release()
+        report(released=lk.locked())
+        lk.close()
+        """,
+        args={"name": lock.name},
+    )
+    assert child.expect("holding")["holding"] is True
+    assert lock.locked() is True
+    assert lock.locked() is True  # asking takes nothing
+    assert lock.acquire(blocking=False) is False
+    child.send(go=True)
+    assert child.expect("released")["released"] is False
+    assert lock.locked() is False
+    child.finish()
+    with lock:
+        assert lock.locked() is True
+    assert lock.locked() is False
+
+
+def test_locked_counts_a_dead_holder_until_it_is_recovered(lock_module, lock, backend, names):
+    data = backend.SharedMemory(names(), create=True, size=8)
+    try:
+        pid = _fork_holder(lock_module, lock.name, data.buf)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        # The holder is dead and nobody took its lock over: still locked, and asking (twice)
+        # neither recovers it nor sets recovered.
+        assert lock.locked() is True
+        assert lock.locked() is True
+        assert lock.recovered is False
+        other = lock_module.Lock(lock.name)
+        try:
+            assert other.locked() is True
+            assert other.acquire(timeout=5) is True
+            assert other.recovered is True  # the recovery was this acquire's, not locked()'s
+            assert lock.locked() is True
+            other.release()
+            assert lock.locked() is False
+            assert other.locked() is False
+            assert other.recovered is True  # not consumed by asking
+        finally:
+            other.close()
+        assert lock.acquire(timeout=5) is True
+        assert lock.recovered is False
+        lock.release()
+    finally:
+        data.close()
+        data.unlink()
+
+
+def test_locked_on_a_closed_lock(lock_module, names):
+    lk = lock_module.Lock(names(), create=True)
+    lk.close()
+    with pytest.raises(OSError) as info:
+        lk.locked()
+    assert info.value.errno == errno.EBADF
+    lk.unlink()
 
 
 def test_thread_that_dies_holding_the_lock(lock):

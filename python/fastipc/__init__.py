@@ -87,3 +87,10 @@ else:
     # __version__ is this module's own (read on first use), not the backend's.
     _export(globals(), [name for name in __all__ if name != "__version__"])
     del _export
+
+    from ._handles import register_with_multiprocessing as _register
+
+    # multiprocessing pickles fastipc connections as it does its own (Process arguments); the
+    # fallback registers its class itself, when it is imported.
+    _register(Connection)
+    del _register

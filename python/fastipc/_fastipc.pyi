@@ -675,6 +675,11 @@ class Lock:
         ``RuntimeError`` if this thread holds it already and would wait."""
     def release(self) -> None:
         """``RuntimeError`` if this thread does not hold the lock."""
+    def locked(self) -> bool:
+        """True while anyone holds the lock, in any process, a holder that died holding it
+        included until an :meth:`acquire` takes it over (as ``threading.Lock.locked``). It takes
+        nothing: it neither recovers a dead holder's lock nor changes :attr:`recovered`.
+        ``NotSupportedError`` off Linux."""
     @property
     def recovered(self) -> bool:
         """Whether the most recent successful acquire found that the previous holder had died

@@ -19,13 +19,14 @@ import io
 import os
 import pickle
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from ._errors import UnpicklingError
 
-__all__ = ["dumps", "loads"]
+__all__ = ["dumps", "loaded_connection_types", "loads", "register_with_multiprocessing"]
 
 _local = threading.local()
 
@@ -177,3 +178,51 @@ def _unpickle(data: bytes) -> object:
         raise UnpicklingError(
             f"cannot unpickle the received message of {len(data)} bytes: {type(e).__name__}: {e}"
         ) from e
+
+
+# ---------------------------------------------------------------------------------------------
+# multiprocessing: connections as arguments of a Process, and in its queues
+
+
+def loaded_connection_types() -> tuple[type, ...]:
+    """The ``Connection`` classes of the backends imported so far (a connection of a backend
+    that is not imported cannot exist), without importing the other one."""
+    found: list[type] = []
+    for name in ("fastipc._fastipc", "fastipc._fallback"):
+        cls = getattr(sys.modules.get(name), "Connection", None)
+        if isinstance(cls, type):
+            found.append(cls)
+    return tuple(found)
+
+
+def _reduce_for_process(conn: Any) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """How ``multiprocessing`` pickles a fastipc connection: a duplicate of its descriptor that
+    ``multiprocessing.reduction.DupFd`` hands to the other process (passed to a spawned or
+    forkserver child with its start, or through the resource sharer otherwise), as it does for
+    its own connections."""
+    from multiprocessing import reduction
+
+    backend = "python" if type(conn).__module__.startswith("fastipc._fallback") else "rust"
+    dup = reduction.DupFd(conn.fileno())
+    return _rebuild_for_process, (dup, backend, conn.address, conn.max_message)
+
+
+def _rebuild_for_process(dup: Any, backend: str, address: str, max_message: int) -> Any:
+    if backend == "python":
+        from . import _fallback as module
+    else:
+        from . import _fastipc as module  # type: ignore[no-redef]
+    fd = dup.detach()
+    try:
+        return module.fromfd(fd, address=address, max_message=max_message)
+    finally:
+        os.close(fd)  # fromfd works on a duplicate
+
+
+def register_with_multiprocessing(cls: type) -> None:
+    """Lets ``multiprocessing`` pickle the connections of class ``cls`` (``Process`` arguments
+    under the spawn and forkserver start methods, ``multiprocessing`` queues and connections).
+    Each backend registers its own class when it is imported."""
+    from multiprocessing import reduction
+
+    reduction.register(cls, _reduce_for_process)

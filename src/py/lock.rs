@@ -182,6 +182,14 @@ impl Lock {
         result.py_err().map_err(|e| self.convert(e, errno))
     }
 
+    /// True while anyone holds the lock, in this process or another, a holder that died holding
+    /// it included until an `acquire` takes it over (as `threading.Lock.locked`). Takes nothing:
+    /// it does not recover a dead holder's lock, and leaves `recovered` as it is.
+    /// `NotSupportedError` off Linux.
+    fn locked(&self) -> PyResult<bool> {
+        self.get()?.is_locked().py_err()
+    }
+
     /// True if the most recent successful `acquire` found that the previous holder had died
     /// holding the lock: the data it protects may be half-updated and should be repaired.
     #[getter]

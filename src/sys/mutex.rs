@@ -219,6 +219,40 @@ impl SharedMutex {
         }
     }
 
+    /// Whether anyone holds the mutex, a dead owner included until its successor takes it over
+    /// (`ENOSYS` where the mutex's word cannot be read: off Linux). Reads the robust futex word
+    /// (the kernel's ABI: the owner's thread id, `FUTEX_OWNER_DIED` once the kernel saw it die,
+    /// `FUTEX_WAITERS`) without taking the mutex, so asking neither disturbs a holder nor
+    /// recovers a dead one's lock.
+    pub fn is_locked(&self) -> Result<bool, Errno> {
+        if !self.is_ready() {
+            return Err(Errno::INVAL);
+        }
+        #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+        {
+            // Owner id (30 bits) or the owner-died bit; the waiters bit alone is no holder.
+            Ok(self.futex_word().load(Ordering::Acquire) & 0x7fff_ffff != 0)
+        }
+        #[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
+        {
+            Err(Errno::NOSYS)
+        }
+    }
+
+    /// The futex word of the robust mutex: where the C library keeps it inside
+    /// `pthread_mutex_t` (glibc: `__data.__lock`, the first int; musl: `_m_lock`, the second).
+    #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+    // The mutex is at MUTEX_OFFSET (64) of a 64-byte aligned base: an int's alignment holds.
+    #[allow(clippy::cast_ptr_alignment)]
+    fn futex_word(&self) -> &AtomicU32 {
+        const INDEX: usize = if cfg!(target_env = "musl") { 1 } else { 0 };
+        // SAFETY: the mutex lies inside the region, which lives as long as `self` (see `raw`);
+        // its storage starts with at least two ints and is 64-byte aligned. The futex word is
+        // written concurrently by other threads, other processes and the kernel, always
+        // atomically, so an atomic is the right type to read it through.
+        unsafe { AtomicU32::from_ptr(self.raw().cast::<u32>().add(INDEX)) }
+    }
+
     /// Unlocks; `EPERM` if this thread does not hold it.
     pub fn unlock(&self) -> Result<(), Errno> {
         if !self.is_ready() {

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 
 import fastipc
+import fastipc.connection as mpc
 
 
 def serve_once(server: fastipc.Listener) -> None:
@@ -63,6 +65,30 @@ def adopted() -> None:
         assert either.recv(64) == b"narrowed"
 
 
+def drop_in() -> None:
+    """A program written for multiprocessing.connection, on fastipc.connection."""
+    with mpc.Listener(("localhost", 0), authkey=b"key") as listener:
+        host, port = listener.address
+        assert host == "127.0.0.1" and port > 0
+
+        def serve() -> None:
+            with listener.accept() as conn:
+                conn.send(conn.recv() * 2)
+
+        server = threading.Thread(target=serve)
+        server.start()
+        with mpc.Client(listener.address, authkey=b"key") as client:
+            client.send(21)
+            answer: int = client.recv()
+            assert answer == 42
+        server.join()
+    a, b = mpc.Pipe()
+    with a, b:
+        b.send_bytes(b"ready")
+        ready: list[mpc.Connection] = mpc.wait([a], timeout=5)
+        assert ready == [a] and a.recv_bytes() == b"ready"
+
+
 def shared_memory() -> None:
     shm = fastipc.SharedMemory(create=True, size=4096)
     ready = fastipc.Semaphore(create=True, value=0)
@@ -87,6 +113,7 @@ def shared_memory() -> None:
 def main() -> None:
     sockets()
     adopted()
+    drop_in()
     shared_memory()
     print("ok")
 

@@ -51,3 +51,9 @@ __all__ = [
     "socketpair",
     "unlink_message_queue",
 ]
+
+# multiprocessing pickles this backend's connections as it does its own (Process arguments).
+from .._handles import register_with_multiprocessing as _register  # noqa: E402
+
+_register(Connection)
+del _register

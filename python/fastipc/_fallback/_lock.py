@@ -34,6 +34,9 @@ class Lock:
     def release(self) -> None:
         _unsupported()
 
+    def locked(self) -> bool:
+        _unsupported()
+
     @property
     def recovered(self) -> bool:
         _unsupported()
