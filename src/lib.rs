@@ -55,6 +55,8 @@ pub mod frame;
 #[cfg(unix)]
 pub mod addr;
 #[cfg(unix)]
+pub mod auth;
+#[cfg(unix)]
 pub mod creds;
 #[cfg(unix)]
 pub mod error;
@@ -100,6 +102,8 @@ mod py_unsupported;
 
 #[cfg(unix)]
 pub use addr::Address;
+#[cfg(unix)]
+pub use auth::AuthKey;
 #[cfg(unix)]
 pub use error::{Error, Result};
 #[cfg(unix)]
