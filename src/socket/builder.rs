@@ -183,7 +183,8 @@ impl SocketOptions {
 
     /// Binds and listens at `address`; anyone who can reach the socket may connect, except on
     /// abstract addresses (`unix:@name`), which admit the caller's own user only (the full
-    /// [`Listener::bind`] takes a [`super::Policy`]).
+    /// [`Listener::bind`] takes a [`super::Policy`]). With an [`authkey`](Self::authkey),
+    /// [`Listener::accept`] returns only peers that pass the handshake.
     pub fn listen(&self, address: &str) -> Result<Listener> {
         let mut listener = Listener::bind(
             &Address::parse(address)?,
