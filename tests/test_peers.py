@@ -426,6 +426,27 @@ def test_python_clients_with_authkey_to_rust_server(backend, rust_peers, program
     assert os.listdir(sock_dir) == []
 
 
+@pytest.mark.parametrize("python", [sys.executable, *NEWER])
+def test_rust_client_with_authkey_to_stdlib_listener(rust_peers, programs, tmp_path, python):
+    """The Rust client answers 3.11's legacy challenge with a bare HMAC-MD5 and accepts its bare
+    HMAC-MD5 answer; with 3.12+ both directions are ``{sha256}``."""
+    client = rust_peers["rust_client"]
+    path = tmp_path / "s"
+    listener = programs([python, "-c", STDLIB_LISTENER, str(path), KEY.decode()], pipe=True)
+    assert listener.read_line() == b"listening"
+    wrong = programs([client, f"unix:{path}", "hello"], env={KEY_VAR: "wrong"})
+    assert wrong.finish(check=False) == b""
+    assert (wrong.proc.returncode, wrong.stderr) == (
+        1,
+        b"rust_client: the peer rejected our answer: is the authkey the same?\n",
+    )
+    assert listener.read_line() == b"AuthenticationError"
+    right = programs([client, f"unix:{path}", *ARGV_MESSAGES], env={KEY_VAR: KEY.decode()})
+    assert right.finish() == b"".join(m[::-1] + b"\n" for m in ARGV_MESSAGES)
+    assert listener.read_line() == b"ok"
+    assert listener.finish() == b""
+
+
 #: A standard library client: sends ARGV[3], prints the reply, or the exception's name.
 STDLIB_CLIENT = """
 import sys
