@@ -318,17 +318,19 @@ with Listener(sys.argv[1], family="AF_UNIX", authkey=sys.argv[2].encode()) as ls
 """
 
 
+@pytest.mark.parametrize("key", [KEY, b"k" * 100], ids=["key", "long-key"])
 @pytest.mark.parametrize("python", [sys.executable, *NEWER])
-def test_c_client_with_authkey_to_stdlib_listener(c_client, programs, tmp_path, python):
-    """3.11's Listener challenges in the legacy form (HMAC-MD5), 3.12+'s with ``{sha256}``."""
+def test_c_client_with_authkey_to_stdlib_listener(c_client, programs, tmp_path, python, key):
+    """3.11's Listener challenges in the legacy form (HMAC-MD5), 3.12+'s with ``{sha256}``; a
+    key longer than a block (64 bytes) is hashed first, in both HMACs."""
     path = tmp_path / "s"
-    listener = programs([python, "-c", STDLIB_LISTENER, str(path), KEY.decode()], pipe=True)
+    listener = programs([python, "-c", STDLIB_LISTENER, str(path), key.decode()], pipe=True)
     assert listener.read_line() == b"listening"
     wrong = programs([c_client, f"unix:{path}", "hello"], env={KEY_VAR: "wrong"})
     assert wrong.finish(check=False) == b""
     assert (wrong.proc.returncode, wrong.stderr) == (3, WRONG_KEY_C)
     assert listener.read_line() == b"AuthenticationError"
-    right = programs([c_client, f"unix:{path}", *ARGV_MESSAGES], env={KEY_VAR: KEY.decode()})
+    right = programs([c_client, f"unix:{path}", *ARGV_MESSAGES], env={KEY_VAR: key.decode()})
     assert right.finish() == b"".join(m[::-1] + b"\n" for m in ARGV_MESSAGES)
     assert listener.read_line() == b"ok"
     assert listener.finish() == b""
