@@ -10,7 +10,7 @@
 #   --plain-build      build with plain cargo even where cargo-fuzz is installed
 #   --smoke            CI's short run: 10 s per target, no wire run (the test suite runs it);
 #                      skipped, with the reason, where the nightly toolchain is missing
-#   TARGET...          frame recvbuf addr ancillary (default: all)
+#   TARGET...          frame recvbuf addr ancillary auth (default: all)
 #
 # Needs the nightly toolchain (rustup toolchain install nightly). The targets are built with
 # `cargo fuzz build` when cargo-fuzz is installed, else with plain cargo and the flags it would
@@ -38,7 +38,7 @@ while [[ $# -gt 0 ]]; do
         *) targets+=("$1"); shift ;;
     esac
 done
-[[ ${#targets[@]} -gt 0 ]] || targets=(frame recvbuf addr ancillary)
+[[ ${#targets[@]} -gt 0 ]] || targets=(frame recvbuf addr ancillary auth)
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
     echo "fuzz: skipped: no nightly Rust toolchain here (rustup toolchain install nightly)"

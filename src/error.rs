@@ -87,6 +87,10 @@ pub enum Error {
         /// The resolver's message.
         msg: String,
     },
+    /// The `authkey` handshake failed: the peer holds another key, none, or does not speak the
+    /// handshake ([`crate::auth`]).
+    #[error("{0}")]
+    Authentication(String),
     /// An address or argument the caller gave is malformed.
     #[error("{0}")]
     Invalid(String),

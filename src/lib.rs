@@ -35,7 +35,9 @@
 //! ```
 //!
 //! The full functions beside them ([`socket::connect`], [`Listener::bind`], [`Listener::accept`])
-//! take every option and an interrupt check. The wire format, for peers in other languages, is
+//! take every option and an interrupt check. [`SocketOptions::authkey`] adds the `authkey`
+//! handshake of Python's `multiprocessing.connection` ([`auth`]), so a Rust peer authenticates to
+//! fastipc's Python listeners and clients and to the standard library's. The wire format, for peers in other languages, is
 //! specified in the repository's `docs/wire.md`; `examples/rust/` is a client and a server built
 //! this way.
 //!
@@ -54,6 +56,8 @@ pub mod frame;
 
 #[cfg(unix)]
 pub mod addr;
+#[cfg(unix)]
+pub mod auth;
 #[cfg(unix)]
 pub mod creds;
 #[cfg(unix)]
@@ -100,6 +104,8 @@ mod py_unsupported;
 
 #[cfg(unix)]
 pub use addr::Address;
+#[cfg(unix)]
+pub use auth::AuthKey;
 #[cfg(unix)]
 pub use error::{Error, Result};
 #[cfg(unix)]

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 CHILD_TIMEOUT = 30.0
 
@@ -452,3 +453,18 @@ conn.close()
 lst.close()
 report(echoed=n)
 """
+
+
+def newer_pythons() -> list[str]:
+    """One interpreter of each of 3.12, 3.13, 3.14 found (pyenv's, else on PATH; not a shim):
+    their ``multiprocessing.connection`` speaks the ``{sha256}`` form of the handshake."""
+    found = []
+    pyenv = Path.home() / ".pyenv" / "versions"
+    for version in ("3.12", "3.13", "3.14"):
+        candidates = sorted(pyenv.glob(f"{version}.*/bin/python3")) if pyenv.is_dir() else []
+        on_path = shutil.which(f"python{version}")
+        if on_path and "/shims/" not in on_path:
+            candidates.append(Path(on_path))
+        if candidates:
+            found.append(str(candidates[0]))
+    return found

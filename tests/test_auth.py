@@ -11,17 +11,16 @@ import multiprocessing
 import multiprocessing.connection as mpc
 import os
 import pickle
-import shutil
 import socket
 import struct
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import fastipc
 import pytest
+from _helpers import newer_pythons
 from conftest import SELECTED
 from fastipc import _auth
 
@@ -264,21 +263,7 @@ def test_fastipc_connect_to_stdlib_listener(backend, family, tmp_path):
 # ------------------------------------------------------------------ the standard library, 3.12+
 
 
-def _newer_pythons() -> list[str]:
-    """One interpreter of each of 3.12, 3.13, 3.14 found (pyenv's, else on PATH; not a shim)."""
-    found = []
-    pyenv = Path.home() / ".pyenv" / "versions"
-    for version in ("3.12", "3.13", "3.14"):
-        candidates = sorted(pyenv.glob(f"{version}.*/bin/python3")) if pyenv.is_dir() else []
-        on_path = shutil.which(f"python{version}")
-        if on_path and "/shims/" not in on_path:
-            candidates.append(Path(on_path))
-        if candidates:
-            found.append(str(candidates[0]))
-    return found
-
-
-NEWER = _newer_pythons()
+NEWER = newer_pythons()
 
 NEW_CLIENT = """
 import sys

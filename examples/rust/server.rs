@@ -7,11 +7,17 @@
 //! cargo run --manifest-path examples/rust/Cargo.toml --bin rust_server -- 127.0.0.1:5000
 //! listening 127.0.0.1:5000 /run/user/1000/fastipc/127.0.0.1:5000
 //! ```
+//!
+//! With `FASTIPC_AUTHKEY` set (the examples' own variable; the library reads none), every
+//! client must pass the `authkey` handshake of `multiprocessing.connection` with those bytes as
+//! the key, as for `fastipc.listen(address, authkey=...)`: one that fails (another key, none,
+//! silence for a second) is dropped and not counted among the COUNT connections.
 
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
-use fastipc::{Error, Listener, Stream};
+use fastipc::{AuthKey, Error, SocketOptions, Stream};
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -34,7 +40,11 @@ fn main() -> ExitCode {
 }
 
 fn serve(address: &str, count: usize) -> fastipc::Result<()> {
-    let listener = Listener::listen(address)?;
+    let mut options = SocketOptions::new();
+    if let Some(key) = std::env::var_os("FASTIPC_AUTHKEY") {
+        options = options.authkey(AuthKey::new(key.as_bytes())?);
+    }
+    let listener = options.listen(address)?;
     // The logical address (with the real port) and, for Unix sockets, the socket file: what a
     // client connects to, through fastipc or through any Unix socket API.
     let path = listener
@@ -45,6 +55,9 @@ fn serve(address: &str, count: usize) -> fastipc::Result<()> {
     for conn in listener.incoming().take(count) {
         let served = echo_reversed(&conn?)?;
         say(&format!("served {served} messages"));
+    }
+    if listener.refused() > 0 {
+        say(&format!("refused {}", listener.refused()));
     }
     Ok(())
 }

@@ -1,28 +1,28 @@
-//! The `authkey` handshake of `multiprocessing.connection`: the Rust backend runs
-//! `fastipc._auth`, the pure-Python implementation the fallback shares, on its own connections.
+//! `listen`/`connect`'s `authkey` options. The handshake itself runs in the core
+//! ([`crate::auth`]), with the interpreter released: a listener's in its `accept`, a client's
+//! right after its `connect`. The arguments are checked by `fastipc._auth.options`, as the
+//! fallback checks them, so that both backends refuse the same values with the same errors.
+
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::py::connection::Connection;
-
-/// The key and the per-peer handshake deadline (seconds) of an authenticated listener.
-pub(crate) struct Auth {
-    key: Py<PyBytes>,
-    handshake: f64,
-}
+use crate::auth::{AuthKey, Required};
+use crate::py::errors::IntoPy;
 
 fn module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     py.import("fastipc._auth")
 }
 
-/// Validates `listen`/`connect`'s `authkey` and `handshake_timeout` (`_auth.options`).
+/// Validates `listen`/`connect`'s `authkey` and `handshake_timeout` (`_auth.options`): the key
+/// and the per-peer deadline (`None` for one too long to represent: as long as `accept` waits).
 pub(crate) fn options(
     py: Python<'_>,
     kind: &str,
     authkey: Option<&Bound<'_, PyAny>>,
     handshake_timeout: f64,
-) -> PyResult<Option<Auth>> {
+) -> PyResult<Option<Required>> {
     let Some(authkey) = authkey else {
         return Ok(None);
     };
@@ -30,9 +30,9 @@ pub(crate) fn options(
         .getattr("options")?
         .call1((kind, authkey, handshake_timeout))?;
     let (key, handshake): (Bound<'_, PyBytes>, f64) = checked.extract()?;
-    Ok(Some(Auth {
-        key: key.unbind(),
-        handshake,
+    Ok(Some(Required {
+        key: AuthKey::new(key.as_bytes()).py_err()?,
+        handshake_timeout: Duration::try_from_secs_f64(handshake).ok(),
     }))
 }
 
@@ -46,38 +46,5 @@ pub(crate) fn refuse_exposed(
     module(py)?
         .getattr("refuse_exposed")?
         .call1((host, address, allow_unauthenticated))?;
-    Ok(())
-}
-
-/// The listener's side of the handshake; false (the connection closed) if the peer failed it.
-pub(crate) fn server(
-    py: Python<'_>,
-    conn: &Py<Connection>,
-    auth: &Auth,
-    accept_left: Option<f64>,
-) -> PyResult<bool> {
-    module(py)?
-        .getattr("server_handshake")?
-        .call1((
-            conn.clone_ref(py),
-            auth.key.clone_ref(py),
-            auth.handshake,
-            accept_left,
-        ))?
-        .extract()
-}
-
-/// The connecting side: `AuthenticationError` (the connection closed) if the peer refused us.
-pub(crate) fn client(
-    py: Python<'_>,
-    conn: &Py<Connection>,
-    auth: &Auth,
-    timeout: Option<f64>,
-) -> PyResult<()> {
-    module(py)?.getattr("client_handshake")?.call1((
-        conn.clone_ref(py),
-        auth.key.clone_ref(py),
-        timeout,
-    ))?;
     Ok(())
 }

@@ -1,13 +1,10 @@
 //! `fastipc.Listener`: a listening stream or seqpacket socket.
 
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use pyo3::prelude::*;
 
-use crate::py::auth::{self, Auth};
 use crate::py::blocking::detached;
 use crate::py::connection::Connection;
 use crate::py::slot::Slot;
@@ -22,17 +19,11 @@ pub struct Listener {
     path: Option<String>,
     kind: &'static str,
     max_message: u64,
-    /// The `authkey` handshake every accepted peer must pass, if any.
-    auth: Option<Auth>,
-    /// Peers that failed it (closed), counted in `refused`.
-    unauthenticated: AtomicU64,
 }
 
 impl Listener {
-    pub(crate) fn wrap(listener: CoreListener, auth: Option<Auth>) -> Listener {
+    pub(crate) fn wrap(listener: CoreListener) -> Listener {
         Listener {
-            auth,
-            unauthenticated: AtomicU64::new(0),
             address: listener.address().to_string(),
             path: listener.path().map(|p| p.display().to_string()),
             kind: listener.kind().name(),
@@ -81,7 +72,7 @@ impl Listener {
     /// How many connections `allow_uids`/`allow_gids` or the `authkey` handshake refused.
     #[getter]
     fn refused(&self) -> PyResult<u64> {
-        Ok(self.get()?.refused() + self.unauthenticated.load(Ordering::Relaxed))
+        Ok(self.get()?.refused())
     }
 
     /// The message limit of accepted connections.
@@ -95,24 +86,10 @@ impl Listener {
     #[pyo3(signature = (timeout=None))]
     fn accept(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<Connection>> {
         let timeout = timeout_arg(timeout)?;
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        loop {
-            // Taken anew after each refused peer, and let go during the handshake: a close()
-            // meanwhile ends the wait.
-            let listener = self.get()?;
-            let wait = left();
-            let stream = detached(py, |check| listener.accept(wait, check))?;
-            drop(listener);
-            let conn = Py::new(py, Connection::wrap(stream))?;
-            let Some(auth) = &self.auth else {
-                return Ok(conn);
-            };
-            if auth::server(py, &conn, auth, left().map(|d| d.as_secs_f64()))? {
-                return Ok(conn);
-            }
-            self.unauthenticated.fetch_add(1, Ordering::Relaxed);
-        }
+        let listener = self.get()?;
+        // The handshake runs in the core's accept, detached too; a close() meanwhile ends it.
+        let stream = detached(py, |check| listener.accept(timeout, check))?;
+        Py::new(py, Connection::wrap(stream))
     }
 
     /// The listening socket's file descriptor.

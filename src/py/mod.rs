@@ -194,11 +194,14 @@ fn listen(
             gids: gids.unwrap_or_default(),
         }),
     };
-    let listener = py
+    let mut listener = py
         .detach(|| socket::Listener::bind(&address, kind, backlog, dir, max_message, policy))
         .py_err()?;
+    if let Some(auth) = auth {
+        listener.require_authkey(auth.key, auth.handshake_timeout);
+    }
     warn_shared(py, listener.shared_dir(), &dir_of(listener.path()))?;
-    Ok(Py::new(py, Listener::wrap(listener, auth))?.into_any())
+    Ok(Py::new(py, Listener::wrap(listener))?.into_any())
 }
 
 /// Connects to `address`: a Connection for "stream"/"seqpacket", a `DatagramSocket` for "datagram".
@@ -229,18 +232,19 @@ fn connect(
         return Ok(Py::new(py, DatagramSocket::wrap(sock))?.into_any());
     }
     let stream = detached(py, |check| {
-        socket::connect(&address, kind, dir, max_message, timeout, check)
+        let stream = socket::connect(&address, kind, dir, max_message, timeout, check)?;
+        if let Some(auth) = &auth {
+            // What is left of `timeout`; a failure drops (closes) the connection.
+            let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
+            crate::auth::client(&stream, &auth.key, left, check)?;
+        }
+        Ok(stream)
     })?;
     if stream.shared_dir() {
         let shown = crate::sockdir::choose(dir).0.display().to_string();
         warn_shared(py, true, &shown)?;
     }
-    let conn = Py::new(py, Connection::wrap(stream))?;
-    if let Some(auth) = &auth {
-        let left = timeout.map(|t| t.saturating_sub(start.elapsed()).as_secs_f64());
-        auth::client(py, &conn, auth, left)?;
-    }
-    Ok(conn.into_any())
+    Ok(Py::new(py, Connection::wrap(stream))?.into_any())
 }
 
 /// Two connected sockets of `kind`.

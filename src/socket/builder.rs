@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::addr::Address;
+use crate::auth::{self, AuthKey, HANDSHAKE_TIMEOUT};
 use crate::error::Result;
 use crate::wait::Uninterrupted;
 
@@ -30,6 +31,8 @@ pub const DEFAULT_BACKLOG: i32 = 128;
 /// | timeout of a `connect` | none: wait as long as it takes                            |
 /// | listen backlog         | [`DEFAULT_BACKLOG`] (128)                                 |
 /// | interrupt check        | none ([`Uninterrupted`])                                  |
+/// | authkey                | none: no handshake                                        |
+/// | handshake timeout      | [`HANDSHAKE_TIMEOUT`] (1 s per peer, for a listener)      |
 ///
 /// ```
 /// use fastipc::SocketOptions;
@@ -70,6 +73,10 @@ pub const DEFAULT_BACKLOG: i32 = 128;
 ///     .kind(Kind::SeqPacket)
 ///     .max_message(1 << 20)
 ///     .listen("unix:/run/myapp/jobs.sock")?;
+/// // The handshake of multiprocessing.connection: Python's
+/// // fastipc.connect("127.0.0.1:6000", authkey=b"secret") passes it.
+/// let key = fastipc::AuthKey::new(*b"secret")?;
+/// let authenticated = SocketOptions::new().authkey(key).listen("127.0.0.1:6000")?;
 /// # Ok(())
 /// # }
 /// ```
@@ -81,6 +88,8 @@ pub struct SocketOptions {
     max_message: u64,
     timeout: Option<Duration>,
     backlog: i32,
+    authkey: Option<AuthKey>,
+    handshake_timeout: Duration,
 }
 
 impl Default for SocketOptions {
@@ -91,6 +100,8 @@ impl Default for SocketOptions {
             max_message: DEFAULT_MAX_MESSAGE,
             timeout: None,
             backlog: DEFAULT_BACKLOG,
+            authkey: None,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -136,30 +147,57 @@ impl SocketOptions {
         self
     }
 
-    /// Connects to `address` (in the forms of [`crate::addr`]).
+    /// The key of the `authkey` handshake of Python's `multiprocessing.connection`
+    /// ([`crate::auth`]): a client proves it holds the key and checks that the listener does
+    /// ([`crate::Error::Authentication`] if not); a listener accepts only peers that pass.
+    /// It authenticates; it does not encrypt.
+    pub fn authkey(mut self, key: AuthKey) -> Self {
+        self.authkey = Some(key);
+        self
+    }
+
+    /// How long a listener with an [`authkey`](Self::authkey) gives each peer to pass the
+    /// handshake ([`HANDSHAKE_TIMEOUT`] by default): a peer that is slower is refused.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Connects to `address` (in the forms of [`crate::addr`]), then passes the handshake if
+    /// there is an [`authkey`](Self::authkey), all within the [`timeout`](Self::timeout).
     pub fn connect(&self, address: &str) -> Result<Stream> {
-        super::connect(
+        let deadline = crate::wait::Deadline::after(self.timeout);
+        let stream = super::connect(
             &Address::parse(address)?,
             self.kind,
             self.socket_dir.as_deref(),
             self.max_message,
             self.timeout,
             &mut Uninterrupted,
-        )
+        )?;
+        if let Some(key) = &self.authkey {
+            auth::client(&stream, key, deadline.remaining(), &mut Uninterrupted)?;
+        }
+        Ok(stream)
     }
 
     /// Binds and listens at `address`; anyone who can reach the socket may connect, except on
     /// abstract addresses (`unix:@name`), which admit the caller's own user only (the full
-    /// [`Listener::bind`] takes a [`super::Policy`]).
+    /// [`Listener::bind`] takes a [`super::Policy`]). With an [`authkey`](Self::authkey),
+    /// [`Listener::accept`] returns only peers that pass the handshake.
     pub fn listen(&self, address: &str) -> Result<Listener> {
-        Listener::bind(
+        let mut listener = Listener::bind(
             &Address::parse(address)?,
             self.kind,
             self.backlog,
             self.socket_dir.as_deref(),
             self.max_message,
             None,
-        )
+        )?;
+        if let Some(key) = &self.authkey {
+            listener.require_authkey(key.clone(), Some(self.handshake_timeout));
+        }
+        Ok(listener)
     }
 }
 
@@ -290,6 +328,8 @@ mod tests {
         assert_eq!(options.max_message, 64 * 1024 * 1024);
         assert_eq!(options.timeout, None);
         assert_eq!(options.backlog, 128);
+        assert_eq!(options.authkey, None);
+        assert_eq!(options.handshake_timeout, Duration::from_secs(1));
         let set = options
             .kind(Kind::SeqPacket)
             .socket_dir("/d")

@@ -9,6 +9,7 @@ use rustix::io::Errno;
 use rustix::net::SocketFlags;
 
 use crate::addr::Address;
+use crate::auth::{AuthKey, Required};
 use crate::error::{Error, Result};
 use crate::sockdir::PathOwnership;
 use crate::wait::{Deadline, Interrupt, Ready, Wait};
@@ -46,6 +47,8 @@ pub struct Listener {
     pub(super) closed: AtomicBool,
     pub(super) policy: Policy,
     pub(super) refused: AtomicU64,
+    /// The `authkey` handshake every accepted peer must pass, if any.
+    pub(super) auth: Option<Required>,
 }
 
 impl Listener {
@@ -95,6 +98,7 @@ impl Listener {
             closed: AtomicBool::new(false),
             policy,
             refused: AtomicU64::new(0),
+            auth: None,
         })
     }
 
@@ -123,14 +127,63 @@ impl Listener {
         self.max_message
     }
 
-    /// Waits up to `timeout` for a connection and accepts it.
+    /// Asks every peer it accepts to prove that it holds `key` (the `authkey` handshake of
+    /// [`crate::auth`]) within `handshake_timeout` (`None`: as long as `accept`'s own timeout);
+    /// a peer that fails is closed and counted in [`Listener::refused`].
+    pub fn require_authkey(&mut self, key: AuthKey, handshake_timeout: Option<Duration>) {
+        self.auth = Some(Required {
+            key,
+            handshake_timeout,
+        });
+    }
+
+    /// What [`Listener::require_authkey`] asked for, if anything.
+    pub fn authkey_required(&self) -> Option<&Required> {
+        self.auth.as_ref()
+    }
+
+    /// Waits up to `timeout` for a connection and accepts it. With an authkey, the peer must
+    /// pass the handshake within what is left of `timeout` and its own deadline; one that does
+    /// not is closed and counted in [`Listener::refused`], and the wait goes on.
     pub fn accept(
         &self,
         timeout: Option<Duration>,
         interrupt: &mut dyn Interrupt,
     ) -> Result<Stream> {
+        let deadline = Deadline::after(timeout);
+        loop {
+            let stream = self.accept_until(deadline, interrupt)?;
+            let Some(auth) = &self.auth else {
+                return Ok(stream);
+            };
+            let handshake = match (auth.handshake_timeout, deadline.remaining()) {
+                (Some(own), Some(left)) => Deadline::after(Some(own.min(left))),
+                (own, left) => Deadline::after(own.or(left)),
+            };
+            let passed = crate::auth::server_watching(
+                &stream,
+                &auth.key,
+                handshake,
+                Some(&self.closed),
+                interrupt,
+            );
+            match passed {
+                Ok(()) => return Ok(stream),
+                Err(Error::Interrupted) => return Err(Error::Interrupted),
+                Err(_) if self.closed.load(Ordering::Acquire) => {
+                    return Err(Error::os(Errno::BADF, "accept", &self.address));
+                }
+                // The peer failed: `stream` is dropped (closed), counted, and the wait goes on.
+                Err(_) => {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn accept_until(&self, deadline: Deadline, interrupt: &mut dyn Interrupt) -> Result<Stream> {
         let mut wait = Wait {
-            deadline: Deadline::after(timeout),
+            deadline,
             interrupt,
             closed: Some(&self.closed),
             // The listening descriptor is non-blocking: wait in poll.
@@ -171,7 +224,7 @@ impl Listener {
         }
     }
 
-    /// How many connections the policy refused.
+    /// How many connections the policy or the handshake refused.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
     }

@@ -187,11 +187,21 @@ impl Stream {
         fds: &[BorrowedFd<'_>],
         interrupt: &mut dyn Interrupt,
     ) -> Result<()> {
+        self.send_message_within(data, fds, &mut self.wait(interrupt))
+    }
+
+    /// [`Stream::send_message`] within `wait` (its deadline, interrupt check and closed flag)
+    /// rather than the stream's timeout.
+    pub fn send_message_within(
+        &self,
+        data: &[u8],
+        fds: &[BorrowedFd<'_>],
+        wait: &mut Wait<'_>,
+    ) -> Result<()> {
         self.check_fds(fds)?;
-        let mut wait = self.wait(interrupt);
         let mut scratch = self.tx.lock().map_err(|_| self.err_closed("send"))?;
         if self.kind == Kind::SeqPacket {
-            return self.send_packet(data, fds, &mut wait);
+            return self.send_packet(data, fds, wait);
         }
         let mut header = [0u8; frame::LONG];
         let hlen = frame::encode_header(data.len() as u64, &mut header);
@@ -201,9 +211,9 @@ impl Stream {
             whole.clear();
             whole.extend_from_slice(&header[..hlen]);
             whole.extend_from_slice(data);
-            return self.send_vectored(&[], whole, fds, &mut wait);
+            return self.send_vectored(&[], whole, fds, wait);
         }
-        self.send_vectored(&header[..hlen], data, fds, &mut wait)
+        self.send_vectored(&header[..hlen], data, fds, wait)
     }
 
     /// Sends a small message (up to 1 KiB, no descriptors, on a Unix stream socket on Linux)
