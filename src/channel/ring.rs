@@ -507,4 +507,28 @@ impl Ring {
         }
         Ok(())
     }
+
+    /// Where the tail (`tail`) or the head is now, for [`Ring::watch`].
+    pub fn position(&self, tail: bool) -> u64 {
+        self.word(if tail { R_TAIL } else { R_HEAD })
+            .load(Ordering::Acquire)
+    }
+
+    /// Sleeps until the tail (`tail`) or the head moves from `seen`, or `slice` passes, without
+    /// spinning: for a thread that turns ring events into descriptor events.
+    pub fn watch(&self, tail: bool, seen: u64, slice: std::time::Duration) {
+        let (off, sleepers) = if tail {
+            (R_TAIL, R_DATA_SLEEPERS)
+        } else {
+            (R_HEAD, R_SPACE_SLEEPERS)
+        };
+        let count = self.word32(sleepers);
+        count.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.word(off).load(Ordering::Acquire) == seen {
+            #[allow(clippy::cast_possible_truncation)] // the low half, on purpose
+            futex_wait(self.low(off), seen as u32, slice);
+        }
+        let _ = count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
 }
