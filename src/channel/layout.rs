@@ -16,7 +16,9 @@
 //! ring i at 256 + i * (RING_HEADER + capacity), each line 128 bytes:
 //!   +0   producers' robust mutex   +128 consumers' robust mutex
 //!   +256 u64 tail (bytes ever written)   +264 u64 messages ever written
+//!   +272 u32 CPU of the last publish (a hint: spin only for a peer on another CPU)
 //!   +384 u64 head (bytes ever consumed)  +392 u64 messages ever consumed
+//!   +400 u32 CPU of the last release
 //!   +512 u32 consumers asleep (waiting for the tail to move)
 //!   +640 u32 producers asleep (waiting for the head to move)
 //!   +768 the data: capacity bytes
@@ -62,10 +64,14 @@ pub const R_CONS_MUTEX: usize = 128;
 pub const R_TAIL: usize = 256;
 /// Messages written.
 pub const R_PUT_COUNT: usize = 264;
+/// The CPU the last producer published from (a spinning hint).
+pub const R_PROD_CPU: usize = 272;
 /// Head.
 pub const R_HEAD: usize = 384;
 /// Messages consumed.
 pub const R_GET_COUNT: usize = 392;
+/// The CPU the last consumer freed a message from (a spinning hint).
+pub const R_CONS_CPU: usize = 400;
 /// Consumers asleep.
 pub const R_DATA_SLEEPERS: usize = 512;
 /// Producers asleep.

@@ -160,3 +160,17 @@ pub fn mutex(
     // atomics and pthread calls (and by other processes sharing the segment).
     unsafe { crate::sys::mutex::SharedMutex::borrowed(ptr, Box::new(keep)) }
 }
+
+/// The CPU this thread runs on now (`u32::MAX` where unknown).
+pub fn current_cpu() -> u32 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: sched_getcpu takes no arguments and touches no memory of ours.
+        let cpu = unsafe { libc::sched_getcpu() };
+        u32::try_from(cpu).unwrap_or(u32::MAX)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        u32::MAX
+    }
+}

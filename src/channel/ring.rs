@@ -9,13 +9,16 @@
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 use super::layout::{
-    footprint, max_inline, F_KNOWN, F_WRAP, MSG_HEADER, RING_HEADER, R_CONS_MUTEX, R_DATA_SLEEPERS,
+    footprint, max_inline, F_KNOWN, F_WRAP, MSG_HEADER, RING_HEADER, R_CONS_CPU, R_CONS_MUTEX, R_DATA_SLEEPERS, R_PROD_CPU,
     R_GET_COUNT, R_HEAD, R_PROD_MUTEX, R_PUT_COUNT, R_SPACE_SLEEPERS, R_TAIL,
 };
 /// The message header's size, as an offset.
 const HDR: usize = 16;
 
-use super::raw::{futex_wait, futex_wake, Region};
+/// A peer that answers within this long after a spin gave up counts as active (spin again).
+const ACTIVE: std::time::Duration = std::time::Duration::from_millis(1);
+
+use super::raw::{current_cpu, futex_wait, futex_wake, Region};
 use super::wait::{spin_until, Waiting};
 use crate::error::{Error, Result};
 use crate::sys::mutex::{Locked, SharedMutex};
@@ -343,6 +346,7 @@ impl Ring {
             }
         }
         put.store(seq + 1, Ordering::Release);
+        self.word32(R_PROD_CPU).store(current_cpu(), Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if self.word32(R_DATA_SLEEPERS).load(Ordering::Relaxed) != 0 {
             futex_wake(self.low(R_TAIL));
@@ -452,6 +456,7 @@ impl Ring {
         let put = self.word(R_PUT_COUNT).load(Ordering::Acquire);
         self.word(R_GET_COUNT)
             .store(msg.seq.saturating_add(1).min(put), Ordering::Release);
+        self.word32(R_CONS_CPU).store(current_cpu(), Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if self.word32(R_SPACE_SLEEPERS).load(Ordering::Relaxed) != 0 {
             futex_wake(self.low(R_HEAD));
@@ -469,19 +474,24 @@ impl Ring {
     /// itself in `sleepers` so that the other side wakes it.
     fn wait_move(&self, off: usize, sleepers: usize, seen: u64, w: &mut Waiting<'_>) -> Result<()> {
         let word = self.word(off);
-        if w.may_spin() {
+        let mut spun = None;
+        // The other side's last CPU: spinning on the same CPU only delays it.
+        let peer_cpu = self
+            .word32(if off == R_TAIL { R_PROD_CPU } else { R_CONS_CPU })
+            .load(Ordering::Relaxed);
+        if w.may_spin() && peer_cpu != current_cpu() {
             let misses = self.misses.load(Ordering::Relaxed);
-            // After 8 fruitless spins in a row, spin only every 16th wait (to notice a busy peer).
+            // After 8 waits in a row on an idle peer, spin only every 16th wait (to notice the
+            // peer becoming busy again).
             if misses < 8 || misses % 16 == 0 {
+                let start = std::time::Instant::now();
                 if spin_until(|| word.load(Ordering::Acquire) != seen) {
                     self.misses.store(0, Ordering::Relaxed);
                     return Ok(());
                 }
-                self.misses
-                    .store(misses.saturating_add(1), Ordering::Relaxed);
-            } else {
-                self.misses.store(misses + 1, Ordering::Relaxed);
+                spun = Some(start);
             }
+            self.misses.store(misses.saturating_add(1), Ordering::Relaxed);
         }
         let slice = w.next_slice()?;
         if let Err(e) = w.check_peer() {
@@ -504,6 +514,9 @@ impl Ring {
         // Nothing moved: the slice ended, or a signal (Ctrl-C) came; run the handlers.
         if word.load(Ordering::Acquire) == seen {
             w.interrupt.check()?;
+        } else if spun.is_some_and(|t| t.elapsed() < ACTIVE) {
+            // The peer answered soon after the spin gave up: it is active, keep spinning.
+            self.misses.store(0, Ordering::Relaxed);
         }
         Ok(())
     }
