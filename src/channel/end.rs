@@ -12,7 +12,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::io::Errno;
 
@@ -43,7 +43,6 @@ pub struct End {
     seg: Segment,
     index: usize,
     live: Liveness,
-    born: Instant,
     last_check: AtomicU64,
 }
 
@@ -89,7 +88,6 @@ impl End {
             seg,
             index: end,
             live,
-            born: Instant::now(),
             last_check: AtomicU64::new(0),
         }
     }
@@ -216,7 +214,10 @@ impl End {
 
     /// The check for a send that does not wait: the peer, at most every 20 ms.
     pub fn send_check(&self) -> Result<()> {
-        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // The coarse clock: a few nanoseconds, a few milliseconds of resolution.
+        let ts = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+        let now = u64::try_from(ts.tv_sec).unwrap_or(0) * 1000
+            + u64::try_from(ts.tv_nsec / 1_000_000).unwrap_or(0);
         let last = self.last_check.load(Ordering::Relaxed);
         if now.saturating_sub(last) < SEND_CHECK_MS && last != 0 {
             return Ok(());

@@ -9,8 +9,9 @@
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 use super::layout::{
-    footprint, max_inline, F_KNOWN, F_WRAP, MSG_HEADER, RING_HEADER, R_CONS_CPU, R_CONS_MUTEX, R_DATA_SLEEPERS, R_PROD_CPU,
-    R_GET_COUNT, R_HEAD, R_PROD_MUTEX, R_PUT_COUNT, R_SPACE_SLEEPERS, R_TAIL,
+    footprint, max_inline, F_KNOWN, F_WRAP, MSG_HEADER, RING_HEADER, R_CONS_CPU, R_CONS_MUTEX,
+    R_DATA_SLEEPERS, R_GET_COUNT, R_HEAD, R_PROD_CPU, R_PROD_MUTEX, R_PUT_COUNT, R_SPACE_SLEEPERS,
+    R_TAIL,
 };
 /// The message header's size, as an offset.
 const HDR: usize = 16;
@@ -59,6 +60,9 @@ pub struct Ring {
     prod: SharedMutex,
     cons: SharedMutex,
     misses: AtomicU32,
+    /// The head as this process last read it: a lower bound of the real one (heads only grow),
+    /// so a producer reads the consumers' cache line only when this one says the ring is full.
+    seen_head: AtomicU64,
 }
 
 impl std::fmt::Debug for Ring {
@@ -115,6 +119,7 @@ impl Ring {
             prod,
             cons,
             misses: AtomicU32::new(0),
+            seen_head: AtomicU64::new(0),
         })
     }
 
@@ -283,13 +288,22 @@ impl Ring {
     }
 
     fn try_slot(&self, len: u64) -> Result<Option<Slot>> {
-        let (head, tail) = self.indices()?;
+        let tail = self.word(R_TAIL).load(Ordering::Acquire);
+        let need = footprint(len);
         let pos = tail % self.cap;
         let to_end = self.cap - pos;
-        let need = footprint(len);
         let skip = if need > to_end { to_end } else { 0 };
-        if (tail - head) + skip + need > self.cap {
-            return Ok(None);
+        let cached = self.seen_head.load(Ordering::Relaxed);
+        let fits = |head: u64| head <= tail && (tail - head) + skip + need <= self.cap;
+        if !fits(cached) || tail % 8 != 0 {
+            let (head, tail_again) = self.indices()?;
+            if tail_again != tail {
+                return Err(corrupt("the tail moved under the producers' lock"));
+            }
+            self.seen_head.store(head, Ordering::Relaxed);
+            if !fits(head) {
+                return Ok(None);
+            }
         }
         if self.maxsize > 0 && self.count() >= self.maxsize {
             return Ok(None);
@@ -346,7 +360,8 @@ impl Ring {
             }
         }
         put.store(seq + 1, Ordering::Release);
-        self.word32(R_PROD_CPU).store(current_cpu(), Ordering::Relaxed);
+        self.word32(R_PROD_CPU)
+            .store(current_cpu(), Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if self.word32(R_DATA_SLEEPERS).load(Ordering::Relaxed) != 0 {
             futex_wake(self.low(R_TAIL));
@@ -456,7 +471,8 @@ impl Ring {
         let put = self.word(R_PUT_COUNT).load(Ordering::Acquire);
         self.word(R_GET_COUNT)
             .store(msg.seq.saturating_add(1).min(put), Ordering::Release);
-        self.word32(R_CONS_CPU).store(current_cpu(), Ordering::Relaxed);
+        self.word32(R_CONS_CPU)
+            .store(current_cpu(), Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if self.word32(R_SPACE_SLEEPERS).load(Ordering::Relaxed) != 0 {
             futex_wake(self.low(R_HEAD));
@@ -477,7 +493,11 @@ impl Ring {
         let mut spun = None;
         // The other side's last CPU: spinning on the same CPU only delays it.
         let peer_cpu = self
-            .word32(if off == R_TAIL { R_PROD_CPU } else { R_CONS_CPU })
+            .word32(if off == R_TAIL {
+                R_PROD_CPU
+            } else {
+                R_CONS_CPU
+            })
             .load(Ordering::Relaxed);
         if w.may_spin() && peer_cpu != current_cpu() {
             let misses = self.misses.load(Ordering::Relaxed);
@@ -491,7 +511,8 @@ impl Ring {
                 }
                 spun = Some(start);
             }
-            self.misses.store(misses.saturating_add(1), Ordering::Relaxed);
+            self.misses
+                .store(misses.saturating_add(1), Ordering::Relaxed);
         }
         let slice = w.next_slice()?;
         if let Err(e) = w.check_peer() {
@@ -543,5 +564,25 @@ impl Ring {
             futex_wait(self.low(off), seen as u32, slice);
         }
         let _ = count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Spins up to `bound` (no sleep, no lock) for a message (`data`) or for the head to move,
+    /// when spinning can pay (see [`Ring::acquire`]); whether something moved.
+    pub fn spin_briefly(&self, data: bool, bound: std::time::Duration) -> bool {
+        let (off, cpu) = if data {
+            (R_TAIL, R_PROD_CPU)
+        } else {
+            (R_HEAD, R_CONS_CPU)
+        };
+        let misses = self.misses.load(Ordering::Relaxed);
+        if !super::wait::spinning_allowed()
+            || misses >= 8
+            || self.word32(cpu).load(Ordering::Relaxed) == current_cpu()
+        {
+            return false;
+        }
+        let word = self.word(off);
+        let seen = word.load(Ordering::Acquire);
+        super::wait::spin_for(bound, || word.load(Ordering::Acquire) != seen)
     }
 }

@@ -26,7 +26,12 @@ pub fn spinning_allowed() -> bool {
 }
 
 /// Spins (with the CPU's pause hint) until `done` or [`SPIN`] passes; whether `done` came.
-pub fn spin_until(mut done: impl FnMut() -> bool) -> bool {
+pub fn spin_until(done: impl FnMut() -> bool) -> bool {
+    spin_for(SPIN, done)
+}
+
+/// Spins until `done` or `bound` passes; whether `done` came.
+pub fn spin_for(bound: Duration, mut done: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     loop {
         for _ in 0..64 {
@@ -35,7 +40,7 @@ pub fn spin_until(mut done: impl FnMut() -> bool) -> bool {
             }
             std::hint::spin_loop();
         }
-        if start.elapsed() >= SPIN {
+        if start.elapsed() >= bound {
             return done();
         }
     }

@@ -62,7 +62,8 @@ impl Channel {
 #[pyfunction]
 #[pyo3(signature = (capacity=1 << 20))]
 pub fn channel(py: Python<'_>, capacity: i64) -> PyResult<(Channel, Channel)> {
-    let cap = u64::try_from(capacity).map_err(|_| PyValueError::new_err("capacity must be positive"))?;
+    let cap =
+        u64::try_from(capacity).map_err(|_| PyValueError::new_err("capacity must be positive"))?;
     let (a, b) = py.detach(|| end::pair(cap)).py_err()?;
     Ok((Channel::wrap(a), Channel::wrap(b)))
 }
@@ -75,8 +76,15 @@ impl Channel {
     /// Creates the named channel `name` (this end; the other is `Channel.open(name)`).
     #[classmethod]
     #[pyo3(signature = (name, *, capacity=1 << 20, mode=0o600))]
-    fn create(_cls: &Bound<'_, PyType>, py: Python<'_>, name: &str, capacity: i64, mode: u32) -> PyResult<Self> {
-        let cap = u64::try_from(capacity).map_err(|_| PyValueError::new_err("capacity must be positive"))?;
+    fn create(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        name: &str,
+        capacity: i64,
+        mode: u32,
+    ) -> PyResult<Self> {
+        let cap = u64::try_from(capacity)
+            .map_err(|_| PyValueError::new_err("capacity must be positive"))?;
         let core = py.detach(|| End::create(name, cap, mode)).py_err()?;
         Ok(Channel::wrap(core))
     }
@@ -129,33 +137,54 @@ impl Channel {
     }
 
     #[pyo3(signature = (buf, offset=0, size=None))]
-    fn send_bytes(&self, py: Python<'_>, buf: &Bound<'_, PyAny>, offset: i64, size: Option<i64>) -> PyResult<()> {
+    fn send_bytes(
+        &self,
+        py: Python<'_>,
+        buf: &Bound<'_, PyAny>,
+        offset: i64,
+        size: Option<i64>,
+    ) -> PyResult<()> {
         let data = Buffer::readable(buf)?;
         let bytes = data.as_slice();
-        let start = usize::try_from(offset).ok().filter(|o| *o <= bytes.len())
+        let start = usize::try_from(offset)
+            .ok()
+            .filter(|o| *o <= bytes.len())
             .ok_or_else(|| PyValueError::new_err("offset is negative or past the buffer"))?;
         let end = match size {
             None => bytes.len(),
-            Some(s) => usize::try_from(s).ok().and_then(|s| start.checked_add(s)).filter(|e| *e <= bytes.len())
+            Some(s) => usize::try_from(s)
+                .ok()
+                .and_then(|s| start.checked_add(s))
+                .filter(|e| *e <= bytes.len())
                 .ok_or_else(|| PyValueError::new_err("size is negative or goes past the buffer"))?,
         };
-        self.owner()?.send_bytes(py, &bytes[start..end], self.until()?)
+        self.owner()?
+            .send_bytes(py, &bytes[start..end], self.until()?)
     }
 
     #[pyo3(signature = (maxlength=None))]
     fn recv_bytes(&self, py: Python<'_>, maxlength: Option<i64>) -> PyResult<Py<PyBytes>> {
         let max = match maxlength {
             None => None,
-            Some(m) => Some(usize::try_from(m).map_err(|_| PyValueError::new_err("negative maxlength"))?),
+            Some(m) => {
+                Some(usize::try_from(m).map_err(|_| PyValueError::new_err("negative maxlength"))?)
+            }
         };
         self.owner()?.recv_bytes(py, self.until()?, max)
     }
 
     #[pyo3(signature = (buf, offset=0))]
-    fn recv_bytes_into(&self, py: Python<'_>, buf: &Bound<'_, PyAny>, offset: i64) -> PyResult<usize> {
+    fn recv_bytes_into(
+        &self,
+        py: Python<'_>,
+        buf: &Bound<'_, PyAny>,
+        offset: i64,
+    ) -> PyResult<usize> {
         let mut dst = Buffer::writable(buf)?;
-        let offset = usize::try_from(offset).map_err(|_| PyValueError::new_err("negative offset"))?;
-        self.owner()?.recv_into(py, self.until()?, dst.as_mut_slice()?, offset)
+        let offset =
+            usize::try_from(offset).map_err(|_| PyValueError::new_err("negative offset"))?;
+        self.owner()?
+            .recv_into(py, self.until()?, dst.as_mut_slice()?, offset)
     }
 
     fn send(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -227,7 +256,9 @@ impl Channel {
 
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
         let Some(name) = self.name.clone() else {
-            return Err(PyValueError::new_err("an anonymous channel has no name to unlink"));
+            return Err(PyValueError::new_err(
+                "an anonymous channel has no name to unlink",
+            ));
         };
         py.detach(|| crate::shm::unlink(&name)).py_err()
     }
@@ -237,12 +268,19 @@ impl Channel {
     }
 
     #[pyo3(signature = (exc_type, exc, tb))]
-    fn __exit__(&self, exc_type: Option<&Bound<'_, PyAny>>, exc: Option<&Bound<'_, PyAny>>, tb: Option<&Bound<'_, PyAny>>) {
+    fn __exit__(
+        &self,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        exc: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
+    ) {
         let _ = (exc_type, exc, tb);
         self.close();
     }
 
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
         let py = slf.py();
         let this = slf.get();
         let core = this.core.get(&this.label)?;
@@ -256,13 +294,25 @@ impl Channel {
         let mine = crate::py::notify::dup_for_child(py, mine.as_fd(), what)?;
         let theirs = crate::py::notify::dup_for_child(py, theirs.as_fd(), what)?;
         let timeout = this.gettimeout().into_pyobject(py)?.into_any();
-        let args = PyTuple::new(py, [core.index().into_pyobject(py)?.into_any(), seg, mine, theirs, timeout])?;
+        let args = PyTuple::new(
+            py,
+            [
+                core.index().into_pyobject(py)?.into_any(),
+                seg,
+                mine,
+                theirs,
+                timeout,
+            ],
+        )?;
         Ok((slf.get_type().getattr("_rebuild")?, args))
     }
 
     fn __repr__(&self) -> String {
-        format!("<fastipc.Channel {} capacity={}{}>", self.label, self.capacity,
-            if self.core.is_closed() { " closed" } else { "" })
+        format!(
+            "<fastipc.Channel {} capacity={}{}>",
+            self.label,
+            self.capacity,
+            if self.core.is_closed() { " closed" } else { "" }
+        )
     }
 }
-

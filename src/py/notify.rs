@@ -44,7 +44,10 @@ fn table() -> &'static Mutex<Table> {
 fn key(owner: &Owner) -> (usize, WeakOwner) {
     match owner {
         Owner::Queue(q) => (Arc::as_ptr(q) as usize, WeakOwner::Queue(Arc::downgrade(q))),
-        Owner::Channel(e) => (Arc::as_ptr(e) as usize, WeakOwner::Channel(Arc::downgrade(e))),
+        Owner::Channel(e) => (
+            Arc::as_ptr(e) as usize,
+            WeakOwner::Channel(Arc::downgrade(e)),
+        ),
     }
 }
 
@@ -86,7 +89,11 @@ fn watch(weak: &WeakOwner, fd: &OwnedFd, data: bool) {
     while let Some(owner) = weak.upgrade() {
         let ring: &Ring = if data { owner.rx() } else { owner.tx() };
         let (tail, head) = (ring.position(true), ring.position(false));
-        let ready = if data { tail != head } else { ring.has_space(0) };
+        let ready = if data {
+            tail != head
+        } else {
+            ring.has_space(0)
+        };
         set(fd.as_fd(), ready, &mut signalled);
         // Ready for data: wait for consumers (head); not ready: for producers (tail). The other
         // way round for space.

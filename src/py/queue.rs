@@ -36,7 +36,9 @@ fn deadline(block: bool, timeout: Option<f64>) -> PyResult<Deadline> {
         return Ok(Deadline::after(Some(Duration::ZERO)));
     }
     if timeout.is_some_and(|t| t < 0.0) {
-        return Err(PyValueError::new_err("'timeout' must be a non-negative number"));
+        return Err(PyValueError::new_err(
+            "'timeout' must be a non-negative number",
+        ));
     }
     Ok(Deadline::after(timeout_arg(timeout)?))
 }
@@ -90,10 +92,18 @@ impl Queue {
 impl Queue {
     #[new]
     #[pyo3(signature = (maxsize=0, *, capacity=1 << 20, name=None, mode=0o600))]
-    fn new(py: Python<'_>, maxsize: i64, capacity: i64, name: Option<&str>, mode: u32) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        maxsize: i64,
+        capacity: i64,
+        name: Option<&str>,
+        mode: u32,
+    ) -> PyResult<Self> {
         let cap = count_arg("capacity", capacity)?;
         let max = count_arg("maxsize", maxsize)?;
-        let core = py.detach(|| Core::create(cap, max, name, mode, false)).py_err()?;
+        let core = py
+            .detach(|| Core::create(cap, max, name, mode, false))
+            .py_err()?;
         Ok(Queue::wrap(core))
     }
 
@@ -105,7 +115,10 @@ impl Queue {
     }
 
     #[classmethod]
-    fn _rebuild<'py>(cls: &Bound<'py, PyType>, fd: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn _rebuild<'py>(
+        cls: &Bound<'py, PyType>,
+        fd: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let raw: i32 = fd.call_method0("detach")?.extract()?;
         let fd = crate::py::fds::adopt(raw)?;
         let core = Core::from_fd(fd).py_err()?;
@@ -133,7 +146,13 @@ impl Queue {
     }
 
     #[pyo3(signature = (obj, block=true, timeout=None))]
-    fn put(&self, py: Python<'_>, obj: &Bound<'_, PyAny>, block: bool, timeout: Option<f64>) -> PyResult<()> {
+    fn put(
+        &self,
+        py: Python<'_>,
+        obj: &Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
         self.owner()?.send_obj(py, obj, deadline(block, timeout)?)
     }
 
@@ -151,25 +170,50 @@ impl Queue {
     }
 
     #[pyo3(signature = (buf, block=true, timeout=None))]
-    fn put_bytes(&self, py: Python<'_>, buf: &Bound<'_, PyAny>, block: bool, timeout: Option<f64>) -> PyResult<()> {
+    fn put_bytes(
+        &self,
+        py: Python<'_>,
+        buf: &Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
         let data = Buffer::readable(buf)?;
-        self.owner()?.send_bytes(py, data.as_slice(), deadline(block, timeout)?)
+        self.owner()?
+            .send_bytes(py, data.as_slice(), deadline(block, timeout)?)
     }
 
     #[pyo3(signature = (block=true, timeout=None))]
-    fn get_bytes(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<Py<pyo3::types::PyBytes>> {
-        self.owner()?.recv_bytes(py, deadline(block, timeout)?, None)
+    fn get_bytes(
+        &self,
+        py: Python<'_>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Py<pyo3::types::PyBytes>> {
+        self.owner()?
+            .recv_bytes(py, deadline(block, timeout)?, None)
     }
 
     #[pyo3(signature = (buffer, block=true, timeout=None))]
-    fn get_bytes_into(&self, py: Python<'_>, buffer: &Bound<'_, PyAny>, block: bool, timeout: Option<f64>) -> PyResult<usize> {
+    fn get_bytes_into(
+        &self,
+        py: Python<'_>,
+        buffer: &Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<usize> {
         let mut dst = Buffer::writable(buffer)?;
         let owner = self.owner()?;
         owner.recv_into(py, deadline(block, timeout)?, dst.as_mut_slice()?, 0)
     }
 
     #[pyo3(signature = (items, block=true, timeout=None))]
-    fn put_many(&self, py: Python<'_>, items: &Bound<'_, PyAny>, block: bool, timeout: Option<f64>) -> PyResult<usize> {
+    fn put_many(
+        &self,
+        py: Python<'_>,
+        items: &Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<usize> {
         let owner = self.owner()?;
         let until = deadline(block, timeout)?;
         let mut n = 0usize;
@@ -185,7 +229,12 @@ impl Queue {
     }
 
     #[pyo3(signature = (max_items, timeout=None))]
-    fn get_many(&self, py: Python<'_>, max_items: i64, timeout: Option<f64>) -> PyResult<Py<PyList>> {
+    fn get_many(
+        &self,
+        py: Python<'_>,
+        max_items: i64,
+        timeout: Option<f64>,
+    ) -> PyResult<Py<PyList>> {
         if max_items < 1 {
             return Err(PyValueError::new_err("max_items must be at least 1"));
         }
@@ -211,7 +260,13 @@ impl Queue {
     }
 
     #[pyo3(signature = (n, block=true, timeout=None))]
-    fn reserve(&self, py: Python<'_>, n: i64, block: bool, timeout: Option<f64>) -> PyResult<Reservation> {
+    fn reserve(
+        &self,
+        py: Python<'_>,
+        n: i64,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Reservation> {
         let n = usize::try_from(n).map_err(|_| PyValueError::new_err("n must be non-negative"))?;
         let owner = self.owner()?;
         let slot = owner.reserve(py, n, deadline(block, timeout)?)?;
@@ -244,7 +299,9 @@ impl Queue {
 
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
         let Some(name) = self.name.clone() else {
-            return Err(PyValueError::new_err("an anonymous queue has no name to unlink"));
+            return Err(PyValueError::new_err(
+                "an anonymous queue has no name to unlink",
+            ));
         };
         py.detach(|| crate::shm::unlink(&name)).py_err()
     }
@@ -258,12 +315,19 @@ impl Queue {
     }
 
     #[pyo3(signature = (exc_type, exc, tb))]
-    fn __exit__(&self, exc_type: Option<&Bound<'_, PyAny>>, exc: Option<&Bound<'_, PyAny>>, tb: Option<&Bound<'_, PyAny>>) {
+    fn __exit__(
+        &self,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        exc: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
+    ) {
         let _ = (exc_type, exc, tb);
         self.close();
     }
 
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
         let py = slf.py();
         let this = slf.get();
         let cls = slf.get_type();
@@ -276,8 +340,12 @@ impl Queue {
     }
 
     fn __repr__(&self) -> String {
-        format!("<fastipc.Queue {} capacity={}{}>", self.label, self.capacity,
-            if self.core.is_closed() { " closed" } else { "" })
+        format!(
+            "<fastipc.Queue {} capacity={}{}>",
+            self.label,
+            self.capacity,
+            if self.core.is_closed() { " closed" } else { "" }
+        )
     }
 }
 
@@ -289,10 +357,18 @@ pub struct JoinableQueue;
 impl JoinableQueue {
     #[new]
     #[pyo3(signature = (maxsize=0, *, capacity=1 << 20, name=None, mode=0o600))]
-    fn new(py: Python<'_>, maxsize: i64, capacity: i64, name: Option<&str>, mode: u32) -> PyResult<PyClassInitializer<Self>> {
+    fn new(
+        py: Python<'_>,
+        maxsize: i64,
+        capacity: i64,
+        name: Option<&str>,
+        mode: u32,
+    ) -> PyResult<PyClassInitializer<Self>> {
         let cap = count_arg("capacity", capacity)?;
         let max = count_arg("maxsize", maxsize)?;
-        let core = py.detach(|| Core::create(cap, max, name, mode, true)).py_err()?;
+        let core = py
+            .detach(|| Core::create(cap, max, name, mode, true))
+            .py_err()?;
         Ok(PyClassInitializer::from(Queue::wrap(core)).add_subclass(JoinableQueue))
     }
 
@@ -307,4 +383,3 @@ impl JoinableQueue {
         detached(slf.py(), |check| core.join(until, check))
     }
 }
-

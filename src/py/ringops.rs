@@ -16,6 +16,9 @@ use crate::py::blocking::SignalCheck;
 use crate::py::errors::to_py;
 use crate::wait::{Deadline, Uninterrupted};
 
+/// How long a receive spins with the GIL held before releasing it.
+const GIL_SPIN: std::time::Duration = std::time::Duration::from_micros(5);
+
 pyo3::import_exception!(queue, Empty);
 pyo3::import_exception!(queue, Full);
 
@@ -104,7 +107,8 @@ impl Owner {
         let mut un = Uninterrupted;
         match ring.reserve(len, &mut Waiting::nonblocking(&mut un, self.what())) {
             Ok(slot) => return Ok(slot),
-            Err(Error::Timeout { .. }) if deadline.remaining() != Some(std::time::Duration::ZERO) => {}
+            Err(Error::Timeout { .. })
+                if deadline.remaining() != Some(std::time::Duration::ZERO) => {}
             Err(err) => return Err(self.error(err, None, true)),
         }
         self.wait(py, deadline, true, |w| ring.reserve(len, w))
@@ -114,18 +118,32 @@ impl Owner {
     pub fn acquire(&self, py: Python<'_>, deadline: Deadline) -> PyResult<Msg> {
         let ring = self.rx();
         let mut un = Uninterrupted;
-        match ring.acquire(&mut Waiting::nonblocking(&mut un, self.what())) {
-            Ok(msg) => return Ok(msg),
-            Err(Error::Timeout { .. }) => {}
-            Err(err) => return Err(self.error(err, None, false)),
+        let now = deadline.remaining() == Some(std::time::Duration::ZERO);
+        for attempt in 0..2 {
+            match ring.acquire(&mut Waiting::nonblocking(&mut un, self.what())) {
+                Ok(msg) => return Ok(msg),
+                Err(Error::Timeout { .. }) => {}
+                Err(err) => return Err(self.error(err, None, false)),
+            }
+            // A peer busy on another CPU answers within microseconds: wait that long with the
+            // GIL held (releasing it costs more than the wait), then release it.
+            if now || attempt == 1 || !ring.spin_briefly(true, GIL_SPIN) {
+                break;
+            }
         }
-        if deadline.remaining() == Some(std::time::Duration::ZERO) {
+        if now {
             if let Owner::Channel(e) = self {
                 if e.peer_gone() && !ring.has_data() {
                     return Err(self.error(end::eof(), None, false));
                 }
             }
-            return Err(self.error(Error::Timeout { what: String::new() }, None, false));
+            return Err(self.error(
+                Error::Timeout {
+                    what: String::new(),
+                },
+                None,
+                false,
+            ));
         }
         self.wait(py, deadline, false, |w| ring.acquire(w))
     }
@@ -156,7 +174,12 @@ impl Owner {
         result
     }
 
-    fn copy_out(&self, py: Python<'_>, msg: &Msg, maxlength: Option<usize>) -> PyResult<Py<PyBytes>> {
+    fn copy_out(
+        &self,
+        py: Python<'_>,
+        msg: &Msg,
+        maxlength: Option<usize>,
+    ) -> PyResult<Py<PyBytes>> {
         if maxlength.is_some_and(|max| msg.len > max) {
             return Err(to_py(
                 Error::MessageTooLarge {
@@ -203,7 +226,12 @@ impl Owner {
     }
 
     /// Pickles `obj` (protocol 5) and sends it, out-of-band buffers copied straight into the ring.
-    pub fn send_obj(&self, py: Python<'_>, obj: &Bound<'_, PyAny>, deadline: Deadline) -> PyResult<()> {
+    pub fn send_obj(
+        &self,
+        py: Python<'_>,
+        obj: &Bound<'_, PyAny>,
+        deadline: Deadline,
+    ) -> PyResult<()> {
         let (data, buffers) = dumps(py, obj)?;
         let data = data.as_bytes(py);
         let views: Vec<crate::py::buffer::Buffer> = buffers
@@ -224,7 +252,9 @@ impl Owner {
             header.extend_from_slice(&(v.len() as u64).to_le_bytes());
         }
         let mut at = head + data.len();
-        let mut result = ring.write(&slot, 0, &header).and_then(|()| ring.write(&slot, head, data));
+        let mut result = ring
+            .write(&slot, 0, &header)
+            .and_then(|()| ring.write(&slot, head, data));
         for v in &views {
             at = at.div_ceil(8) * 8;
             result = result.and_then(|()| ring.write(&slot, at, v.as_slice()));
@@ -342,10 +372,20 @@ fn loads(
         if at > total || len > total - at {
             return Err(corrupt_pickle());
         }
-        buffers.append(view.get_item(pyo3::types::PySlice::new(py, at as isize, (at + len) as isize, 1))?)?;
+        buffers.append(view.get_item(pyo3::types::PySlice::new(
+            py,
+            at as isize,
+            (at + len) as isize,
+            1,
+        ))?)?;
         at += len;
     }
-    let data = view.get_item(pyo3::types::PySlice::new(py, head as isize, (head + data_len) as isize, 1))?;
+    let data = view.get_item(pyo3::types::PySlice::new(
+        py,
+        head as isize,
+        (head + data_len) as isize,
+        1,
+    ))?;
     let kwargs = PyDict::new(py);
     kwargs.set_item("buffers", buffers)?;
     Ok(loads.call((data,), Some(&kwargs))?.unbind())

@@ -95,7 +95,11 @@ impl MessageView {
     /// Gives the space back now. Idempotent.
     fn release(&self, py: Python<'_>) -> PyResult<()> {
         release_view(py, &self.view)?;
-        let taken = self.msg.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let taken = self
+            .msg
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(msg) = taken {
             self.owner.rx().release(msg);
         }
@@ -109,7 +113,12 @@ impl MessageView {
 
 impl Drop for MessageView {
     fn drop(&mut self) {
-        if let Some(msg) = self.msg.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
+        if let Some(msg) = self
+            .msg
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             self.owner.rx().release(msg);
         }
     }
@@ -139,7 +148,11 @@ impl Reservation {
 
     fn finish(&self, py: Python<'_>, publish: bool) -> PyResult<()> {
         release_view(py, &self.view)?;
-        let taken = self.slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let taken = self
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(slot) = taken {
             if publish {
                 self.owner
@@ -189,10 +202,7 @@ impl Reservation {
             .ok()
             .filter(|s| *s <= self.len)
             .ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "size must be from 0 to {}, not {size}",
-                    self.len
-                ))
+                PyValueError::new_err(format!("size must be from 0 to {}, not {size}", self.len))
             })?;
         self.size.store(size, Ordering::Release);
         Ok(())
@@ -215,7 +225,12 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
+        if let Some(slot) = self
+            .slot
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             self.owner.tx().abort(slot);
         }
     }
