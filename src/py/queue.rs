@@ -91,7 +91,7 @@ impl Queue {
 #[pymethods]
 impl Queue {
     #[new]
-    #[pyo3(signature = (maxsize=0, *, capacity=1 << 20, name=None, mode=0o600))]
+    #[pyo3(signature = (maxsize=0, *, capacity=1048576, name=None, mode=0o600))]
     fn new(
         py: Python<'_>,
         maxsize: i64,
@@ -350,13 +350,13 @@ impl Queue {
 }
 
 /// `multiprocessing.JoinableQueue` in shared memory.
-#[pyclass(extends = Queue, frozen, module = "fastipc", name = "JoinableQueue")]
+#[pyclass(extends = Queue, subclass, frozen, module = "fastipc", name = "JoinableQueue")]
 pub struct JoinableQueue;
 
 #[pymethods]
 impl JoinableQueue {
     #[new]
-    #[pyo3(signature = (maxsize=0, *, capacity=1 << 20, name=None, mode=0o600))]
+    #[pyo3(signature = (maxsize=0, *, capacity=1048576, name=None, mode=0o600))]
     fn new(
         py: Python<'_>,
         maxsize: i64,
