@@ -585,4 +585,10 @@ impl Ring {
         let seen = word.load(Ordering::Acquire);
         super::wait::spin_for(bound, || word.load(Ordering::Acquire) != seen)
     }
+
+    /// Wakes every sleeper of this ring (both directions): they re-check what they wait for.
+    pub fn wake_all(&self) {
+        futex_wake(self.low(R_TAIL));
+        futex_wake(self.low(R_HEAD));
+    }
 }

@@ -250,8 +250,10 @@ impl Channel {
         crate::py::notify::fileno(&self.owner()?, false)
     }
 
-    fn close(&self) {
-        drop(self.core.close());
+    fn close(&self, py: Python<'_>) {
+        if let Some(core) = self.core.close() {
+            crate::py::notify::stop(py, &Owner::Channel(core));
+        }
     }
 
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
@@ -270,12 +272,13 @@ impl Channel {
     #[pyo3(signature = (exc_type, exc, tb))]
     fn __exit__(
         &self,
+        py: Python<'_>,
         exc_type: Option<&Bound<'_, PyAny>>,
         exc: Option<&Bound<'_, PyAny>>,
         tb: Option<&Bound<'_, PyAny>>,
     ) {
         let _ = (exc_type, exc, tb);
-        self.close();
+        self.close(py);
     }
 
     fn __reduce__<'py>(

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use pyo3::exceptions::PyTypeError;
@@ -34,7 +35,14 @@ impl WeakOwner {
     }
 }
 
-type Table = HashMap<(usize, bool), (WeakOwner, i32)>;
+struct Watcher {
+    owner: WeakOwner,
+    fd: i32,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+type Table = HashMap<(usize, bool), Watcher>;
 
 fn table() -> &'static Mutex<Table> {
     static TABLE: std::sync::OnceLock<Mutex<Table>> = std::sync::OnceLock::new();
@@ -55,9 +63,9 @@ fn key(owner: &Owner) -> (usize, WeakOwner) {
 pub fn fileno(owner: &Owner, data: bool) -> PyResult<i32> {
     let (addr, weak) = key(owner);
     let mut table = table().lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some((known, fd)) = table.get(&(addr, data)) {
-        if known.upgrade().is_some() {
-            return Ok(*fd);
+    if let Some(known) = table.get(&(addr, data)) {
+        if known.owner.upgrade().is_some() && !known.stop.load(Ordering::Acquire) {
+            return Ok(known.fd);
         }
     }
     let fd = rustix::event::eventfd(
@@ -66,12 +74,47 @@ pub fn fileno(owner: &Owner, data: bool) -> PyResult<i32> {
     )
     .map_err(|e| to_py(crate::error::Error::os(e, "eventfd", "notification"), None))?;
     let raw = fd.as_raw_fd();
-    table.insert((addr, data), (weak.clone(), raw));
-    std::thread::Builder::new()
+    let stop = Arc::new(AtomicBool::new(false));
+    let (owner, flag) = (weak.clone(), Arc::clone(&stop));
+    let thread = std::thread::Builder::new()
         .name("fastipc-notify".into())
-        .spawn(move || watch(&weak, &fd, data))
+        .spawn(move || watch(&owner, &fd, data, &flag))
         .map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
+    table.insert(
+        (addr, data),
+        Watcher {
+            owner: weak,
+            fd: raw,
+            stop,
+            thread: Some(thread),
+        },
+    );
     Ok(raw)
+}
+
+/// Ends the watcher threads of `owner` (at its close) and closes their descriptors.
+pub fn stop(py: Python<'_>, owner: &Owner) {
+    let (addr, _) = key(owner);
+    let mut threads = Vec::new();
+    {
+        let mut table = table().lock().unwrap_or_else(PoisonError::into_inner);
+        for data in [true, false] {
+            if let Some(mut w) = table.remove(&(addr, data)) {
+                w.stop.store(true, Ordering::Release);
+                threads.extend(w.thread.take());
+            }
+        }
+    }
+    if threads.is_empty() {
+        return;
+    }
+    owner.tx().wake_all();
+    owner.rx().wake_all();
+    py.detach(|| {
+        for t in threads {
+            let _ = t.join();
+        }
+    });
 }
 
 fn set(fd: BorrowedFd<'_>, on: bool, signalled: &mut bool) {
@@ -84,9 +127,12 @@ fn set(fd: BorrowedFd<'_>, on: bool, signalled: &mut bool) {
     *signalled = on;
 }
 
-fn watch(weak: &WeakOwner, fd: &OwnedFd, data: bool) {
+fn watch(weak: &WeakOwner, fd: &OwnedFd, data: bool, stop: &AtomicBool) {
     let mut signalled = false;
     while let Some(owner) = weak.upgrade() {
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
         let ring: &Ring = if data { owner.rx() } else { owner.tx() };
         let (tail, head) = (ring.position(true), ring.position(false));
         let ready = if data {

@@ -293,8 +293,10 @@ impl Queue {
         crate::py::notify::fileno(&self.owner()?, false)
     }
 
-    fn close(&self) {
-        drop(self.core.take());
+    fn close(&self, py: Python<'_>) {
+        if let Some(core) = self.core.take() {
+            crate::py::notify::stop(py, &Owner::Queue(core));
+        }
     }
 
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
@@ -317,12 +319,13 @@ impl Queue {
     #[pyo3(signature = (exc_type, exc, tb))]
     fn __exit__(
         &self,
+        py: Python<'_>,
         exc_type: Option<&Bound<'_, PyAny>>,
         exc: Option<&Bound<'_, PyAny>>,
         tb: Option<&Bound<'_, PyAny>>,
     ) {
         let _ = (exc_type, exc, tb);
-        self.close();
+        self.close(py);
     }
 
     fn __reduce__<'py>(

@@ -241,7 +241,7 @@ impl Owner {
         let head = 16 + 8 * views.len();
         let mut total = head + data.len();
         for v in &views {
-            total += v.len().div_ceil(8) * 8;
+            total = total.div_ceil(8) * 8 + v.len();
         }
         let ring = self.tx();
         let slot = self.reserve(py, total, deadline)?;
