@@ -5,6 +5,7 @@
 //! program can be a peer. A Rust program uses [`Queue`] and [`End`] (one end of a channel, made
 //! by [`pair`] or named with [`End::create`] / [`End::open`]).
 
+pub mod big;
 pub mod end;
 pub mod layout;
 pub mod queue;

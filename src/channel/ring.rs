@@ -209,10 +209,14 @@ impl Ring {
                     return Ok(());
                 }
                 Err(rustix::io::Errno::BUSY | rustix::io::Errno::TIMEDOUT) => {}
-                Err(rustix::io::Errno::NOTRECOVERABLE) => {
-                    return Err(corrupt("a mutex of the ring is not recoverable"))
+                // A mutex that is not recoverable, or whose bytes are not a mutex's (EINVAL,
+                // EAGAIN, EDEADLK from an owner field a peer overwrote).
+                Err(e) => {
+                    return Err(corrupt(format!(
+                        "a mutex of the ring is unusable ({})",
+                        crate::error::errno_text(e)
+                    )))
                 }
-                Err(e) => return Err(Error::os(e, "pthread_mutex_lock", w.what)),
             }
             if slice.is_some() {
                 w.interrupt.check()?;

@@ -216,7 +216,7 @@ impl Channel {
             Some(_) => deadline(timeout)?,
             None => self.until()?,
         };
-        let msg = owner.acquire(py, until)?;
+        let msg = owner.take(py, until)?;
         Ok(MessageView::new(owner, msg))
     }
 
@@ -228,8 +228,8 @@ impl Channel {
             Some(_) => deadline(timeout)?,
             None => self.until()?,
         };
-        let slot = owner.reserve(py, n, until)?;
-        Ok(Reservation::new(owner, slot))
+        let (slot, big) = owner.reserve_message(py, n, until)?;
+        Ok(Reservation::new(owner, n, slot, big))
     }
 
     fn settimeout(&self, timeout: Option<f64>) -> PyResult<()> {

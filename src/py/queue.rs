@@ -44,7 +44,8 @@ fn deadline(block: bool, timeout: Option<f64>) -> PyResult<Deadline> {
 }
 
 fn count_arg(name: &str, value: i64) -> PyResult<u64> {
-    u64::try_from(value.max(0)).map_err(|_| PyValueError::new_err(format!("bad {name}")))
+    u64::try_from(value)
+        .map_err(|_| PyValueError::new_err(format!("{name} must not be negative, not {value}")))
 }
 
 impl Queue {
@@ -255,7 +256,7 @@ impl Queue {
     #[pyo3(signature = (block=true, timeout=None))]
     fn get_view(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<MessageView> {
         let owner = self.owner()?;
-        let msg = owner.acquire(py, deadline(block, timeout)?)?;
+        let msg = owner.take(py, deadline(block, timeout)?)?;
         Ok(MessageView::new(owner, msg))
     }
 
@@ -269,8 +270,8 @@ impl Queue {
     ) -> PyResult<Reservation> {
         let n = usize::try_from(n).map_err(|_| PyValueError::new_err("n must be non-negative"))?;
         let owner = self.owner()?;
-        let slot = owner.reserve(py, n, deadline(block, timeout)?)?;
-        Ok(Reservation::new(owner, slot))
+        let (slot, big) = owner.reserve_message(py, n, deadline(block, timeout)?)?;
+        Ok(Reservation::new(owner, n, slot, big))
     }
 
     fn qsize(&self) -> PyResult<u64> {

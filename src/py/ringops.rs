@@ -9,18 +9,65 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView};
 
-use crate::channel::layout::F_PICKLED;
-use crate::channel::{end, End, Msg, Queue, Ring, Slot, Waiting};
+use crate::channel::layout::{F_BIG, F_PICKLED};
+use crate::channel::{big, end, End, Msg, Queue, Ring, Slot, Waiting};
 use crate::error::Error;
 use crate::py::blocking::SignalCheck;
 use crate::py::errors::to_py;
+use crate::shm::SharedMemory;
+use crate::sys::shm::Mapping;
 use crate::wait::{Deadline, Uninterrupted};
 
 /// How long a receive spins with the GIL held before releasing it.
 const GIL_SPIN: std::time::Duration = std::time::Duration::from_micros(5);
 
 pyo3::import_exception!(queue, Empty);
+pyo3::import_exception!(fastipc._errors, UnpicklingError);
 pyo3::import_exception!(queue, Full);
+
+/// A received message: in the ring (the consumers' lock held until [`Owner::done`]), or in a
+/// segment of its own (a big message, its ring slot already freed).
+pub enum Got {
+    /// In the ring.
+    Ring(Msg),
+    /// In its own mapping: the mapping, the length, the flags.
+    Big(Arc<Mapping>, usize, u32),
+}
+
+impl Got {
+    /// Payload length.
+    pub fn len(&self) -> usize {
+        match self {
+            Got::Ring(m) => m.len,
+            Got::Big(_, len, _) => *len,
+        }
+    }
+
+    fn flags(&self) -> u32 {
+        match self {
+            Got::Ring(m) => m.flags,
+            Got::Big(_, _, f) => *f,
+        }
+    }
+}
+
+/// Where a message being sent goes.
+enum Dest<'a> {
+    Ring(&'a Ring, Slot),
+    Big(SharedMemory),
+}
+
+impl Dest<'_> {
+    fn write(&self, offset: usize, bytes: &[u8]) -> Result<(), Error> {
+        match self {
+            Dest::Ring(ring, slot) => ring.write(slot, offset, bytes),
+            Dest::Big(shm) => shm
+                .mapping()
+                .write_at(offset, bytes)
+                .map_err(|e| Error::os(e, "write", "big message")),
+        }
+    }
+}
 
 /// The object behind a queue or a channel end.
 #[derive(Clone)]
@@ -148,16 +195,116 @@ impl Owner {
         self.wait(py, deadline, false, |w| ring.acquire(w))
     }
 
-    /// Sends the bytes of `data` as one message.
-    pub fn send_bytes(&self, py: Python<'_>, data: &[u8], deadline: Deadline) -> PyResult<()> {
+    /// Sends one message of `total` bytes that `fill` writes (at offsets), with `flags`: in the
+    /// ring, or in a segment of its own when it is larger than the ring carries.
+    fn send_with(
+        &self,
+        py: Python<'_>,
+        total: usize,
+        flags: u32,
+        deadline: Deadline,
+        fill: impl FnOnce(&dyn Fn(usize, &[u8]) -> Result<(), Error>) -> Result<(), Error>,
+    ) -> PyResult<()> {
         let ring = self.tx();
-        let slot = self.reserve(py, data.len(), deadline)?;
-        if let Err(err) = ring.write(&slot, 0, data) {
-            ring.abort(slot);
+        if total <= ring.max_inline() {
+            let slot = self.reserve(py, total, deadline)?;
+            let dest = Dest::Ring(ring, slot);
+            if let Err(err) = fill(&|off, b| dest.write(off, b)) {
+                ring.abort(slot);
+                return Err(self.error(err, None, true));
+            }
+            ring.publish(slot, total, flags);
+            return Ok(());
+        }
+        if let Owner::Channel(e) = self {
+            e.send_check().map_err(|err| self.error(err, None, true))?;
+        }
+        let shm = big::create(total).map_err(|e| self.error(e, None, true))?;
+        let dest = Dest::Big(shm);
+        let written = fill(&|off, b| dest.write(off, b));
+        let Dest::Big(shm) = dest else {
+            unreachable!("a big destination")
+        };
+        if let Err(err) = written {
+            big::discard(shm);
             return Err(self.error(err, None, true));
         }
-        ring.publish(slot, data.len(), 0);
-        Ok(())
+        let reference = big::reference(&shm, total);
+        match self.reserve(py, reference.len(), deadline) {
+            Ok(slot) => {
+                if let Err(err) = ring.write(&slot, 0, &reference) {
+                    ring.abort(slot);
+                    big::discard(shm);
+                    return Err(self.error(err, None, true));
+                }
+                ring.publish(slot, reference.len(), flags | F_BIG);
+                Ok(())
+            }
+            Err(err) => {
+                big::discard(shm);
+                Err(err)
+            }
+        }
+    }
+
+    /// Sends the bytes of `data` as one message.
+    pub fn send_bytes(&self, py: Python<'_>, data: &[u8], deadline: Deadline) -> PyResult<()> {
+        self.send_with(py, data.len(), 0, deadline, |write| write(0, data))
+    }
+
+    /// Reserves `n` bytes for a message written in place: in the ring, or in a segment of its
+    /// own for a big one (then the ring slot of its reference is reserved too).
+    pub fn reserve_message(
+        &self,
+        py: Python<'_>,
+        n: usize,
+        deadline: Deadline,
+    ) -> PyResult<(Slot, Option<SharedMemory>)> {
+        if n <= self.tx().max_inline() {
+            return Ok((self.reserve(py, n, deadline)?, None));
+        }
+        let shm = big::create(n).map_err(|e| self.error(e, None, true))?;
+        match self.reserve(py, big::MAX_REFERENCE, deadline) {
+            Ok(slot) => Ok((slot, Some(shm))),
+            Err(err) => {
+                big::discard(shm);
+                Err(err)
+            }
+        }
+    }
+
+    /// Takes the next message; a big one is mapped and its ring slot freed at once.
+    pub fn take(&self, py: Python<'_>, deadline: Deadline) -> PyResult<Got> {
+        let msg = self.acquire(py, deadline)?;
+        if msg.flags & F_BIG == 0 {
+            return Ok(Got::Ring(msg));
+        }
+        let ring = self.rx();
+        let mut reference = vec![0u8; msg.len.min(big::MAX_REFERENCE + 1)];
+        let read = ring.read(&msg, 0, &mut reference);
+        ring.release(msg);
+        read.map_err(|e| to_py(e, None))?;
+        let (map, len) = py
+            .detach(|| big::open(&reference))
+            .map_err(|e| to_py(e, None))?;
+        Ok(Got::Big(Arc::new(map), len, msg.flags & !F_BIG))
+    }
+
+    /// Copies bytes of a received message from `offset` into `dst`.
+    pub fn read(&self, got: &Got, offset: usize, dst: &mut [u8]) -> Result<(), Error> {
+        match got {
+            Got::Ring(msg) => self.rx().read(msg, offset, dst),
+            Got::Big(map, _, _) => map
+                .read_at(offset, dst)
+                .map_err(|e| Error::os(e, "read", "big message")),
+        }
+    }
+
+    /// Ends a received message (frees its ring slot, or unmaps its segment).
+    pub fn done(&self, got: Got) {
+        if let Got::Ring(msg) = got {
+            self.rx().release(msg);
+        }
     }
 
     /// Receives one message as `bytes`; `maxlength` refuses (and consumes) a longer one.
@@ -167,32 +314,31 @@ impl Owner {
         deadline: Deadline,
         maxlength: Option<usize>,
     ) -> PyResult<Py<PyBytes>> {
-        let ring = self.rx();
-        let msg = self.acquire(py, deadline)?;
-        let result = self.copy_out(py, &msg, maxlength);
-        ring.release(msg);
+        let got = self.take(py, deadline)?;
+        let result = self.copy_out(py, &got, maxlength);
+        self.done(got);
         result
     }
 
     fn copy_out(
         &self,
         py: Python<'_>,
-        msg: &Msg,
+        got: &Got,
         maxlength: Option<usize>,
     ) -> PyResult<Py<PyBytes>> {
-        if maxlength.is_some_and(|max| msg.len > max) {
+        let len = got.len();
+        if let Some(max) = maxlength.filter(|max| len > *max) {
             return Err(to_py(
                 Error::MessageTooLarge {
-                    size: msg.len as u64,
-                    limit: maxlength.unwrap_or(0) as u64,
+                    size: len as u64,
+                    limit: max as u64,
                     what: self.what().into(),
                 },
                 None,
             ));
         }
-        let mut fresh = crate::py::buffer::Fresh::new(py, msg.len)?;
-        self.rx()
-            .read(msg, 0, fresh.as_mut_slice())
+        let mut fresh = crate::py::buffer::Fresh::new(py, len)?;
+        self.read(got, 0, fresh.as_mut_slice())
             .map_err(|e| to_py(e, None))?;
         Ok(fresh.bytes)
     }
@@ -209,20 +355,20 @@ impl Owner {
         if offset > dst.len() {
             return Err(PyValueError::new_err("offset out of range"));
         }
-        let ring = self.rx();
-        let msg = self.acquire(py, deadline)?;
+        let got = self.take(py, deadline)?;
+        let len = got.len();
         let room = dst.len() - offset;
-        if msg.len > room {
-            let mut whole = vec![0u8; msg.len];
-            let read = ring.read(&msg, 0, &mut whole);
-            ring.release(msg);
+        if len > room {
+            let mut whole = vec![0u8; len];
+            let read = self.read(&got, 0, &mut whole);
+            self.done(got);
             read.map_err(|e| to_py(e, None))?;
             return Err(to_py(Error::BufferTooShort { message: whole }, None));
         }
-        let read = ring.read(&msg, 0, &mut dst[offset..offset + msg.len]);
-        ring.release(msg);
+        let read = self.read(&got, 0, &mut dst[offset..offset + len]);
+        self.done(got);
         read.map_err(|e| to_py(e, None))?;
-        Ok(msg.len)
+        Ok(len)
     }
 
     /// Pickles `obj` (protocol 5) and sends it, out-of-band buffers copied straight into the ring.
@@ -243,49 +389,52 @@ impl Owner {
         for v in &views {
             total = total.div_ceil(8) * 8 + v.len();
         }
-        let ring = self.tx();
-        let slot = self.reserve(py, total, deadline)?;
         let mut header = Vec::with_capacity(head);
         header.extend_from_slice(&(views.len() as u64).to_le_bytes());
         header.extend_from_slice(&(data.len() as u64).to_le_bytes());
         for v in &views {
             header.extend_from_slice(&(v.len() as u64).to_le_bytes());
         }
-        let mut at = head + data.len();
-        let mut result = ring
-            .write(&slot, 0, &header)
-            .and_then(|()| ring.write(&slot, head, data));
-        for v in &views {
-            at = at.div_ceil(8) * 8;
-            result = result.and_then(|()| ring.write(&slot, at, v.as_slice()));
-            at += v.len();
-        }
-        if let Err(err) = result {
-            ring.abort(slot);
-            return Err(self.error(err, None, true));
-        }
-        ring.publish(slot, total, F_PICKLED);
-        Ok(())
+        self.send_with(py, total, F_PICKLED, deadline, |write| {
+            write(0, &header)?;
+            write(head, data)?;
+            let mut at = head + data.len();
+            for v in &views {
+                at = at.div_ceil(8) * 8;
+                write(at, v.as_slice())?;
+                at += v.len();
+            }
+            Ok(())
+        })
     }
 
     /// Receives one message and unpickles it (one copy out; out-of-band buffers are slices of it).
     pub fn recv_obj(&self, py: Python<'_>, deadline: Deadline) -> PyResult<Py<PyAny>> {
-        let ring = self.rx();
-        let msg = self.acquire(py, deadline)?;
-        let framed = msg.flags & F_PICKLED != 0;
+        let got = self.take(py, deadline)?;
+        let (len, framed) = (got.len(), got.flags() & F_PICKLED != 0);
         let mut read = Ok(());
         let mut head = Vec::new();
-        let copy = PyByteArray::new_with(py, msg.len, |b| {
-            read = ring.read(&msg, 0, b);
+        let copy = PyByteArray::new_with(py, len, |b| {
+            read = self.read(&got, 0, b);
             if framed {
                 head = frame_head(b);
             }
             Ok(())
         });
-        ring.release(msg);
+        self.done(got);
         let copy = copy?;
         read.map_err(|e| to_py(e, None))?;
-        loads(py, &copy, framed.then_some(head.as_slice()), msg.len)
+        loads(py, &copy, framed.then_some(head.as_slice()), len).map_err(|e| {
+            if !e.is_instance_of::<pyo3::exceptions::PyException>(py) {
+                return e;
+            }
+            let wrapped = UnpicklingError::new_err(format!(
+                "cannot unpickle the received message of {len} bytes: {}",
+                e.value(py)
+            ));
+            wrapped.set_cause(py, Some(e));
+            wrapped
+        })
     }
 }
 

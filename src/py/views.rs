@@ -11,24 +11,39 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyMemoryView;
 
-use crate::channel::{Msg, Slot};
+use std::sync::Arc;
+
+use crate::channel::{big, Slot};
 use crate::py::buffer::RingBytes;
-use crate::py::ringops::Owner;
+use crate::py::ringops::{Got, Owner};
+use crate::shm::SharedMemory;
+use crate::sys::shm::Mapping;
 
 fn memoryview(
     py: Python<'_>,
-    owner: &Owner,
-    rx: bool,
-    at: usize,
+    keep: Arc<Mapping>,
+    ptr: Option<*mut u8>,
     len: usize,
+    readonly: bool,
 ) -> PyResult<Py<PyMemoryView>> {
-    let ring = if rx { owner.rx() } else { owner.tx() };
-    let region = ring.region();
-    let ptr = region
-        .ptr(at, len)
-        .ok_or_else(|| PyValueError::new_err("message out of range"))?;
-    let bytes = Bound::new(py, RingBytes::new(region.keeper(), ptr, len, rx))?;
+    let ptr = ptr.ok_or_else(|| PyValueError::new_err("message out of range"))?;
+    let bytes = Bound::new(py, RingBytes::new(keep, ptr, len, readonly))?;
     Ok(PyMemoryView::from(bytes.as_any())?.unbind())
+}
+
+/// The memoryview of a received message, where it lies.
+fn view_of(py: Python<'_>, owner: &Owner, got: &Got) -> PyResult<Py<PyMemoryView>> {
+    match got {
+        Got::Ring(msg) => {
+            let region = owner.rx().region();
+            let ptr = region.ptr(msg.data, msg.len);
+            memoryview(py, region.keeper(), ptr, msg.len, true)
+        }
+        Got::Big(map, len, _) => {
+            let ptr = (*len <= map.len()).then(|| map.as_ptr());
+            memoryview(py, Arc::clone(map), ptr, *len, true)
+        }
+    }
 }
 
 fn release_view(py: Python<'_>, view: &Mutex<Option<Py<PyMemoryView>>>) -> PyResult<()> {
@@ -47,18 +62,18 @@ fn release_view(py: Python<'_>, view: &Mutex<Option<Py<PyMemoryView>>>) -> PyRes
 #[pyclass(frozen, module = "fastipc", name = "MessageView")]
 pub struct MessageView {
     owner: Owner,
-    msg: Mutex<Option<Msg>>,
+    msg: Mutex<Option<Got>>,
     view: Mutex<Option<Py<PyMemoryView>>>,
     len: usize,
 }
 
 impl MessageView {
-    /// A view of `msg` (the consumers' lock held).
-    pub fn new(owner: Owner, msg: Msg) -> MessageView {
+    /// A view of `got` (for a message in the ring, the consumers' lock held).
+    pub fn new(owner: Owner, got: Got) -> MessageView {
         MessageView {
             owner,
-            len: msg.len,
-            msg: Mutex::new(Some(msg)),
+            len: got.len(),
+            msg: Mutex::new(Some(got)),
             view: Mutex::new(None),
         }
     }
@@ -67,15 +82,15 @@ impl MessageView {
 #[pymethods]
 impl MessageView {
     fn __enter__(&self, py: Python<'_>) -> PyResult<Py<PyMemoryView>> {
-        let msg = *self.msg.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(msg) = msg else {
+        let msg = self.msg.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(got) = msg.as_ref() else {
             return Err(PyValueError::new_err("the message view was released"));
         };
         let mut view = self.view.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(v) = view.as_ref() {
             return Ok(v.clone_ref(py));
         }
-        let v = memoryview(py, &self.owner, true, msg.data, msg.len)?;
+        let v = view_of(py, &self.owner, got)?;
         *view = Some(v.clone_ref(py));
         Ok(v)
     }
@@ -100,8 +115,8 @@ impl MessageView {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(msg) = taken {
-            self.owner.rx().release(msg);
+        if let Some(got) = taken {
+            self.owner.done(got);
         }
         Ok(())
     }
@@ -119,7 +134,7 @@ impl Drop for MessageView {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
         {
-            self.owner.rx().release(msg);
+            self.owner.done(msg);
         }
     }
 }
@@ -128,20 +143,21 @@ impl Drop for MessageView {
 #[pyclass(frozen, module = "fastipc", name = "Reservation")]
 pub struct Reservation {
     owner: Owner,
-    slot: Mutex<Option<Slot>>,
+    slot: Mutex<Option<(Slot, Option<SharedMemory>)>>,
     view: Mutex<Option<Py<PyMemoryView>>>,
     size: AtomicUsize,
     len: usize,
 }
 
 impl Reservation {
-    /// A reservation of `slot` (the producers' lock held).
-    pub fn new(owner: Owner, slot: Slot) -> Reservation {
+    /// A reservation of `n` bytes at `slot` (the producers' lock held), or in `big` (then `slot`
+    /// is for its reference).
+    pub fn new(owner: Owner, n: usize, slot: Slot, big: Option<SharedMemory>) -> Reservation {
         Reservation {
             owner,
-            len: slot.len,
-            size: AtomicUsize::new(slot.len),
-            slot: Mutex::new(Some(slot)),
+            len: n,
+            size: AtomicUsize::new(n),
+            slot: Mutex::new(Some((slot, big))),
             view: Mutex::new(None),
         }
     }
@@ -153,24 +169,45 @@ impl Reservation {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(slot) = taken {
-            if publish {
-                self.owner
-                    .tx()
-                    .publish(slot, self.size.load(Ordering::Acquire), 0);
-            } else {
-                self.owner.tx().abort(slot);
-            }
+        if let Some((slot, big)) = taken {
+            finish(
+                &self.owner,
+                slot,
+                big,
+                self.size.load(Ordering::Acquire),
+                publish,
+            );
         }
         Ok(())
+    }
+}
+
+fn finish(owner: &Owner, slot: Slot, shm: Option<SharedMemory>, size: usize, publish: bool) {
+    let ring = owner.tx();
+    match shm {
+        None if publish => ring.publish(slot, size, 0),
+        None => ring.abort(slot),
+        Some(shm) if publish => {
+            let reference = big::reference(&shm, size);
+            if ring.write(&slot, 0, &reference).is_ok() {
+                ring.publish(slot, reference.len(), crate::channel::layout::F_BIG);
+            } else {
+                ring.abort(slot);
+                big::discard(shm);
+            }
+        }
+        Some(shm) => {
+            ring.abort(slot);
+            big::discard(shm);
+        }
     }
 }
 
 #[pymethods]
 impl Reservation {
     fn __enter__(&self, py: Python<'_>) -> PyResult<Py<PyMemoryView>> {
-        let slot = *self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(slot) = slot else {
+        let slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((slot, big)) = slot.as_ref() else {
             return Err(PyValueError::new_err(
                 "the reservation was committed or discarded",
             ));
@@ -179,7 +216,20 @@ impl Reservation {
         if let Some(v) = view.as_ref() {
             return Ok(v.clone_ref(py));
         }
-        let v = memoryview(py, &self.owner, false, slot.data, slot.len)?;
+        let v = match big {
+            None => {
+                let region = self.owner.tx().region();
+                let ptr = region.ptr(slot.data, slot.len);
+                memoryview(py, region.keeper(), ptr, slot.len, false)?
+            }
+            Some(shm) => {
+                // The mapping lives in a keeper of its own, shared with the view.
+                let keep =
+                    Arc::new(big::map_again(shm).map_err(|e| crate::py::errors::to_py(e, None))?);
+                let ptr = keep.as_ptr();
+                memoryview(py, keep, Some(ptr), self.len, false)?
+            }
+        };
         *view = Some(v.clone_ref(py));
         Ok(v)
     }
@@ -225,13 +275,13 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if let Some(slot) = self
+        let taken = self
             .slot
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            self.owner.tx().abort(slot);
+            .take();
+        if let Some((slot, big)) = taken {
+            finish(&self.owner, slot, big, 0, false);
         }
     }
 }
