@@ -31,6 +31,7 @@ fn corrupt(what: &str) -> Error {
 }
 
 /// Removes a big message's segment whose reference was never published (or was discarded).
+#[allow(clippy::needless_pass_by_value)] // consumed: the segment is gone afterwards
 pub fn discard(shm: SharedMemory) {
     if let Some(name) = shm.name().map(str::to_string) {
         let _ = crate::shm::unlink(&name);

@@ -19,9 +19,10 @@ pub fn spinning_allowed() -> bool {
         }
         // The CPUs online (not this process's affinity: a process pinned to one CPU may still
         // talk to a peer on another; the ring's CPU hints tell the cases apart).
-        std::fs::read_to_string("/sys/devices/system/cpu/online")
-            .map(|s| s.trim() != "0")
-            .unwrap_or_else(|_| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+        std::fs::read_to_string("/sys/devices/system/cpu/online").map_or_else(
+            |_| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
+            |s| s.trim() != "0",
+        )
     })
 }
 

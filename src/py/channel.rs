@@ -60,7 +60,7 @@ impl Channel {
 
 /// A connected pair of channel ends over an anonymous (sealed memfd) segment.
 #[pyfunction]
-#[pyo3(signature = (capacity=1048576))]
+#[pyo3(signature = (capacity=1_048_576))]
 pub fn channel(py: Python<'_>, capacity: i64) -> PyResult<(Channel, Channel)> {
     let cap =
         u64::try_from(capacity).map_err(|_| PyValueError::new_err("capacity must be positive"))?;
@@ -75,7 +75,7 @@ impl Channel {
 
     /// Creates the named channel `name` (this end; the other is `Channel.open(name)`).
     #[classmethod]
-    #[pyo3(signature = (name, *, capacity=1048576, mode=0o600))]
+    #[pyo3(signature = (name, *, capacity=1_048_576, mode=0o600))]
     fn create(
         _cls: &Bound<'_, PyType>,
         py: Python<'_>,

@@ -92,7 +92,7 @@ impl Queue {
 #[pymethods]
 impl Queue {
     #[new]
-    #[pyo3(signature = (maxsize=0, *, capacity=1048576, name=None, mode=0o600))]
+    #[pyo3(signature = (maxsize=0, *, capacity=1_048_576, name=None, mode=0o600))]
     fn new(
         py: Python<'_>,
         maxsize: i64,
@@ -243,7 +243,7 @@ impl Queue {
         let out = PyList::empty(py);
         out.append(owner.recv_obj(py, deadline(true, timeout)?)?)?;
         let now = Deadline::after(Some(Duration::ZERO));
-        while (out.len() as i64) < max_items {
+        while i64::try_from(out.len()).unwrap_or(i64::MAX) < max_items {
             match owner.recv_obj(py, now) {
                 Ok(obj) => out.append(obj)?,
                 Err(e) if e.is_instance_of::<Empty>(py) => break,
@@ -360,7 +360,7 @@ pub struct JoinableQueue;
 #[pymethods]
 impl JoinableQueue {
     #[new]
-    #[pyo3(signature = (maxsize=0, *, capacity=1048576, name=None, mode=0o600))]
+    #[pyo3(signature = (maxsize=0, *, capacity=1_048_576, name=None, mode=0o600))]
     fn new(
         py: Python<'_>,
         maxsize: i64,

@@ -455,12 +455,12 @@ fn dumps(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<(Py<PyBytes>, Vec<P
     let data = dumps.call((obj,), Some(&kwargs))?;
     let mut raws = Vec::with_capacity(list.len());
     for b in list.iter() {
-        match b.call_method0("raw") {
-            Ok(raw) => raws.push(raw.unbind()),
-            Err(_) => {
-                let data = dumps.call1((obj, 5))?;
-                return Ok((data.cast_into::<PyBytes>()?.unbind(), Vec::new()));
-            }
+        if let Ok(raw) = b.call_method0("raw") {
+            raws.push(raw.unbind());
+        } else {
+            // Not contiguous: in-band after all.
+            let data = dumps.call1((obj, 5))?;
+            return Ok((data.cast_into::<PyBytes>()?.unbind(), Vec::new()));
         }
     }
     Ok((data.cast_into::<PyBytes>()?.unbind(), raws))
@@ -523,16 +523,16 @@ fn loads(
         }
         buffers.append(view.get_item(pyo3::types::PySlice::new(
             py,
-            at as isize,
-            (at + len) as isize,
+            isize::try_from(at).map_err(|_| corrupt_pickle())?,
+            isize::try_from(at + len).map_err(|_| corrupt_pickle())?,
             1,
         ))?)?;
         at += len;
     }
     let data = view.get_item(pyo3::types::PySlice::new(
         py,
-        head as isize,
-        (head + data_len) as isize,
+        isize::try_from(head).map_err(|_| corrupt_pickle())?,
+        isize::try_from(head + data_len).map_err(|_| corrupt_pickle())?,
         1,
     ))?;
     let kwargs = PyDict::new(py);

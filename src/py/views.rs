@@ -243,7 +243,7 @@ impl Reservation {
         tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let _ = (exc, tb);
-        self.finish(py, exc_type.is_none_or(|t| t.is_none()))
+        self.finish(py, exc_type.is_none_or(pyo3::types::PyAnyMethods::is_none))
     }
 
     /// Publishes only the first `size` bytes.
