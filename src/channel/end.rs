@@ -214,19 +214,25 @@ impl End {
 
     /// The check for a send that does not wait: the peer, at most every 20 ms.
     pub fn send_check(&self) -> Result<()> {
-        // The coarse clock: a few nanoseconds, a few milliseconds of resolution.
-        let ts = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-        let now = u64::try_from(ts.tv_sec).unwrap_or(0) * 1000
-            + u64::try_from(ts.tv_nsec / 1_000_000).unwrap_or(0);
-        let last = self.last_check.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < SEND_CHECK_MS && last != 0 {
-            return Ok(());
-        }
-        self.last_check.store(now.max(1), Ordering::Relaxed);
-        if self.peer_gone() {
+        if self.peer_gone_paced(SEND_CHECK_MS) {
             return Err(broken());
         }
         Ok(())
+    }
+
+    /// [`End::peer_gone`], asked at most every `every_ms` milliseconds (by the coarse clock,
+    /// a few nanoseconds): `false` in between.
+    pub fn peer_gone_paced(&self, every_ms: u64) -> bool {
+        let ts = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+        let now = u64::try_from(ts.tv_sec).unwrap_or(0) * 1000
+            + u64::try_from(ts.tv_nsec / 1_000_000).unwrap_or(0)
+            + 1;
+        let last = self.last_check.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < every_ms && last != 0 {
+            return false;
+        }
+        self.last_check.store(now, Ordering::Relaxed);
+        self.peer_gone()
     }
 
     /// Marks a named end closed (anonymous ends close by dropping their descriptors).
