@@ -385,3 +385,39 @@ def test_random_bytes_over_the_ring_never_crash(mod, names):
         a.close()
         b.close()
         a.unlink()
+
+
+def test_a_c_peer_through_the_documented_layout(mod, backend_name, names, c_programs):
+    """tests/c/ring_peer.c, written from docs/channel.md alone, is the other end of a named
+    Channel and takes from one Queue and puts into another."""
+    import subprocess
+
+    if backend_name != "rust":
+        pytest.skip("the layout of docs/channel.md is the Rust backend's")
+    msgs = [bytes(range(n % 256)) * (n // 256 + 1) for n in (0, 1, 7, 300, 5000, 20_000)] * 20
+    name = names()
+    a = mod.Channel.create(name, capacity=1 << 16)
+    try:
+        peer = subprocess.Popen([c_programs["ring_peer"], "channel", name, str(len(msgs))])
+        for m in msgs:
+            a.send_bytes(m)
+            assert a.recv_bytes() == m[::-1]
+        assert peer.wait(10) == 0
+        with pytest.raises(EOFError):
+            a.recv_bytes()
+    finally:
+        a.close()
+        a.unlink()
+    qin, qout = names(), names()
+    q1 = mod.Queue(name=qin, capacity=1 << 16)
+    q2 = mod.Queue(name=qout, capacity=1 << 16)
+    try:
+        peer = subprocess.Popen([c_programs["ring_peer"], "queue", qin, qout, str(len(msgs))])
+        for m in msgs:
+            q1.put_bytes(m)
+        assert [q2.get_bytes(timeout=10) for _ in msgs] == [m[::-1] for m in msgs]
+        assert peer.wait(10) == 0
+    finally:
+        for q in (q1, q2):
+            q.close()
+            q.unlink()
