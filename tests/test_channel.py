@@ -13,10 +13,9 @@ import signal
 import threading
 import time
 
+import fastipc
 import pytest
 from _helpers import wait_blocked_in_futex
-
-import fastipc
 
 #: The promise of the docs: a peer's close or death is noticed within this long.
 NOTICE = 0.1
@@ -205,7 +204,7 @@ def test_ends_pickle_into_a_process(mod, backend_name, method, monkeypatch):
 
 
 def test_pickling_outside_a_process_is_a_type_error(pair):
-    with pytest.raises(TypeError, match="multiprocessing.Process"):
+    with pytest.raises(TypeError, match=r"multiprocessing\.Process"):
         pickle.dumps(pair[0])
 
 
