@@ -60,6 +60,8 @@ pub struct Waiting<'a> {
     pub peer: Option<PeerCheck<'a>>,
     /// Named in errors.
     pub what: &'a str,
+    /// Not waiting at all (no clock read).
+    pub now: bool,
 }
 
 impl<'a> Waiting<'a> {
@@ -70,16 +72,25 @@ impl<'a> Waiting<'a> {
             interrupt,
             peer: None,
             what,
+            now: false,
         }
     }
 
     /// Not waiting at all: a full ring or an empty one is `Error::Timeout` at once.
     pub fn nonblocking(interrupt: &'a mut Uninterrupted, what: &'a str) -> Self {
-        Waiting::new(Deadline::after(Some(Duration::ZERO)), interrupt, what)
+        Waiting {
+            now: true,
+            ..Waiting::new(Deadline::NEVER, interrupt, what)
+        }
     }
 
     /// The next sleep: at most a slice, at most what is left; `Error::Timeout` when nothing is.
     pub fn next_slice(&self) -> Result<Duration> {
+        if self.now {
+            return Err(Error::Timeout {
+                what: self.what.to_string(),
+            });
+        }
         match self.deadline.remaining() {
             Some(left) if left.is_zero() => Err(Error::Timeout {
                 what: self.what.to_string(),
@@ -91,7 +102,7 @@ impl<'a> Waiting<'a> {
 
     /// Whether to spin before sleeping.
     pub fn may_spin(&self) -> bool {
-        spinning_allowed() && self.deadline.remaining() != Some(Duration::ZERO)
+        !self.now && spinning_allowed() && self.deadline.remaining() != Some(Duration::ZERO)
     }
 
     /// Runs the peer check.

@@ -1,7 +1,7 @@
 //! `fastipc.Channel` and `fastipc.channel()`: a duplex pair of rings with the `Connection` API.
 
 use std::os::fd::AsFd;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -29,8 +29,11 @@ pub struct Channel {
     name: Option<String>,
     label: String,
     capacity: u64,
-    timeout: Mutex<Option<f64>>,
+    /// The timeout's bits (`f64::to_bits`), NO_TIMEOUT for none: read on every call, no lock.
+    timeout: AtomicU64,
 }
+
+const NO_TIMEOUT: u64 = u64::MAX;
 
 fn deadline(timeout: Option<f64>) -> PyResult<Deadline> {
     Ok(Deadline::after(timeout_arg(timeout)?))
@@ -45,7 +48,7 @@ impl Channel {
             capacity: seg.capacity(),
             name,
             core: Slot::new(core),
-            timeout: Mutex::new(None),
+            timeout: AtomicU64::new(NO_TIMEOUT),
         }
     }
 
@@ -54,7 +57,10 @@ impl Channel {
     }
 
     fn until(&self) -> PyResult<Deadline> {
-        deadline(*self.timeout.lock().unwrap_or_else(PoisonError::into_inner))
+        match self.gettimeout() {
+            None => Ok(Deadline::NEVER),
+            timeout => deadline(timeout),
+        }
     }
 }
 
@@ -117,7 +123,7 @@ impl Channel {
         };
         let core = End::from_fds(index, seg, mine, theirs).py_err()?;
         let this = Channel::wrap(core);
-        *this.timeout.lock().unwrap_or_else(PoisonError::into_inner) = timeout;
+        this.settimeout(timeout)?;
         Ok(this)
     }
 
@@ -234,12 +240,16 @@ impl Channel {
 
     fn settimeout(&self, timeout: Option<f64>) -> PyResult<()> {
         timeout_arg(timeout)?;
-        *self.timeout.lock().unwrap_or_else(PoisonError::into_inner) = timeout;
+        let bits = timeout.map_or(NO_TIMEOUT, f64::to_bits);
+        self.timeout.store(bits, Ordering::Relaxed);
         Ok(())
     }
 
     fn gettimeout(&self) -> Option<f64> {
-        *self.timeout.lock().unwrap_or_else(PoisonError::into_inner)
+        match self.timeout.load(Ordering::Relaxed) {
+            NO_TIMEOUT => None,
+            bits => Some(f64::from_bits(bits)),
+        }
     }
 
     fn fileno(&self) -> PyResult<i32> {

@@ -18,6 +18,13 @@ use crate::shm::SharedMemory;
 use crate::sys::shm::Mapping;
 use crate::wait::{Deadline, Uninterrupted};
 
+/// Whether `deadline` asks not to wait at all (read the clock only when there is one).
+fn is_now(deadline: Deadline) -> bool {
+    deadline
+        .remaining()
+        .is_some_and(|left| left == std::time::Duration::ZERO)
+}
+
 /// How long a receive spins with the GIL held before releasing it.
 const GIL_SPIN: std::time::Duration = std::time::Duration::from_micros(5);
 
@@ -155,8 +162,7 @@ impl Owner {
         let mut un = Uninterrupted;
         match ring.reserve(len, &mut Waiting::nonblocking(&mut un, self.what())) {
             Ok(slot) => return Ok(slot),
-            Err(Error::Timeout { .. })
-                if deadline.remaining() != Some(std::time::Duration::ZERO) => {}
+            Err(Error::Timeout { .. }) if !is_now(deadline) => {}
             Err(err) => return Err(self.error(err, None, true)),
         }
         self.wait(py, deadline, true, |w| ring.reserve(len, w))
@@ -166,7 +172,7 @@ impl Owner {
     pub fn acquire(&self, py: Python<'_>, deadline: Deadline) -> PyResult<Msg> {
         let ring = self.rx();
         let mut un = Uninterrupted;
-        let now = deadline.remaining() == Some(std::time::Duration::ZERO);
+        let now = is_now(deadline);
         for attempt in 0..2 {
             match ring.acquire(&mut Waiting::nonblocking(&mut un, self.what())) {
                 Ok(msg) => return Ok(msg),
