@@ -29,7 +29,7 @@ pub struct Channel {
     name: Option<String>,
     label: String,
     capacity: u64,
-    /// The timeout's bits (`f64::to_bits`), NO_TIMEOUT for none: read on every call, no lock.
+    /// The timeout's bits (`f64::to_bits`), `NO_TIMEOUT` for none: read on every call, no lock.
     timeout: AtomicU64,
 }
 
