@@ -13,6 +13,7 @@ mod raw;
 pub mod ring;
 pub mod segment;
 pub mod wait;
+mod watch;
 
 pub use end::{pair, End};
 pub use queue::Queue;

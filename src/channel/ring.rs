@@ -59,10 +59,13 @@ pub struct Ring {
     unfinished: Option<usize>,
     prod: SharedMutex,
     cons: SharedMutex,
-    misses: AtomicU32,
+    pub(super) misses: AtomicU32,
     /// The head as this process last read it: a lower bound of the real one (heads only grow),
     /// so a producer reads the consumers' cache line only when this one says the ring is full.
     seen_head: AtomicU64,
+    /// The tail as this process last read it: a lower bound of the real one, so a consumer
+    /// reads the producers' cache line only when it caught up with this one.
+    seen_tail: AtomicU64,
 }
 
 impl std::fmt::Debug for Ring {
@@ -120,17 +123,18 @@ impl Ring {
             cons,
             misses: AtomicU32::new(0),
             seen_head: AtomicU64::new(0),
+            seen_tail: AtomicU64::new(0),
         })
     }
 
-    fn word(&self, off: usize) -> &AtomicU64 {
+    pub(super) fn word(&self, off: usize) -> &AtomicU64 {
         // In range: checked against the mapping in `new`.
         self.region
             .u64_at(self.base + off)
             .expect("ring header in range")
     }
 
-    fn word32(&self, off: usize) -> &AtomicU32 {
+    pub(super) fn word32(&self, off: usize) -> &AtomicU32 {
         self.region
             .u32_at(self.base + off)
             .expect("ring header in range")
@@ -138,7 +142,7 @@ impl Ring {
 
     /// The futex word of a u64 index: its low half, which changes on every move (capacity is
     /// below 2^32 and every move is under one capacity).
-    fn low(&self, off: usize) -> &AtomicU32 {
+    pub(super) fn low(&self, off: usize) -> &AtomicU32 {
         let half = if cfg!(target_endian = "little") { 0 } else { 4 };
         self.word32(off + half)
     }
@@ -403,7 +407,20 @@ impl Ring {
     }
 
     fn try_msg(&self) -> Result<Option<Msg>> {
-        let (mut head, tail) = self.indices()?;
+        let head = self.word(R_HEAD).load(Ordering::Acquire);
+        let cached = self.seen_tail.load(Ordering::Relaxed);
+        // Messages below a tail read before (with acquire) are published and visible.
+        if head < cached && cached - head <= self.cap && head % 8 == 0 {
+            if let Some(msg) = self.scan(head, cached)? {
+                return Ok(Some(msg));
+            }
+        }
+        let (head, tail) = self.indices()?;
+        self.seen_tail.store(tail, Ordering::Relaxed);
+        self.scan(head, tail)
+    }
+
+    fn scan(&self, mut head: u64, tail: u64) -> Result<Option<Msg>> {
         while head < tail {
             let (next, msg) = self.parse(head, tail)?;
             if msg.is_some() {
@@ -472,9 +489,8 @@ impl Ring {
     /// Frees the message's space, wakes a producer waiting for it, lets the next consumer in.
     pub fn release(&self, msg: Msg) {
         self.word(R_HEAD).store(msg.end, Ordering::Release);
-        let put = self.word(R_PUT_COUNT).load(Ordering::Acquire);
         self.word(R_GET_COUNT)
-            .store(msg.seq.saturating_add(1).min(put), Ordering::Release);
+            .store(msg.seq.saturating_add(1), Ordering::Release);
         self.word32(R_CONS_CPU)
             .store(current_cpu(), Ordering::Relaxed);
         fence(Ordering::SeqCst);
@@ -544,55 +560,5 @@ impl Ring {
             self.misses.store(0, Ordering::Relaxed);
         }
         Ok(())
-    }
-
-    /// Where the tail (`tail`) or the head is now, for [`Ring::watch`].
-    pub fn position(&self, tail: bool) -> u64 {
-        self.word(if tail { R_TAIL } else { R_HEAD })
-            .load(Ordering::Acquire)
-    }
-
-    /// Sleeps until the tail (`tail`) or the head moves from `seen`, or `slice` passes, without
-    /// spinning: for a thread that turns ring events into descriptor events.
-    pub fn watch(&self, tail: bool, seen: u64, slice: std::time::Duration) {
-        let (off, sleepers) = if tail {
-            (R_TAIL, R_DATA_SLEEPERS)
-        } else {
-            (R_HEAD, R_SPACE_SLEEPERS)
-        };
-        let count = self.word32(sleepers);
-        count.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if self.word(off).load(Ordering::Acquire) == seen {
-            #[allow(clippy::cast_possible_truncation)] // the low half, on purpose
-            futex_wait(self.low(off), seen as u32, slice);
-        }
-        let _ = count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-    }
-
-    /// Spins up to `bound` (no sleep, no lock) for a message (`data`) or for the head to move,
-    /// when spinning can pay (see [`Ring::acquire`]); whether something moved.
-    pub fn spin_briefly(&self, data: bool, bound: std::time::Duration) -> bool {
-        let (off, cpu) = if data {
-            (R_TAIL, R_PROD_CPU)
-        } else {
-            (R_HEAD, R_CONS_CPU)
-        };
-        let misses = self.misses.load(Ordering::Relaxed);
-        if !super::wait::spinning_allowed()
-            || misses >= 8
-            || self.word32(cpu).load(Ordering::Relaxed) == current_cpu()
-        {
-            return false;
-        }
-        let word = self.word(off);
-        let seen = word.load(Ordering::Acquire);
-        super::wait::spin_for(bound, || word.load(Ordering::Acquire) != seen)
-    }
-
-    /// Wakes every sleeper of this ring (both directions): they re-check what they wait for.
-    pub fn wake_all(&self) {
-        futex_wake(self.low(R_TAIL));
-        futex_wake(self.low(R_HEAD));
     }
 }
