@@ -16,6 +16,9 @@ use super::layout::{
 /// The message header's size, as an offset.
 const HDR: usize = 16;
 
+/// A message at least this large, sent into an empty ring, starts at the ring's start.
+const EARLY_WRAP: u64 = 64 * 1024;
+
 /// A peer that answers within this long after a spin gave up counts as active (spin again).
 const ACTIVE: std::time::Duration = std::time::Duration::from_millis(1);
 
@@ -316,6 +319,14 @@ impl Ring {
         if self.maxsize > 0 && self.count() >= self.maxsize {
             return Ok(None);
         }
+        // (it fits before where the ring is now: `need <= pos`, and nothing is in use)
+        let skip = if skip == 0 && need >= EARLY_WRAP && need <= pos && self.drained(tail) {
+            // An empty ring: a large message goes to the start, where the last one was and
+            // its cache lines still are, rather than on into colder memory.
+            to_end
+        } else {
+            skip
+        };
         let at = usize::try_from((tail + skip) % self.cap).unwrap_or(0);
         Ok(Some(Slot {
             tail,
@@ -323,6 +334,13 @@ impl Ring {
             data: self.data_base() + at + HDR,
             len: usize::try_from(len).unwrap_or(0),
         }))
+    }
+
+    /// Whether every message up to `tail` was consumed (a fresh read of the head).
+    fn drained(&self, tail: u64) -> bool {
+        let head = self.word(R_HEAD).load(Ordering::Acquire);
+        self.seen_head.store(head.min(tail), Ordering::Relaxed);
+        head == tail
     }
 
     /// Copies `src` into the slot's payload at `offset`.

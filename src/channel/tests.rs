@@ -162,3 +162,19 @@ fn joinable_counts_tasks() {
     assert!(q.task_done().is_err());
     assert!(q.join(Deadline::NEVER, &mut i).unwrap());
 }
+
+#[test]
+fn large_messages_into_an_empty_ring_start_over() {
+    let q = Queue::create(512 * 1024, 0, None, 0o600, false).unwrap();
+    for round in 0..40usize {
+        let small: Vec<u8> = vec![round as u8; 1000 + round * 3000];
+        put(&q, &small, None).unwrap();
+        assert_eq!(get(&q, Some(Duration::ZERO)).unwrap(), small);
+        let big: Vec<u8> = (0..100_000 + round * 1000)
+            .map(|i| (i + round) as u8)
+            .collect();
+        put(&q, &big, None).unwrap();
+        assert_eq!(get(&q, Some(Duration::ZERO)).unwrap(), big);
+    }
+    assert_eq!(q.ring().count(), 0);
+}
