@@ -94,6 +94,13 @@ pub enum Error {
     /// An address or argument the caller gave is malformed.
     #[error("{0}")]
     Invalid(String),
+    /// A shared-memory queue or channel holds values no correct peer writes (an index or length
+    /// out of range, an unknown layout): the segment is corrupt or written by a hostile peer.
+    #[error("corrupt channel: {what}")]
+    Corrupt {
+        /// What was found, and where.
+        what: String,
+    },
     /// The socket directory is unsafe to use (symlink, foreign owner, writable by others).
     #[error("{msg}: {}", .path.display())]
     UnsafeDir {

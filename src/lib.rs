@@ -46,8 +46,9 @@
 //! the `python` feature, an extension module that reports that it is no backend
 //! (`src/py_unsupported.rs`), so that the Python package runs on its pure-Python fallback.
 
-// `unsafe` only where the crate touches raw memory or the OS: `sys/`, and `py/buffer.rs` and
-// `py/fds.rs` (Python's C API), each with `#![allow(unsafe_code)]` at its top.
+// `unsafe` only where the crate touches raw memory or the OS: `sys/`, `channel/raw.rs` (atomics on
+// a shared ring), and `py/buffer.rs` and `py/fds.rs` (Python's C API), each with
+// `#![allow(unsafe_code)]` at its top.
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -58,6 +59,8 @@ pub mod frame;
 pub mod addr;
 #[cfg(unix)]
 pub mod auth;
+#[cfg(unix)]
+pub mod channel;
 #[cfg(unix)]
 pub mod creds;
 #[cfg(unix)]

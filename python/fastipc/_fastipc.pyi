@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, ClassVar, Final, Literal, Protocol, Self, final, overload
 
-from typing_extensions import Buffer
+from typing_extensions import Buffer, disjoint_base
 
 from ._records import LockHolder, SignalInfo
 from ._types import Credentials
@@ -29,16 +29,22 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE",
     "FIFO",
     "SCM_MAX_FD",
+    "Channel",
     "Connection",
     "DatagramSocket",
     "FileLock",
+    "JoinableQueue",
     "Listener",
     "Lock",
+    "MessageView",
     "PipeReader",
     "PipeWriter",
+    "Queue",
+    "Reservation",
     "Semaphore",
     "SharedMemory",
     "build_info",
+    "channel",
     "connect",
     "default_socket_dir",
     "fromfd",
@@ -697,3 +703,201 @@ class Lock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+# Shared-memory queues and channels (docs/channel.md).
+
+@final
+class MessageView:
+    """A received message where it lies in the ring (zero-copy). ``with q.get_view() as view:``
+    gives a read-only ``memoryview``; leaving the block releases the view and returns the
+    message's space to the ring. Any use of the memoryview afterwards raises ``ValueError``
+    (the memoryview is released). A view that is never entered is released by :meth:`release`
+    or when garbage collected. While a view is held, other consumers of the same queue wait
+    (documented)."""
+
+    def __enter__(self) -> memoryview: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    def release(self) -> None:
+        """Give the space back now. Idempotent."""
+    def __len__(self) -> int: ...
+
+@final
+class Reservation:
+    """``n`` writable bytes reserved in the ring (zero-copy send). ``with q.reserve(n) as view:``
+    gives a writable ``memoryview``; leaving the block normally publishes the message (all ``n``
+    bytes, or ``size`` bytes after :meth:`shrink`); leaving it by an exception discards it and
+    nothing is delivered. Other producers wait while a reservation is held (documented)."""
+
+    def __enter__(self) -> memoryview: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    def shrink(self, size: int) -> None:
+        """Publish only the first ``size`` bytes (``0 <= size <= n``, else ``ValueError``)."""
+    def commit(self) -> None:
+        """Publish now (what ``__exit__`` does without an exception). Idempotent."""
+    def discard(self) -> None:
+        """Drop the reservation; nothing is delivered. Idempotent; after commit a no-op."""
+    def __len__(self) -> int: ...
+
+@disjoint_base
+class Queue:
+    """``multiprocessing.Queue`` in shared memory: many producers and many consumers across
+    processes, without a feeder thread. ``maxsize`` counts items as the stdlib's does (0: no
+    limit but the ring's ``capacity`` in bytes). ``name=None``: an anonymous queue (a sealed memfd),
+    shared by fork, by pickling into a ``multiprocessing.Process`` (fork, spawn, forkserver), or by
+    descriptor passing; with a name, a POSIX shared-memory name created with O_EXCL and exactly
+    ``mode`` (``FileExistsError`` if it exists), opened elsewhere with :meth:`open`.
+
+    Objects go through pickle protocol 5, their out-of-band buffers written straight into the
+    ring. A message larger than the ring travels in a segment of its own referenced from the
+    ring (listed by ``fastipc ls``, freed when received or by ``fastipc clean``). ``put`` raises
+    ``queue.Full`` and ``get`` ``queue.Empty`` as the stdlib's do. Blocking calls release the GIL,
+    honour ``timeout``, and let Ctrl-C through; a timeout or an interrupt never loses or
+    duplicates a message."""
+
+    def __new__(
+        cls,
+        maxsize: int = 0,
+        *,
+        capacity: int = 1048576,
+        name: str | None = None,
+        mode: int = 0o600,
+    ) -> Self: ...
+    @classmethod
+    def open(cls, name: str) -> Self:
+        """Open the named queue another process created. ``FileNotFoundError`` if missing;
+        ``IPCError`` ("not a fastipc queue" / "layout version N, expected M") if the segment is
+        not a queue of this backend's layout."""
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def capacity(self) -> int:
+        """The ring's size in bytes."""
+    @property
+    def maxsize(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def put(self, obj: object, block: bool = True, timeout: float | None = None) -> None: ...
+    def get(self, block: bool = True, timeout: float | None = None) -> Any: ...
+    def put_nowait(self, obj: object) -> None: ...
+    def get_nowait(self) -> Any: ...
+    def put_bytes(self, buf: Buffer, block: bool = True, timeout: float | None = None) -> None:
+        """One message of the bytes of ``buf`` (any buffer), no pickling."""
+    def get_bytes(self, block: bool = True, timeout: float | None = None) -> bytes: ...
+    def get_bytes_into(
+        self, buffer: Buffer, block: bool = True, timeout: float | None = None
+    ) -> int:
+        """Copy the next message into ``buffer``; its length. A buffer too small raises
+        ``fastipc.BufferTooShort`` (the message is consumed; ``args[0]`` is its bytes), as
+        ``multiprocessing``'s ``recv_bytes_into`` does."""
+    def put_many(
+        self, items: Iterable[object], block: bool = True, timeout: float | None = None
+    ) -> int:
+        """Put every item (pickled); returns how many. Items go in order; with a timeout,
+        ``queue.Full`` says how many went in (``args``) and none is half-written."""
+    def get_many(self, max_items: int, timeout: float | None = None) -> list[Any]:
+        """Wait (up to ``timeout``) for one item, then take what is there, up to ``max_items``.
+        ``queue.Empty`` if nothing came."""
+    def get_view(self, block: bool = True, timeout: float | None = None) -> MessageView: ...
+    def reserve(self, n: int, block: bool = True, timeout: float | None = None) -> Reservation: ...
+    def qsize(self) -> int:
+        """Items in the queue now (exact at the moment of reading; others may change it)."""
+    def empty(self) -> bool: ...
+    def full(self) -> bool: ...
+    def fileno(self) -> int:
+        """A descriptor that polls readable when a message may be waiting (for ``select``,
+        ``selectors`` and event loops). Created on first call; costs the fast path nothing while
+        nobody asked for it. Spurious readiness is allowed: follow it with a non-blocking get."""
+    def space_fileno(self) -> int:
+        """As :meth:`fileno`, readable when space may have been freed for a ``put``."""
+    def close(self) -> None:
+        """Release this handle (idempotent); the queue lives on while others hold it."""
+    def unlink(self) -> None:
+        """Remove the name (named queues; a ``ValueError`` for anonymous ones)."""
+    def join_thread(self) -> None:
+        """Nothing to join (no feeder thread); for ``multiprocessing.Queue`` compatibility."""
+    def cancel_join_thread(self) -> None:
+        """As :meth:`join_thread`."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles into a ``multiprocessing.Process`` (any start method); a ``TypeError``
+        outside of one (an anonymous queue's memory cannot travel in bytes)."""
+
+class JoinableQueue(Queue):
+    """``multiprocessing.JoinableQueue``: the unfinished-task count lives in the segment."""
+
+    def task_done(self) -> None:
+        """``ValueError`` if called more times than there were items put."""
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until every item put has been marked done. ``True``; ``False`` if ``timeout``
+        seconds passed first (an extension of the stdlib's ``join()``)."""
+
+@disjoint_base
+class Channel:
+    """One end of a duplex pair of rings in shared memory with the ``Connection`` API: the
+    shared-memory counterpart of ``multiprocessing.Pipe()``. No descriptor passing (that needs a
+    socket). Made by :func:`channel`, or named: :meth:`create` / :meth:`open` (one opener: a
+    second ``open`` while the first opener's end lives raises ``FileExistsError`` saying so).
+
+    When the other end is closed or its process dies (even by SIGKILL), a blocked or later
+    receive raises ``EOFError`` once the messages already in the ring are read, and a send raises
+    ``BrokenPipeError``, within 100 ms."""
+
+    DEFAULT_CAPACITY: ClassVar[int]
+    @classmethod
+    def create(cls, name: str, *, capacity: int = 1048576, mode: int = 0o600) -> Self: ...
+    @classmethod
+    def open(cls, name: str) -> Self: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def capacity(self) -> int:
+        """Bytes of each direction's ring."""
+    @property
+    def closed(self) -> bool: ...
+    def send_bytes(self, buf: Buffer, offset: int = 0, size: int | None = None) -> None: ...
+    def recv_bytes(self, maxlength: int | None = None) -> bytes: ...
+    def recv_bytes_into(self, buf: Buffer, offset: int = 0) -> int: ...
+    def send(self, obj: object) -> None: ...
+    def recv(self) -> Any: ...
+    def poll(self, timeout: float | None = 0.0) -> bool: ...
+    def get_view(self, timeout: float | None = None) -> MessageView: ...
+    def reserve(self, n: int, timeout: float | None = None) -> Reservation: ...
+    def settimeout(self, timeout: float | None) -> None:
+        """The timeout of ``send*``/``recv*`` (``None``: wait forever, the default);
+        ``TimeoutError`` when it passes."""
+    def gettimeout(self) -> float | None: ...
+    def fileno(self) -> int:
+        """Readable when a message may be waiting (see :meth:`Queue.fileno`); also usable with
+        ``multiprocessing.connection.wait``."""
+    def space_fileno(self) -> int: ...
+    def close(self) -> None: ...
+    def unlink(self) -> None:
+        """Remove the name of a named channel (``ValueError`` for an anonymous one)."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles into a ``multiprocessing.Process`` (any start method), as sockets do."""
+
+def channel(capacity: int = 1048576) -> tuple[Channel, Channel]:
+    """A connected pair of :class:`Channel` ends over an anonymous (sealed memfd) segment."""

@@ -223,3 +223,63 @@ unsafe fn export(
     }
     Ok(())
 }
+
+/// A range of a channel's ring exported through the buffer protocol (the memoryview of a
+/// `MessageView` or a `Reservation`); it keeps the mapping alive, so a view that outlives its
+/// message still reads mapped memory.
+#[pyclass(frozen, module = "fastipc._fastipc", name = "_RingBytes")]
+pub struct RingBytes {
+    keep: std::sync::Arc<Mapping>,
+    ptr: usize,
+    len: usize,
+    readonly: bool,
+}
+
+impl RingBytes {
+    /// `len` bytes at `ptr`, inside the mapping `keep`.
+    pub fn new(keep: std::sync::Arc<Mapping>, ptr: *mut u8, len: usize, readonly: bool) -> Self {
+        RingBytes {
+            keep,
+            ptr: ptr as usize,
+            len,
+            readonly,
+        }
+    }
+}
+
+#[pymethods]
+impl RingBytes {
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        if view.is_null() {
+            return Err(PyBufferError::new_err("no view to fill"));
+        }
+        let base = this.keep.as_ptr() as usize;
+        if this.ptr < base || this.ptr + this.len > base + this.keep.len() {
+            return Err(PyBufferError::new_err("range outside of the segment"));
+        }
+        let len = ffi::Py_ssize_t::try_from(this.len)
+            .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("message too large"))?;
+        // SAFETY: `view` comes from CPython's bf_getbuffer; the range lies inside the mapping
+        // (checked just above), which `keep` holds mapped while this object (referenced by the
+        // view) lives. PyBuffer_FillInfo refuses a writable request on a read-only range.
+        let rc = unsafe {
+            ffi::PyBuffer_FillInfo(
+                view,
+                slf.as_ptr(),
+                this.ptr as *mut std::ffi::c_void,
+                len,
+                c_int::from(this.readonly),
+                flags,
+            )
+        };
+        if rc != 0 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+}

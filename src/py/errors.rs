@@ -11,6 +11,7 @@ pyo3::import_exception!(fastipc._errors, TruncatedMessage);
 pyo3::import_exception!(fastipc._errors, BufferTooShort);
 pyo3::import_exception!(fastipc._errors, NotSupportedError);
 pyo3::import_exception!(fastipc._errors, AuthenticationError);
+pyo3::import_exception!(fastipc._errors, IPCError);
 pyo3::import_exception!(fastipc._errors, SharedSocketDirWarning);
 pyo3::import_exception!(socket, gaierror);
 
@@ -50,6 +51,7 @@ pub fn to_py(err: Error, pending: Option<PyErr>) -> PyErr {
         Error::NotSupported(msg) => NotSupportedError::new_err(msg),
         Error::Invalid(msg) => PyValueError::new_err(msg),
         Error::Authentication(msg) => AuthenticationError::new_err(msg),
+        e @ Error::Corrupt { .. } => IPCError::new_err(e.to_string()),
         e @ Error::Resolve { .. } => gaierror::new_err(e.to_string()),
     }
 }

@@ -82,3 +82,23 @@ pub fn credentials(py: Python<'_>, c: Credentials) -> PyResult<Py<PyAny>> {
     let class = CLASS.import(py, "fastipc._types", "Credentials")?;
     Ok(class.call1((c.pid, c.uid, c.gid))?.unbind())
 }
+
+/// Takes ownership of a descriptor number that Python handed over for good (what
+/// `multiprocessing.reduction.DupFd(...).detach()` returns); checked to be open.
+pub fn adopt(raw: RawFd) -> PyResult<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if raw < 0 {
+        return Err(PyValueError::new_err(format!("invalid descriptor {raw}")));
+    }
+    // SAFETY: only inspected; an fd that is not open makes fcntl fail.
+    let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+    if let Err(e) = rustix::io::fcntl_getfd(fd) {
+        return Err(PyOSError::new_err((
+            e.raw_os_error(),
+            crate::error::errno_text(e),
+            format!("descriptor {raw}"),
+        )));
+    }
+    // SAFETY: the descriptor is open and the caller gave up its ownership (see above).
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}

@@ -16,6 +16,7 @@ mod auth;
 mod blocking;
 mod buffer;
 mod build_info;
+mod channel;
 mod connection;
 mod datagram;
 mod errors;
@@ -25,13 +26,17 @@ mod listener;
 mod lock;
 #[cfg(target_os = "linux")]
 mod mqueue;
+mod notify;
 mod pipe;
+mod queue;
+mod ringops;
 mod sem;
 mod shm;
 mod signals;
 mod slot;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod sysvmq;
+mod views;
 
 use blocking::detached;
 use connection::Connection;
@@ -363,6 +368,12 @@ fn _fastipc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<shm::SharedMemory>()?;
     m.add_class::<sem::Semaphore>()?;
     m.add_class::<lock::Lock>()?;
+    m.add_class::<queue::Queue>()?;
+    m.add_class::<queue::JoinableQueue>()?;
+    m.add_class::<channel::Channel>()?;
+    m.add_class::<views::MessageView>()?;
+    m.add_class::<views::Reservation>()?;
+    m.add_function(wrap_pyfunction!(channel::channel, m)?)?;
     m.add_function(wrap_pyfunction!(listen, m)?)?;
     m.add_function(wrap_pyfunction!(connect, m)?)?;
     m.add_function(wrap_pyfunction!(socketpair, m)?)?;

@@ -15,7 +15,7 @@ from .base import Mechanism
 
 __all__ = ["MODULES", "REGISTRY", "defaults"]
 
-MODULES = ("sockets", "fdpass", "alternatives", "classic", "shm", "cpeer")
+MODULES = ("sockets", "fdpass", "alternatives", "classic", "shm", "channel", "cpeer")
 """The modules of mechanisms, in :mod:`fastipc.bench`."""
 
 for _module in MODULES:

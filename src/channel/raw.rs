@@ -1,0 +1,176 @@
+//! The memory of a channel segment, seen through bounds-checked accessors, and the futex calls.
+//!
+//! The only place of `channel/` with `unsafe`: atomics and byte copies on a shared mapping. Every
+//! accessor checks its range against the mapping's length and its alignment, so that no offset
+//! (however computed from what a peer wrote) reaches memory outside the segment.
+
+// The crate denies `unsafe_code`; atomics over a shared mapping need raw pointers.
+#![allow(unsafe_code)]
+
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::sys::shm::Mapping;
+
+/// A mapped segment shared by the handles of one queue or channel.
+#[derive(Debug, Clone)]
+pub struct Region {
+    map: Arc<Mapping>,
+}
+
+impl Region {
+    /// Wraps a mapping (page-aligned by construction).
+    pub fn new(map: Mapping) -> Region {
+        Region { map: Arc::new(map) }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the mapping is empty (never).
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The mapping, kept alive by whoever clones it (robust mutexes, views).
+    pub fn keeper(&self) -> Arc<Mapping> {
+        Arc::clone(&self.map)
+    }
+
+    fn check(&self, offset: usize, len: usize, align: usize) -> bool {
+        offset % align == 0
+            && offset
+                .checked_add(len)
+                .is_some_and(|end| end <= self.map.len())
+    }
+
+    /// The atomic u64 at `offset`; `None` out of range or misaligned.
+    #[allow(clippy::cast_ptr_alignment)] // alignment checked just before
+    pub fn u64_at(&self, offset: usize) -> Option<&AtomicU64> {
+        if !self.check(offset, 8, 8) {
+            return None;
+        }
+        // SAFETY: `offset..offset+8` lies inside the mapping, which `self` keeps alive for the
+        // returned lifetime; the mapping is page-aligned so the address is 8-aligned; the memory is
+        // shared with other processes, so only atomic access (this type) is used on it.
+        Some(unsafe { AtomicU64::from_ptr(self.map.as_ptr().add(offset).cast::<u64>()) })
+    }
+
+    /// The atomic u32 at `offset`; `None` out of range or misaligned.
+    #[allow(clippy::cast_ptr_alignment)] // alignment checked just before
+    pub fn u32_at(&self, offset: usize) -> Option<&AtomicU32> {
+        if !self.check(offset, 4, 4) {
+            return None;
+        }
+        // SAFETY: as in `u64_at`, for 4 bytes at a 4-aligned address.
+        Some(unsafe { AtomicU32::from_ptr(self.map.as_ptr().add(offset).cast::<u32>()) })
+    }
+
+    /// Copies `dst.len()` bytes from `offset`; false out of range.
+    pub fn read(&self, offset: usize, dst: &mut [u8]) -> bool {
+        self.map.read_at(offset, dst).is_ok()
+    }
+
+    /// Copies `src` to `offset`; false out of range.
+    pub fn write(&self, offset: usize, src: &[u8]) -> bool {
+        self.map.write_at(offset, src).is_ok()
+    }
+
+    /// The address of `offset..offset+len`, for a view that the caller keeps the mapping alive
+    /// for (see [`Region::keeper`]); `None` out of range.
+    pub fn ptr(&self, offset: usize, len: usize) -> Option<*mut u8> {
+        if !self.check(offset, len, 1) {
+            return None;
+        }
+        // SAFETY: the offset lies inside the mapping (checked just before).
+        Some(unsafe { self.map.as_ptr().add(offset) })
+    }
+}
+
+/// Sleeps while the u32 `word` still holds `expected`, for at most `slice` (a futex wait on
+/// shared memory). Returns on a wake-up, a change, a signal or the end of the slice alike.
+pub fn futex_wait(word: &AtomicU32, expected: u32, slice: Duration) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let ts = libc::timespec {
+            tv_sec: libc::time_t::try_from(slice.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_nsec: libc::c_long::from(slice.subsec_nanos()),
+        };
+        // SAFETY: FUTEX_WAIT reads the u32 at the address (a valid atomic of ours) and sleeps; the
+        // timespec is on the stack for the duration of the call. No memory is written.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT,
+                expected,
+                &raw const ts,
+                std::ptr::null::<u32>(),
+                0u32,
+            );
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        // No futex: a short nap, bounded by the slice (documented in docs/channel.md).
+        if word.load(std::sync::atomic::Ordering::Acquire) == expected {
+            std::thread::sleep(slice.min(Duration::from_micros(200)));
+        }
+    }
+}
+
+/// Wakes every process sleeping in [`futex_wait`] on `word`.
+pub fn futex_wake(word: &AtomicU32) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: FUTEX_WAKE only uses the address as a key; it reads and writes no memory.
+        unsafe {
+            libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = word;
+}
+
+/// A pidfd for `pid` (Linux 5.3+): it polls readable once the process has exited.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn pidfd_open(pid: u32) -> Result<std::os::fd::OwnedFd, rustix::io::Errno> {
+    use std::os::fd::FromRawFd;
+    let pid = libc::pid_t::try_from(pid).map_err(|_| rustix::io::Errno::SRCH)?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(crate::sys::last_errno());
+    }
+    let fd = i32::try_from(fd).map_err(|_| rustix::io::Errno::BADF)?;
+    // SAFETY: the kernel just returned this descriptor and nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// A robust mutex at `ptr`, inside the mapping that `keep` keeps alive.
+pub fn mutex(
+    ptr: *mut u8,
+    keep: Arc<Mapping>,
+) -> Result<crate::sys::mutex::SharedMutex, rustix::io::Errno> {
+    // SAFETY: `ptr` was checked by `Region::ptr` to have IN_BUFFER_SIZE bytes inside the mapping
+    // that `keep` holds mapped for the mutex's lifetime; that memory is touched only through
+    // atomics and pthread calls (and by other processes sharing the segment).
+    unsafe { crate::sys::mutex::SharedMutex::borrowed(ptr, Box::new(keep)) }
+}
+
+/// The CPU this thread runs on now (`u32::MAX` where unknown).
+pub fn current_cpu() -> u32 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: sched_getcpu takes no arguments and touches no memory of ours.
+        let cpu = unsafe { libc::sched_getcpu() };
+        u32::try_from(cpu).unwrap_or(u32::MAX)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        u32::MAX
+    }
+}

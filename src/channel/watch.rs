@@ -1,0 +1,60 @@
+//! What a ring offers besides sending and receiving: watching it (for the notification
+//! descriptors), a short spin with the caller's lock held, waking every sleeper.
+
+use std::sync::atomic::{fence, Ordering};
+
+use super::layout::{R_CONS_CPU, R_DATA_SLEEPERS, R_HEAD, R_PROD_CPU, R_SPACE_SLEEPERS, R_TAIL};
+use super::raw::{current_cpu, futex_wait, futex_wake};
+use super::ring::Ring;
+
+impl Ring {
+    /// Where the tail (`tail`) or the head is now, for [`Ring::watch`].
+    pub fn position(&self, tail: bool) -> u64 {
+        self.word(if tail { R_TAIL } else { R_HEAD })
+            .load(Ordering::Acquire)
+    }
+
+    /// Sleeps until the tail (`tail`) or the head moves from `seen`, or `slice` passes, without
+    /// spinning: for a thread that turns ring events into descriptor events.
+    pub fn watch(&self, tail: bool, seen: u64, slice: std::time::Duration) {
+        let (off, sleepers) = if tail {
+            (R_TAIL, R_DATA_SLEEPERS)
+        } else {
+            (R_HEAD, R_SPACE_SLEEPERS)
+        };
+        let count = self.word32(sleepers);
+        count.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.word(off).load(Ordering::Acquire) == seen {
+            #[allow(clippy::cast_possible_truncation)] // the low half, on purpose
+            futex_wait(self.low(off), seen as u32, slice);
+        }
+        let _ = count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Spins up to `bound` (no sleep, no lock) for a message (`data`) or for the head to move,
+    /// when spinning can pay (see [`Ring::acquire`]); whether something moved.
+    pub fn spin_briefly(&self, data: bool, bound: std::time::Duration) -> bool {
+        let (off, cpu) = if data {
+            (R_TAIL, R_PROD_CPU)
+        } else {
+            (R_HEAD, R_CONS_CPU)
+        };
+        let misses = self.misses.load(Ordering::Relaxed);
+        if !super::wait::spinning_allowed()
+            || misses >= 8
+            || self.word32(cpu).load(Ordering::Relaxed) == current_cpu()
+        {
+            return false;
+        }
+        let word = self.word(off);
+        let seen = word.load(Ordering::Acquire);
+        super::wait::spin_for(bound, || word.load(Ordering::Acquire) != seen)
+    }
+
+    /// Wakes every sleeper of this ring (both directions): they re-check what they wait for.
+    pub fn wake_all(&self) {
+        futex_wake(self.low(R_TAIL));
+        futex_wake(self.low(R_HEAD));
+    }
+}
