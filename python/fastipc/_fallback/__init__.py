@@ -15,9 +15,11 @@ from ._listener import Listener
 from ._lock import Lock
 from ._mq import MessageQueue, SysVMessageQueue, ftok, unlink_message_queue
 from ._pipes import FIFO, PipeReader, PipeWriter, pipe
+from ._queue import JoinableQueue, Queue
 from ._sem import Semaphore
 from ._shm import SharedMemory
 from ._signals import SignalReceiver, kill_and_wait
+from ._views import MessageView, Reservation
 
 BACKEND = "python"
 
@@ -30,11 +32,15 @@ __all__ = [
     "Connection",
     "DatagramSocket",
     "FileLock",
+    "JoinableQueue",
     "Listener",
     "Lock",
     "MessageQueue",
+    "MessageView",
     "PipeReader",
     "PipeWriter",
+    "Queue",
+    "Reservation",
     "Semaphore",
     "SharedMemory",
     "SignalReceiver",
