@@ -7,6 +7,7 @@ and ``docs/shm.md`` describe the behaviour both backends share.
 from ._addr import default_socket_dir, resolve
 from ._api import DEFAULT_MAX_MESSAGE, connect, fromfd, listen, socketpair
 from ._build import build_info
+from ._channel import Channel, channel
 from ._conn import Connection
 from ._dgram import DatagramSocket
 from ._fds import SCM_MAX_FD
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE",
     "FIFO",
     "SCM_MAX_FD",
+    "Channel",
     "Connection",
     "DatagramSocket",
     "FileLock",
@@ -46,6 +48,7 @@ __all__ = [
     "SignalReceiver",
     "SysVMessageQueue",
     "build_info",
+    "channel",
     "connect",
     "default_socket_dir",
     "fromfd",

@@ -69,7 +69,7 @@ class Queue(RingHandle):
     # -- putting -------------------------------------------------------------------------------
     def put(self, obj: object, block: bool = True, timeout: float | None = None) -> None:
         at = deadline(block, timeout)
-        self.check_open()
+        self._check_open()
         try:
             _transfer.put_object(self._port, obj, self._seg.maxsize, at)
         except Expired:
@@ -81,7 +81,7 @@ class Queue(RingHandle):
     def put_bytes(self, buf: Any, block: bool = True, timeout: float | None = None) -> None:
         """One message of the bytes of ``buf`` (any buffer), no pickling."""
         at = deadline(block, timeout)
-        self.check_open()
+        self._check_open()
         try:
             _transfer.put_bytes(self._port, buf, self._seg.maxsize, at)
         except Expired:
@@ -92,7 +92,7 @@ class Queue(RingHandle):
     ) -> int:
         """Put every item in order; ``queue.Full(n)`` says how many went in."""
         at = deadline(block, timeout)
-        self.check_open()
+        self._check_open()
         done = 0
         for item in items:
             try:
@@ -104,7 +104,7 @@ class Queue(RingHandle):
 
     def reserve(self, n: int, block: bool = True, timeout: float | None = None) -> Reservation:
         at = deadline(block, timeout)
-        self.check_open()
+        self._check_open()
         try:
             return _transfer.reserve(self, self._port, n, self._seg.maxsize, at)
         except Expired:
@@ -113,7 +113,7 @@ class Queue(RingHandle):
     # -- getting -------------------------------------------------------------------------------
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         at = deadline(block, timeout)
-        self.check_open()
+        self._check_open()
         try:
             msg = _transfer.take_message(self._port, at)
         except Expired:
@@ -125,7 +125,7 @@ class Queue(RingHandle):
 
     def get_bytes(self, block: bool = True, timeout: float | None = None) -> bytes:
         at = deadline(block, timeout)
-        self.check_open()
+        self._check_open()
         try:
             return _transfer.take_bytes(self._port, at)
         except Expired:
@@ -135,7 +135,7 @@ class Queue(RingHandle):
         """Copy the next message into ``buffer``; its length. ``BufferTooShort`` (the message
         consumed, ``args[0]`` its bytes) if it does not fit."""
         at = deadline(block, timeout)
-        self.check_open()
+        self._check_open()
         try:
             return _transfer.take_into(self._port, buffer, 0, at)
         except Expired:
@@ -148,7 +148,7 @@ class Queue(RingHandle):
         if max_items < 1:
             raise ValueError(f"max_items must be at least 1, not {max_items}")
         at = deadline(True, timeout)
-        self.check_open()
+        self._check_open()
         try:
             msgs = [_transfer.take_message(self._port, at)]
         except Expired:
@@ -163,7 +163,7 @@ class Queue(RingHandle):
 
     def get_view(self, block: bool = True, timeout: float | None = None) -> MessageView:
         at = deadline(block, timeout)
-        self.check_open()
+        self._check_open()
         try:
             return _transfer.hold(self, self._port, at)
         except Expired:
@@ -171,14 +171,14 @@ class Queue(RingHandle):
 
     # -- state ---------------------------------------------------------------------------------
     def qsize(self) -> int:
-        self.check_open()
+        self._check_open()
         return self._port.state().count
 
     def empty(self) -> bool:
         return self.qsize() == 0
 
     def full(self) -> bool:
-        self.check_open()
+        self._check_open()
         return not self._has_room(self._port.state())
 
     def _has_room(self, st: State) -> bool:
@@ -206,7 +206,7 @@ class Queue(RingHandle):
 
     # -- pickling ------------------------------------------------------------------------------
     def __reduce__(self) -> tuple[Any, ...]:
-        self.check_open()
+        self._check_open()
         dup = dup_for_child(self._seg.fd)
         if dup is not None:
             return (_rebuild, (type(self), dup, self._seg.name))
@@ -228,13 +228,13 @@ class JoinableQueue(Queue):
 
     def task_done(self) -> None:
         """``ValueError`` if called more times than there were items put."""
-        self.check_open()
+        self._check_open()
         self._port.task_done()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every item put was marked done: True; False if ``timeout`` passed."""
         at = deadline(True, timeout)
-        self.check_open()
+        self._check_open()
         return self._port.join(at)
 
 

@@ -58,11 +58,11 @@ class RingHandle(Closing):
         self._ready_generation = _ringsync.fork_generation()
 
     # -- Owner of the ports --------------------------------------------------------------------
-    def check_open(self) -> None:
+    def _check_open(self) -> None:
         if self._closed:
             raise closed_error(self._seg.what)
 
-    def before_sleep(self, word: int) -> None:
+    def _before_sleep(self, word: int) -> None:
         """Queues wait for anyone; a channel end overrides this to notice a dead peer."""
 
     # -- properties ----------------------------------------------------------------------------
@@ -91,7 +91,7 @@ class RingHandle(Closing):
 
     # -- readiness -----------------------------------------------------------------------------
     def _readiness(self, key: str, probe: Probe) -> int:
-        self.check_open()
+        self._check_open()
         if self._ready_generation != _ringsync.fork_generation():
             for ready in self._ready.values():
                 ready.abandon()

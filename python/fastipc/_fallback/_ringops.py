@@ -40,10 +40,10 @@ class Expired(Exception):
 class Owner(Protocol):
     """What a port asks of the queue or channel end that owns it."""
 
-    def check_open(self) -> None:
+    def _check_open(self) -> None:
         """Raises the closed error if the handle was closed."""
 
-    def before_sleep(self, word: int) -> None:
+    def _before_sleep(self, word: int) -> None:
         """Called before each sleep on ``word``: raises if the wait can never end (the peer of
         a channel is gone)."""
 
@@ -84,12 +84,12 @@ class Port:
         mutex = self.locks.mutex(byte)
         if not mutex.acquire(False):
             while not mutex.acquire(timeout=_left(deadline)):
-                self.owner.check_open()
+                self.owner._check_open()
         try:
-            self.owner.check_open()
+            self.owner._check_open()
             delay = 2e-6
             while not self.locks.try_lock(byte):
-                self.owner.check_open()
+                self.owner._check_open()
                 time.sleep(min(delay, _left(deadline)))
                 delay = min(delay * 2, 0.001)
         except BaseException:
@@ -103,8 +103,8 @@ class Port:
             self.locks.mutex(byte).release()
 
     def _sleep(self, word: int, observed: int, deadline: float | None) -> None:
-        self.owner.check_open()
-        self.owner.before_sleep(word)
+        self.owner._check_open()
+        self.owner._before_sleep(word)
         futex_wait(self.ring.address(word), observed, _left(deadline))
 
     def wake(self, word: int) -> None:
