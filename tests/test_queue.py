@@ -885,3 +885,88 @@ def test_hostile_bytes_over_the_segment_never_crash_a_reader(backend, names):
             q.close()
             q.unlink()
     assert sum(outcomes.values()) == 300
+
+
+def test_a_consumer_killed_holding_a_view_loses_nothing(backend, names, spawn):
+    """A consumer SIGKILLed while it holds a message in place: the others go on, and the
+    message, never released, is delivered again."""
+    name = names()
+    with backend.Queue(name=name, capacity=1 << 14) as q:
+        try:
+            q.put_bytes(b"held by the victim")
+            q.put_bytes(b"second")
+            child = spawn(
+                """
+                q = B.Queue.open(ARGS["name"])
+                view = q.get_view(timeout=30)
+                with view as mv:
+                    report(holding=bytes(mv).decode())
+                    wait_parent()
+                """,
+                args={"name": name},
+            )
+            assert child.expect("holding") == {"holding": "held by the victim"}
+            child.kill()
+            child.wait_dead()
+            assert q.get_bytes(timeout=30) == b"held by the victim"
+            assert q.get_bytes(timeout=30) == b"second"
+            q.put_bytes(b"after")
+            assert q.get_bytes(timeout=5) == b"after"
+        finally:
+            q.unlink()
+
+
+def test_a_producer_killed_holding_a_reservation_delivers_nothing(backend, names, spawn):
+    name = names()
+    with backend.Queue(name=name, capacity=1 << 14) as q:
+        try:
+            child = spawn(
+                """
+                q = B.Queue.open(ARGS["name"])
+                r = q.reserve(100, timeout=30)
+                with r as mv:
+                    mv[:50] = b"h" * 50
+                    report(reserved=True)
+                    wait_parent()
+                """,
+                args={"name": name},
+            )
+            assert child.expect("reserved") == {"reserved": True}
+            child.kill()
+            child.wait_dead()
+            with pytest.raises(queue.Empty):
+                q.get_bytes(timeout=0.05)
+            q.put_bytes(b"next producer")
+            assert q.get_bytes(timeout=5) == b"next producer"
+            assert q.empty()
+        finally:
+            q.unlink()
+
+
+def test_ctrl_c_interrupts_a_blocked_put(backend, names, spawn):
+    name = names()
+    with backend.Queue(1, name=name) as q:
+        try:
+            q.put("fills it")
+            child = spawn(
+                """
+                q = B.Queue.open(ARGS["name"])
+                report(waiting=True)
+                try:
+                    q.put("refused")
+                    report(outcome="returned")
+                except KeyboardInterrupt:
+                    report(outcome="interrupted")
+                q.close()
+                """,
+                args={"name": name},
+            )
+            child.expect("waiting")
+            wait_blocked_in_futex(child.pid, mapped=shm_path(name), timeout=30)
+            child.kill(signal.SIGINT)
+            assert child.expect("outcome") == {"outcome": "interrupted"}
+            child.finish()
+            assert q.get(timeout=5) == "fills it"
+            assert q.empty(), "the interrupted put left nothing behind"
+        finally:
+            q.unlink()
