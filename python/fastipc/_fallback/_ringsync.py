@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import platform
 import struct
@@ -126,11 +127,15 @@ class FileLocks:
             os.close(fd)
 
 
+@functools.cache
+def _flock(ltype: int, byte: int) -> bytes:
+    return struct.pack(_FLOCK, ltype, os.SEEK_SET, byte, 1, 0)
+
+
 def try_lock_fd(fd: int, byte: int) -> bool:
     assert _OFD is not None
-    arg = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, byte, 1, 0)
     try:
-        fcntl.fcntl(fd, _OFD[0], arg)
+        fcntl.fcntl(fd, _OFD[0], _flock(fcntl.F_WRLCK, byte))
     except OSError as exc:
         if exc.errno in (errno.EAGAIN, errno.EACCES):
             return False
@@ -140,13 +145,12 @@ def try_lock_fd(fd: int, byte: int) -> bool:
 
 def unlock_fd(fd: int, byte: int) -> None:
     assert _OFD is not None
-    fcntl.fcntl(fd, _OFD[0], struct.pack(_FLOCK, fcntl.F_UNLCK, os.SEEK_SET, byte, 1, 0))
+    fcntl.fcntl(fd, _OFD[0], _flock(fcntl.F_UNLCK, byte))
 
 
 def held_elsewhere_fd(fd: int, byte: int) -> bool:
     assert _OFD is not None
-    arg = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, byte, 1, 0)
-    out = fcntl.fcntl(fd, _OFD[1], arg)
+    out = fcntl.fcntl(fd, _OFD[1], _flock(fcntl.F_WRLCK, byte))
     return bool(struct.unpack(_FLOCK, out)[0] != fcntl.F_UNLCK)
 
 
