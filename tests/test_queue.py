@@ -961,3 +961,35 @@ def test_ctrl_c_interrupts_a_blocked_put(backend, names, spawn):
             assert q.empty(), "the interrupted put left nothing behind"
         finally:
             q.unlink()
+
+
+def test_close_from_another_thread_ends_a_blocked_get(backend):
+    q = backend.Queue()
+    started = threading.Event()
+    outcome = []
+
+    def getter():
+        started.set()
+        try:
+            q.get(timeout=30)
+        except OSError as exc:
+            outcome.append(exc.errno)
+
+    t = threading.Thread(target=getter)
+    t.start()
+    started.wait(5)
+    q.close()
+    t.join(10)
+    assert not t.is_alive()
+    assert outcome == [errno.EBADF]
+
+
+def test_close_refuses_while_a_view_is_held(backend):
+    q = backend.Queue()
+    q.put_bytes(b"held")
+    view = q.get_view(timeout=5)
+    with pytest.raises(BufferError):
+        q.close()
+    view.release()
+    q.close()
+    assert q.closed
