@@ -84,8 +84,12 @@ def copy_message(kind: int, aux: int, payload: memoryview, what: str) -> Message
     return Message(kind, bytes(payload), None)
 
 
-def take_message(kind: int, aux: int, payload: memoryview, what: str) -> Message:
-    """The message of any record: an external one is copied from its segment, which is freed."""
+def take_message(
+    kind: int, aux: int, payload: memoryview, what: str, done: list[SharedMemory]
+) -> Message:
+    """The message of any record. An external one is copied from its segment, which goes into
+    ``done``: the caller frees it once the record is consumed (a consumer killed in between
+    leaves a segment for ``fastipc clean``, never a reference to a segment that is gone)."""
     if kind != REC_EXTERNAL:
         return copy_message(kind, aux, payload, what)
     inner, inner_aux, seg, length = open_external(payload, what)
@@ -96,7 +100,7 @@ def take_message(kind: int, aux: int, payload: memoryview, what: str) -> Message
         finally:
             view.release()
     finally:
-        free_external(seg)
+        done.append(seg)
 
 
 def external_ref(name: str, kind: int, aux: int, length: int) -> bytes:

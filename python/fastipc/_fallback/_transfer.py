@@ -8,11 +8,12 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from .._errors import BufferTooShort, MessageTooLarge
+from .._errors import BufferTooShort, IPCError, MessageTooLarge
 from . import _codec
 from ._ring import REC_DATA, REC_EXTERNAL, record_size
 from ._ringhandle import RingHandle
 from ._ringops import Port, as_bytes_view
+from ._shm import SharedMemory
 from ._views import MessageView, Reservation
 
 __all__ = ["hold", "put_bytes", "put_object", "put_record", "reserve", "take_bytes", "take_into"]
@@ -62,7 +63,16 @@ def put_bytes(port: Port, buf: Any, maxsize: int, deadline: float | None) -> Non
 
 def take_message(port: Port, deadline: float | None) -> _codec.Message:
     what = port.ring.what
-    return port.take(deadline, lambda k, a, p: _codec.take_message(k, a, p, what))
+    done: list[SharedMemory] = []
+    try:
+        return port.take(deadline, lambda k, a, p: _codec.take_message(k, a, p, what, done))
+    finally:
+        _free(done)
+
+
+def _free(done: list[SharedMemory]) -> None:
+    for seg in done:
+        _codec.free_external(seg)
 
 
 def take_bytes(port: Port, deadline: float | None, maxlength: int | None = None) -> bytes:
@@ -83,10 +93,11 @@ def take_into(port: Port, dest: Any, offset: int, deadline: float | None) -> int
     target = view.cast("B") if view.format != "B" or view.ndim != 1 else view
     what = port.ring.what
     room = len(target) - offset
+    done: list[SharedMemory] = []
 
     def consume(kind: int, aux: int, payload: memoryview) -> tuple[int, bytes | None]:
         if kind == REC_EXTERNAL or len(payload) > room:
-            data = _codec.take_message(kind, aux, payload, what).data
+            data = _codec.take_message(kind, aux, payload, what, done).data
             if len(data) > room:
                 return len(data), data
             target[offset : offset + len(data)] = data
@@ -94,7 +105,10 @@ def take_into(port: Port, dest: Any, offset: int, deadline: float | None) -> int
         target[offset : offset + len(payload)] = payload
         return len(payload), None
 
-    n, too_long = port.take(deadline, consume)
+    try:
+        n, too_long = port.take(deadline, consume)
+    finally:
+        _free(done)
     if too_long is not None:
         raise BufferTooShort(too_long)
     return n
@@ -106,12 +120,21 @@ def hold(handle: RingHandle, port: Port, deadline: float | None) -> MessageView:
         return MessageView(payload, handle._held(done))
     try:
         _inner, _aux, seg, length = _codec.open_external(payload, port.ring.what)
+    except IPCError:
+        done()  # a malformed reference is dropped
+        raise
+    except BaseException:
+        port.release(port.b_cons)  # interrupted: the message stays for the next consumer
+        raise
     finally:
         payload.release()
-        done()
 
     def free() -> None:
-        _codec.free_external(seg)
+        # consumed first, then freed: a consumer killed while it holds the view loses nothing
+        try:
+            done()
+        finally:
+            _codec.free_external(seg)
 
     return MessageView(seg.buf[:length], handle._held(free))
 
