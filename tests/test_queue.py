@@ -971,15 +971,17 @@ def test_close_from_another_thread_ends_a_blocked_get(backend):
     def getter():
         started.set()
         try:
-            q.get(timeout=30)
+            q.get(timeout=5)
         except OSError as exc:
             outcome.append(exc.errno)
+        except queue.Empty:
+            outcome.append("the get ran into its timeout: close() did not end it")
 
     t = threading.Thread(target=getter)
     t.start()
     started.wait(5)
     q.close()
-    t.join(10)
+    t.join(20)  # past the get's own timeout: a failure here leaves no thread behind
     assert not t.is_alive()
     assert outcome == [errno.EBADF]
 
