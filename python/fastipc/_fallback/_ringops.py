@@ -11,6 +11,7 @@ side knows to wake it.
 from __future__ import annotations
 
 import _thread
+import os
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
@@ -31,6 +32,13 @@ from ._ringsync import SLICE, FileLocks, futex_wait, futex_wake
 __all__ = ["Expired", "Owner", "Port", "as_bytes_view"]
 
 T = TypeVar("T")
+
+
+#: Tries of a busy file lock with ``sched_yield`` between them before sleeping: its holder
+#: needs microseconds, a ``time.sleep`` lasts 50 us or more (timer slack). Measured on the 2-core
+#: VM, one-way 64 B through a Queue between two processes: 61-68k messages/s with sleeps alone,
+#: 109-114k with 20 yields first (100 gave no more).
+_YIELDS = 20
 
 
 class Expired(Exception):
@@ -87,9 +95,14 @@ class Port:
                 self.owner._check_open()
         try:
             self.owner._check_open()
-            delay = 2e-6
+            tries, delay = 0, 20e-6
             while not self.locks.try_lock(byte):
                 self.owner._check_open()
+                tries += 1
+                if tries <= _YIELDS:
+                    _left(deadline)
+                    os.sched_yield()
+                    continue
                 time.sleep(min(delay, _left(deadline)))
                 delay = min(delay * 2, 0.001)
         except BaseException:
