@@ -7,6 +7,7 @@ and ``docs/shm.md`` describe the behaviour both backends share.
 from ._addr import default_socket_dir, resolve
 from ._api import DEFAULT_MAX_MESSAGE, connect, fromfd, listen, socketpair
 from ._build import build_info
+from ._channel import Channel, channel
 from ._conn import Connection
 from ._dgram import DatagramSocket
 from ._fds import SCM_MAX_FD
@@ -15,9 +16,11 @@ from ._listener import Listener
 from ._lock import Lock
 from ._mq import MessageQueue, SysVMessageQueue, ftok, unlink_message_queue
 from ._pipes import FIFO, PipeReader, PipeWriter, pipe
+from ._queue import JoinableQueue, Queue
 from ._sem import Semaphore
 from ._shm import SharedMemory
 from ._signals import SignalReceiver, kill_and_wait
+from ._views import MessageView, Reservation
 
 BACKEND = "python"
 
@@ -27,19 +30,25 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE",
     "FIFO",
     "SCM_MAX_FD",
+    "Channel",
     "Connection",
     "DatagramSocket",
     "FileLock",
+    "JoinableQueue",
     "Listener",
     "Lock",
     "MessageQueue",
+    "MessageView",
     "PipeReader",
     "PipeWriter",
+    "Queue",
+    "Reservation",
     "Semaphore",
     "SharedMemory",
     "SignalReceiver",
     "SysVMessageQueue",
     "build_info",
+    "channel",
     "connect",
     "default_socket_dir",
     "fromfd",
