@@ -17,6 +17,7 @@ use std::time::Duration;
 use rustix::io::Errno;
 
 use super::layout::{Kind, OFF_CLOSED, OFF_PID};
+use super::local::Local;
 use super::ring::Ring;
 use super::segment::Segment;
 use crate::error::{Error, Result};
@@ -44,6 +45,7 @@ pub struct End {
     index: usize,
     live: Liveness,
     last_check: AtomicU64,
+    local: Local,
 }
 
 fn hung_up(fd: BorrowedFd<'_>) -> bool {
@@ -89,7 +91,13 @@ impl End {
             index: end,
             live,
             last_check: AtomicU64::new(0),
+            local: Local::default(),
         }
+    }
+
+    /// This handle's own state (closed, views held).
+    pub fn local(&self) -> &Local {
+        &self.local
     }
 
     /// Rebuilds an anonymous end from its descriptors (segment, own pipe, peer's pipe).

@@ -5,6 +5,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 
 use super::layout::{Kind, OFF_JOIN_SLEEPERS, OFF_UNFINISHED};
+use super::local::Local;
 use super::raw::{futex_wait, futex_wake};
 use super::ring::Ring;
 use super::segment::Segment;
@@ -16,6 +17,7 @@ use crate::wait::{Deadline, Interrupt};
 #[derive(Debug)]
 pub struct Queue {
     seg: Segment,
+    local: Local,
 }
 
 impl Queue {
@@ -34,6 +36,7 @@ impl Queue {
         };
         Ok(Queue {
             seg: Segment::create(kind, capacity, maxsize, name, mode)?,
+            local: Local::default(),
         })
     }
 
@@ -43,7 +46,10 @@ impl Queue {
                 what: "not a fastipc queue (a channel)".into(),
             });
         }
-        Ok(Queue { seg })
+        Ok(Queue {
+            seg,
+            local: Local::default(),
+        })
     }
 
     /// Opens the named queue `name`.
@@ -54,6 +60,11 @@ impl Queue {
     /// Adopts a queue's segment received as a descriptor.
     pub fn from_fd(fd: OwnedFd) -> Result<Queue> {
         Queue::checked(Segment::from_fd(fd)?)
+    }
+
+    /// This handle's own state (closed, views held).
+    pub fn local(&self) -> &Local {
+        &self.local
     }
 
     /// The segment.

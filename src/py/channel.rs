@@ -18,6 +18,7 @@ use crate::wait::Deadline;
 
 impl Closable for End {
     fn mark_closed(&self) {
+        self.local().mark_closed();
         self.mark_closed();
     }
 }
@@ -260,10 +261,12 @@ impl Channel {
         crate::py::notify::fileno(&self.owner()?, false)
     }
 
-    fn close(&self, py: Python<'_>) {
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        crate::py::views::refuse_close_while_held(&self.core, |c| c.local().holds(), &self.label)?;
         if let Some(core) = self.core.close() {
             crate::py::notify::stop(py, &Owner::Channel(core));
         }
+        Ok(())
     }
 
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
@@ -286,9 +289,9 @@ impl Channel {
         exc_type: Option<&Bound<'_, PyAny>>,
         exc: Option<&Bound<'_, PyAny>>,
         tb: Option<&Bound<'_, PyAny>>,
-    ) {
+    ) -> PyResult<()> {
         let _ = (exc_type, exc, tb);
-        self.close(py);
+        self.close(py)
     }
 
     fn __reduce__<'py>(

@@ -17,7 +17,9 @@ use crate::py::views::{MessageView, Reservation};
 use crate::wait::Deadline;
 
 impl Closable for Core {
-    fn mark_closed(&self) {}
+    fn mark_closed(&self) {
+        self.local().mark_closed();
+    }
 }
 
 /// A queue of messages in shared memory, many producers and many consumers.
@@ -294,10 +296,12 @@ impl Queue {
         crate::py::notify::fileno(&self.owner()?, false)
     }
 
-    fn close(&self, py: Python<'_>) {
-        if let Some(core) = self.core.take() {
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        crate::py::views::refuse_close_while_held(&self.core, |c| c.local().holds(), &self.label)?;
+        if let Some(core) = self.core.close() {
             crate::py::notify::stop(py, &Owner::Queue(core));
         }
+        Ok(())
     }
 
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
@@ -324,9 +328,9 @@ impl Queue {
         exc_type: Option<&Bound<'_, PyAny>>,
         exc: Option<&Bound<'_, PyAny>>,
         tb: Option<&Bound<'_, PyAny>>,
-    ) {
+    ) -> PyResult<()> {
         let _ = (exc_type, exc, tb);
-        self.close(py);
+        self.close(py)
     }
 
     fn __reduce__<'py>(

@@ -10,6 +10,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView};
 
 use crate::channel::layout::{F_BIG, F_PICKLED};
+use crate::channel::local::Local;
 use crate::channel::{big, end, End, Msg, Queue, Ring, Slot, Waiting};
 use crate::error::Error;
 use crate::py::blocking::SignalCheck;
@@ -102,6 +103,14 @@ impl Owner {
         }
     }
 
+    /// The handle's own state (closed, views held).
+    pub fn local(&self) -> &Local {
+        match self {
+            Owner::Queue(q) => q.local(),
+            Owner::Channel(e) => e.local(),
+        }
+    }
+
     fn what(&self) -> &'static str {
         match self {
             Owner::Queue(_) => "queue",
@@ -141,13 +150,22 @@ impl Owner {
                 }
             };
             let mut w = Waiting::new(deadline, &mut check, what);
+            // A close() from another thread ends the wait at its next slice (EBADF).
+            let op_name = if sending { "send" } else { "receive" };
             match self {
                 Owner::Channel(e) => {
-                    let check_peer = || peer(e);
+                    let check_peer = || {
+                        e.local().check_open(op_name, what)?;
+                        peer(e)
+                    };
                     w.peer = Some(&check_peer);
                     op(&mut w)
                 }
-                Owner::Queue(_) => op(&mut w),
+                Owner::Queue(q) => {
+                    let check_closed = || q.local().check_open(op_name, what);
+                    w.peer = Some(&check_closed);
+                    op(&mut w)
+                }
             }
         });
         result.map_err(|e| self.error(e, check.pending.take(), sending))

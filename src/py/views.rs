@@ -58,6 +58,24 @@ fn release_view(py: Python<'_>, view: &Mutex<Option<Py<PyMemoryView>>>) -> PyRes
     Ok(())
 }
 
+/// `BufferError` for a `close()` while views or reservations of the handle are held (as `mmap`
+/// refuses to close under exported buffers); nothing when it is closed already.
+pub fn refuse_close_while_held<T>(
+    slot: &crate::py::slot::Slot<T>,
+    holds: impl Fn(&T) -> usize,
+    what: &str,
+) -> PyResult<()> {
+    let Ok(core) = slot.get(what) else {
+        return Ok(());
+    };
+    if holds(&core) > 0 {
+        return Err(pyo3::exceptions::PyBufferError::new_err(format!(
+            "cannot close {what}: a message view or reservation is still held"
+        )));
+    }
+    Ok(())
+}
+
 /// A received message where it lies in the ring.
 #[pyclass(frozen, module = "fastipc", name = "MessageView")]
 pub struct MessageView {
@@ -70,6 +88,7 @@ pub struct MessageView {
 impl MessageView {
     /// A view of `got` (for a message in the ring, the consumers' lock held).
     pub fn new(owner: Owner, got: Got) -> MessageView {
+        owner.local().hold();
         MessageView {
             owner,
             len: got.len(),
@@ -117,6 +136,7 @@ impl MessageView {
             .take();
         if let Some(got) = taken {
             self.owner.done(got);
+            self.owner.local().unhold();
         }
         Ok(())
     }
@@ -135,6 +155,7 @@ impl Drop for MessageView {
             .take()
         {
             self.owner.done(msg);
+            self.owner.local().unhold();
         }
     }
 }
@@ -153,6 +174,7 @@ impl Reservation {
     /// A reservation of `n` bytes at `slot` (the producers' lock held), or in `big` (then `slot`
     /// is for its reference).
     pub fn new(owner: Owner, n: usize, slot: Slot, big: Option<SharedMemory>) -> Reservation {
+        owner.local().hold();
         Reservation {
             owner,
             len: n,
@@ -177,6 +199,7 @@ impl Reservation {
                 self.size.load(Ordering::Acquire),
                 publish,
             );
+            self.owner.local().unhold();
         }
         Ok(())
     }
@@ -282,6 +305,7 @@ impl Drop for Reservation {
             .take();
         if let Some((slot, big)) = taken {
             finish(&self.owner, slot, big, 0, false);
+            self.owner.local().unhold();
         }
     }
 }
