@@ -91,6 +91,48 @@ def test_clean_removes_what_dead_creators_left(backend, backend_name, names, spa
     assert run_cli("clean").stdout.strip() == "nothing to clean"
 
 
+def test_ls_names_queues_and_channels_and_clean_removes_them(backend, names, spawn):
+    """A named Queue, JoinableQueue and Channel are shared memory segments in the registry:
+    ``fastipc ls`` reads their headers and says what each holds, and ``clean`` removes them once
+    their creator is gone, as any segment."""
+    queue_name, joinable_name, channel_name, plain_name = names(), names(), names(), names()
+    child = spawn(
+        """
+        fastipc.Queue(name=ARGS["queue"]).close()
+        fastipc.JoinableQueue(name=ARGS["joinable"]).close()
+        fastipc.Channel.create(ARGS["channel"]).close()
+        fastipc.SharedMemory(ARGS["plain"], create=True, size=4096).close()
+        report(done=True)
+        """,
+        args={
+            "queue": queue_name,
+            "joinable": joinable_name,
+            "channel": channel_name,
+            "plain": plain_name,
+        },
+    )
+    child.expect("done")
+    child.finish()
+    listing = run_cli("ls", "--json")
+    assert listing.returncode == 0, listing.stderr
+    rows = {r["name"]: r for r in map(json.loads, listing.stdout.splitlines())}
+    # The fallback's layout has no joinable kind of its own: its JoinableQueue is a queue.
+    joinable = "joinable-queue" if backend.BACKEND == "rust" else "queue"
+    assert {n: (rows[n]["kind"], rows[n]["holds"]) for n in (queue_name, joinable_name)} == {
+        queue_name: ("shm", "queue"),
+        joinable_name: ("shm", joinable),
+    }
+    assert (rows[channel_name]["kind"], rows[channel_name]["holds"]) == ("shm", "channel")
+    assert rows[plain_name]["holds"] is None
+    table = {line.split()[1]: line.split()[0] for line in run_cli("ls").stdout.splitlines()[1:]}
+    assert (table[queue_name], table[channel_name], table[plain_name]) == ("queue", "channel", "shm")
+    done = run_cli("clean")
+    assert done.returncode == 0, done.stderr
+    for name in (queue_name, joinable_name, channel_name, plain_name):
+        assert not os.path.exists("/dev/shm" + name)
+        assert by_name(name) is None
+
+
 def test_live_creators_are_left_alone(backend, names):
     s = backend.SharedMemory(names(), create=True, size=10)
     try:

@@ -198,6 +198,42 @@ class Entry:
         """Whether the name still exists (someone else may have unlinked it)."""
         return _exists(self.kind, self.name)
 
+    @property
+    def holds(self) -> str | None:
+        """For a segment holding a fastipc ``Queue``, ``JoinableQueue`` or ``Channel`` (either
+        backend's layout, read from its header): ``"queue"``, ``"joinable-queue"`` or
+        ``"channel"``; ``None`` for anything else."""
+        if self.kind != "shm":
+            return None
+        return _segment_holds(self.name)
+
+
+#: The headers of the two backends' ring segments: magic, then the layout version and the kind
+#: as little-endian u32 (``docs/channel.md``, ``docs/channel-fallback.md``).
+_RING_KINDS = {
+    b"FIPCRING": {1: "queue", 2: "joinable-queue", 3: "channel"},
+    b"FIPCPYRG": {1: "queue", 2: "channel"},
+}
+
+
+def _segment_holds(name: str) -> str | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fd = os.open(f"/dev/shm/{name.lstrip('/')}", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        header = os.pread(fd, 16, 0)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    kinds = _RING_KINDS.get(header[:8])
+    if kinds is None or len(header) < 16:
+        return None
+    return kinds.get(int.from_bytes(header[12:16], "little"))
+
 
 def _alive(pid: int, start: int) -> bool:
     if pid <= 0:

@@ -481,19 +481,20 @@ def _ls(args: argparse.Namespace) -> int:
     entries = registry.entries()
     if args.json:
         for e in entries:
-            row = {"kind": e.kind, "name": e.name, "size": e.size, "pid": e.pid}
+            row = {"kind": e.kind, "holds": e.holds, "name": e.name, "size": e.size, "pid": e.pid}
             print(json.dumps({**row, "creator_alive": e.creator_alive, "exists": e.exists}))
         return 0
     if not entries:
         print(f"no resources recorded in {registry.registry_dir()}")
         return 0
-    print(f"{'KIND':<5} {'NAME':<32} {'SIZE':>10} {'PID':>8}  CREATOR")
+    # KIND is the registry's (shm, sem, lock), or what a segment holds (queue, channel ...).
+    print(f"{'KIND':<14} {'NAME':<32} {'SIZE':>10} {'PID':>8}  CREATOR")
     for e in entries:
         state = "alive" if e.creator_alive else "gone"
         if not e.exists:
             state += " (resource already removed)"
         size = "-" if e.kind == "sem" else str(e.size)
-        print(f"{e.kind:<5} {e.name:<32} {size:>10} {e.pid:>8}  {state}")
+        print(f"{e.holds or e.kind:<14} {e.name:<32} {size:>10} {e.pid:>8}  {state}")
     return 0
 
 
