@@ -125,7 +125,8 @@ def test_ls_names_queues_and_channels_and_clean_removes_them(backend, names, spa
     assert (rows[channel_name]["kind"], rows[channel_name]["holds"]) == ("shm", "channel")
     assert rows[plain_name]["holds"] is None
     table = {line.split()[1]: line.split()[0] for line in run_cli("ls").stdout.splitlines()[1:]}
-    assert (table[queue_name], table[channel_name], table[plain_name]) == ("queue", "channel", "shm")
+    shown = (table[queue_name], table[channel_name], table[plain_name])
+    assert shown == ("queue", "channel", "shm")
     done = run_cli("clean")
     assert done.returncode == 0, done.stderr
     for name in (queue_name, joinable_name, channel_name, plain_name):
