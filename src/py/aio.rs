@@ -203,17 +203,28 @@ impl AioState {
 }
 
 /// Reads more of a large message; whether it is complete.
+///
+/// The rest of a large message is usually on its way: the sender's one `sendmsg` queues it a
+/// piece at a time, and each piece wakes the receiver. So while a read makes progress, the
+/// thread yields the CPU once (the sender goes on with its call, on this core or another) and
+/// reads again, rather than going back to the event loop for every piece.
 fn continue_large(
     reader: &mut crate::socket::Reader<'_>,
     pending: &mut PendingRx,
 ) -> PyResult<bool> {
-    let mut got = pending.got;
     let dst = pending.fresh.as_mut_slice();
     let len = dst.len();
-    let result = reader.read_payload_nowait(dst, &mut got);
-    pending.got = got;
-    result.py_err()?;
-    Ok(got == len)
+    loop {
+        let before = pending.got;
+        reader.read_payload_nowait(dst, &mut pending.got).py_err()?;
+        if pending.got == len {
+            return Ok(true);
+        }
+        if pending.got == before {
+            return Ok(false);
+        }
+        std::thread::yield_now();
+    }
 }
 
 /// The error of a blocking call on a connection that `fastipc.aio` holds.
