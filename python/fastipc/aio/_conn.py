@@ -265,6 +265,17 @@ class Connection:
                 await self._after_background()
         self.close()
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
     async def __aenter__(self) -> Self:
         return self
 
