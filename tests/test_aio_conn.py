@@ -11,7 +11,7 @@ import threading
 
 import fastipc
 import pytest
-from _aio import FRAMED_SRC, _uvloop_ready, aio, framed, loop_name, run  # noqa: F401
+from _aio import FRAMED_SRC, framed
 from _helpers import pattern
 
 SIZES = [0, 1, 64, 1023, 1024, 1025, 8192, 65536, 1 << 20, 5 << 20]
@@ -272,7 +272,7 @@ def test_wrap_refuses_blocking_calls_until_detach(aio, run, backend):
     async def main() -> None:
         wrapped = aio.Connection.from_connection(a)
         for call in refused:
-            with pytest.raises(RuntimeError, match="in use by fastipc.aio.Connection"):
+            with pytest.raises(RuntimeError, match=r"in use by fastipc\.aio\.Connection"):
                 call()
         assert a.fileno() == wrapped.fileno()
         # A large message half received by the awaited side is finished by the blocking one:
