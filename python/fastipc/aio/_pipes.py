@@ -79,6 +79,17 @@ class _End:
         state = "closed" if self._fd < 0 else f"fd={self._fd}"
         return f"<fastipc.aio.{type(self).__name__} {self._name} {state}>"
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
     async def __aenter__(self) -> Self:
         return self
 
