@@ -22,7 +22,7 @@ __all__ = ["SCM_MAX_FD", "Connection"]
 
 #: The most descriptors one message may carry (Linux's ``SCM_MAX_FD``).
 SCM_MAX_FD = 253
-_SENT_NOTHING, _SENT_PART = 0, 1
+_SENT_NOTHING, _SENT_PART, _SENT_ALL = 0, 1, 2
 
 
 class _Raw(Protocol):
@@ -69,6 +69,7 @@ class Connection:
         "_readable",
         "_recv_lock",
         "_send_lock",
+        "_senders",
         "_writable",
     )
 
@@ -83,6 +84,8 @@ class Connection:
         self._writable = Readiness(fd, write=True)
         self._recv_lock = asyncio.Lock()
         self._send_lock = asyncio.Lock()
+        # Sends in progress past their first attempt (holding or waiting for the send lock).
+        self._senders = 0
         self._background: asyncio.Task[None] | None = None
 
     @classmethod
@@ -147,17 +150,47 @@ class Connection:
     ) -> None:
         """Sends one message (``buf[offset:offset+size]``) with ``fds`` attached, waiting
         without blocking the loop while the socket's buffer is full."""
-        async with self._send_lock:
-            if self._background is not None:
-                await self._after_background()
-            raw = self._raw
+        raw = self._raw
+        if self._senders == 0 and self._background is None:
+            # Nobody else sending: one attempt first, which is all a message usually needs. If
+            # more is needed, the lock is free (nobody holds it or waits for it) and taken at
+            # once, before anyone else can start.
             state = raw._aio_try_send(buf, offset, size, fds=fds)
-            while state == _SENT_NOTHING:
-                # Cancelled here, nothing of this message went.
-                await self._writable.wait()
+            if state == _SENT_ALL:
+                return
+            self._senders += 1
+            try:
+                async with self._send_lock:
+                    await self._send_rest(state, buf, offset, size, fds)
+            finally:
+                self._senders -= 1
+            return
+        self._senders += 1
+        try:
+            async with self._send_lock:
+                if self._background is not None:
+                    await self._after_background()
                 state = raw._aio_try_send(buf, offset, size, fds=fds)
-            if state == _SENT_PART:
-                await self._finish_frame()
+                await self._send_rest(state, buf, offset, size, fds)
+        finally:
+            self._senders -= 1
+
+    async def _send_rest(
+        self,
+        state: int,
+        buf: Buffer,
+        offset: int,
+        size: int | None,
+        fds: Iterable[object] | None,
+    ) -> None:
+        """Finishes a send whose first attempt did ``state`` (the send lock held)."""
+        raw = self._raw
+        while state == _SENT_NOTHING:
+            # Cancelled here, nothing of this message went.
+            await self._writable.wait()
+            state = raw._aio_try_send(buf, offset, size, fds=fds)
+        if state == _SENT_PART:
+            await self._finish_frame()
 
     async def _finish_frame(self) -> None:
         raw = self._raw
@@ -194,11 +227,22 @@ class Connection:
     # -- receiving ----------------------------------------------------------------------------
 
     async def _receive(self, maxlength: int | None, maxfds: int | None) -> Any:
-        async with self._recv_lock:
-            raw = self._raw
+        raw = self._raw
+        lock = self._recv_lock
+        if not lock.locked():
+            # Nobody else receiving: one attempt first; a message already there needs no more.
+            got = raw._aio_try_recv(maxlength, maxfds)
+            if got is not None:
+                return got
+            async with lock:
+                # Cancelled while waiting, nothing was consumed: what arrived of a message
+                # stays in the connection for the next receive.
+                await self._readable.wait()
+                while (got := raw._aio_try_recv(maxlength, maxfds)) is None:
+                    await self._readable.wait()
+                return got
+        async with lock:
             while (got := raw._aio_try_recv(maxlength, maxfds)) is None:
-                # Cancelled here, nothing was consumed: what arrived of a message stays in the
-                # connection for the next receive.
                 await self._readable.wait()
             return got
 
