@@ -275,6 +275,8 @@ def test_wrap_refuses_blocking_calls_until_detach(aio, run, backend):
             with pytest.raises(RuntimeError, match=r"in use by fastipc\.aio\.Connection"):
                 call()
         assert a.fileno() == wrapped.fileno()
+        with pytest.raises(RuntimeError, match="already in use"):
+            aio.Connection.from_connection(a)
         # A large message half received by the awaited side is finished by the blocking one:
         # its header and the first part go now, the rest after the receive has timed out.
         message = pattern(1 << 20, 9)

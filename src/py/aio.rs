@@ -64,6 +64,11 @@ impl AioState {
     /// Takes the connection for an event loop, or gives it back. Given back with a large
     /// message part way in, the blocking receives continue that message.
     pub fn set_wrapped(&self, stream: &Stream, on: bool) -> PyResult<()> {
+        if on && self.is_wrapped() {
+            return Err(PyRuntimeError::new_err(
+                "the connection is already in use by a fastipc.aio.Connection",
+            ));
+        }
         if !on {
             if self.lock_tx().is_some() {
                 return Err(PyRuntimeError::new_err(

@@ -110,7 +110,7 @@ class AsyncEntry:
         plain = type(self)
         if on:
             if self._aio_plain is not None:
-                return
+                raise RuntimeError("the connection is already in use by a fastipc.aio.Connection")
             from ._conn import WRAPPED
 
             self._aio_saved, self._timeout = self._timeout, 0.0
