@@ -310,3 +310,18 @@ def test_anyio_asyncio_backend(aio, backend):
             return got
 
     assert anyio.run(main, backend="asyncio") == b"from anyio"
+
+
+def test_close_ends_a_waiting_receive(aio, run):
+    async def main() -> int | None:
+        a, b = aio.socketpair()
+        with a:
+            receiving = asyncio.ensure_future(b.recv_bytes())
+            await asyncio.sleep(0)
+            assert not receiving.done()
+            b.close()
+            with pytest.raises(OSError) as info:
+                await receiving
+            return info.value.errno
+
+    assert run(main()) == errno.EBADF

@@ -144,3 +144,22 @@ def test_datagram_pair_sendto(aio, run):
             return [await b.recv(100), await b.recv(100)]
 
     assert run(main()) == [b"one", b"two"]
+
+
+def test_close_ends_async_for(aio, run):
+    async def main() -> list[object]:
+        listener = await aio.listen("127.0.0.1:0")
+        got: list[object] = []
+
+        async def serve() -> None:
+            async for conn in listener:
+                got.append(conn)
+
+        serving = asyncio.ensure_future(serve())
+        await asyncio.sleep(0)
+        assert not serving.done()
+        listener.close()
+        await serving
+        return got
+
+    assert run(main()) == []

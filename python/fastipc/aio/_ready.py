@@ -57,7 +57,11 @@ class Readiness:
             future.set_result(None)
 
     def close(self) -> None:
-        """Stops watching the descriptor (before it is closed). Idempotent."""
+        """Stops watching the descriptor (before it is closed); a task waiting is woken, to
+        find the object closed when it tries again. Idempotent."""
+        future = self._future
+        if future is not None and not future.done() and not future.get_loop().is_closed():
+            future.set_result(None)
         loop, self._loop = self._loop, None
         if loop is None or loop.is_closed():
             return
