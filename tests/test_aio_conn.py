@@ -325,3 +325,21 @@ def test_close_ends_a_waiting_receive(aio, run):
             return info.value.errno
 
     assert run(main()) == errno.EBADF
+
+
+def test_detach_waits_for_no_frame_in_flight(aio, run):
+    async def main() -> bytes:
+        a, b = aio.socketpair()
+        big = pattern(20 << 20, 8)  # more than the socket buffers take
+        with b:
+            sending = asyncio.ensure_future(a.send_bytes(big))
+            await asyncio.sleep(0)
+            assert not sending.done()
+            with pytest.raises(RuntimeError, match="still being sent"):
+                a.detach()
+            got = await b.recv_bytes(64 << 20)
+            await sending
+            a.detach().close()
+            return got
+
+    assert run(main()) == pattern(20 << 20, 8)

@@ -101,8 +101,8 @@ class Connection:
         conn = self._conn
         if conn is None:
             raise _closed(self._raw.address)
+        self._raw._aio_wrap(False)  # RuntimeError while a frame is still being sent
         self._stop_watching()
-        self._raw._aio_wrap(False)
         self._conn = None
         return conn
 
