@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import os
 import random
 import threading
@@ -343,3 +344,24 @@ def test_detach_waits_for_no_frame_in_flight(aio, run):
             return got
 
     assert run(main()) == pattern(20 << 20, 8)
+
+
+def test_dropped_without_close_frees_its_descriptor_number(aio, run):
+    async def main() -> bytes:
+        a, b = aio.socketpair()
+        receiving = asyncio.ensure_future(b.recv_bytes())
+        await asyncio.sleep(0)  # b's descriptor is watched by the loop now
+        await a.send_bytes(b"first")
+        assert await receiving == b"first"
+        numbers = {a.fileno(), b.fileno()}
+        del a, b, receiving
+        gc.collect()
+        c, d = aio.socketpair()
+        with c, d:
+            assert {c.fileno(), d.fileno()} == numbers  # the same numbers, reused
+            receiving = asyncio.ensure_future(d.recv_bytes())
+            await asyncio.sleep(0)
+            await c.send_bytes(b"second")
+            return await receiving
+
+    assert run(main()) == b"second"

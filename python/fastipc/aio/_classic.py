@@ -4,6 +4,7 @@ timeout of 0, made when the loop says the descriptor is ready."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -33,6 +34,10 @@ class _Wrapper:
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._unwatch()
 
     def __enter__(self) -> Self:
         return self

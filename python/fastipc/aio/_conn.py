@@ -291,6 +291,12 @@ class Connection:
         self._readable.close()
         self._writable.close()
 
+    def __del__(self) -> None:
+        # Dropped without close(): the loop must stop watching a descriptor that is about to
+        # be closed (and whose number may be reused).
+        with contextlib.suppress(Exception):
+            self._stop_watching()
+
     def close(self) -> None:
         """Closes the connection now (a frame still going in the background is cut short).
         Idempotent."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self, overload
@@ -127,6 +128,11 @@ class DatagramSocket:
         """One datagram with the descriptors sent with it."""
         sock = self._sock
         return await attempt(lambda: sock.recv_fds(bufsize, maxfds), self._readable)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._readable.close()
+            self._writable.close()
 
     def close(self) -> None:
         """Closes the socket. Idempotent."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterable
@@ -117,6 +118,10 @@ class Listener:
             if self._listener.closed:
                 raise StopAsyncIteration from None
             raise
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._readable.close()
 
     def close(self) -> None:
         """Closes the listener (and unlinks its socket file, as :meth:`fastipc.Listener.close`).
