@@ -17,6 +17,7 @@ use pyo3::types::PyBytes;
 use crate::error::Error;
 use crate::frame;
 use crate::py::buffer::{Buffer, Fresh};
+use crate::py::connection::slice_arg;
 use crate::py::errors::IntoPy;
 use crate::socket::{Incoming, Kind, Stream};
 
@@ -205,6 +206,25 @@ impl AioState {
             }
         }
     }
+}
+
+/// [`AioState::try_send`] of `buf[offset:offset+size]` (multiprocessing's checks), `buf` any
+/// object with the buffer protocol.
+pub fn try_send_arg(
+    state: &AioState,
+    stream: &Stream,
+    buf: &Bound<'_, PyAny>,
+    (offset, size): (isize, Option<isize>),
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> PyResult<u8> {
+    let start = usize::try_from(offset).unwrap_or(0);
+    if let Ok(bytes) = buf.cast::<PyBytes>() {
+        let data = slice_arg(bytes.as_bytes(), offset, size)?;
+        return state.try_send(stream, buf, data, start, fds);
+    }
+    let view = Buffer::readable(buf)?;
+    let data = slice_arg(view.as_slice(), offset, size)?;
+    state.try_send(stream, buf, data, start, fds)
 }
 
 /// Reads more of a large message; whether it is complete.

@@ -495,17 +495,9 @@ impl Connection {
         size: Option<isize>,
         fds: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u8> {
-        let stream = self.any_stream()?;
         let fds = FdList::extract(fds)?;
-        let borrowed = fds.borrow();
-        let start = usize::try_from(offset).unwrap_or(0);
-        if let Ok(bytes) = buf.cast::<PyBytes>() {
-            let data = slice_arg(bytes.as_bytes(), offset, size)?;
-            return self.aio.try_send(&stream, buf, data, start, &borrowed);
-        }
-        let view = Buffer::readable(buf)?;
-        let data = slice_arg(view.as_slice(), offset, size)?;
-        self.aio.try_send(&stream, buf, data, start, &borrowed)
+        let stream = self.any_stream()?;
+        aio::try_send_arg(&self.aio, &stream, buf, (offset, size), &fds.borrow())
     }
 
     /// `fastipc.aio`: one attempt at sending the rest of a frame; whether none is left.
@@ -580,7 +572,7 @@ fn send_message(
 }
 
 /// `buf[offset:offset+size]` with multiprocessing's checks.
-fn slice_arg(buf: &[u8], offset: isize, size: Option<isize>) -> PyResult<&[u8]> {
+pub(crate) fn slice_arg(buf: &[u8], offset: isize, size: Option<isize>) -> PyResult<&[u8]> {
     let offset =
         usize::try_from(offset).map_err(|_| PyValueError::new_err("offset is negative"))?;
     if offset > buf.len() {
