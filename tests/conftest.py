@@ -50,7 +50,7 @@ try:
 except ImportError:  # pragma: no cover - hypothesis is a test dependency
     pass
 
-pytest_plugins = ["conftest_shm"]
+pytest_plugins = ["conftest_shm", "_aio"]
 
 ALL_BACKENDS = ("rust", "python")
 MODULES = {"rust": "fastipc._fastipc", "python": "fastipc._fallback"}

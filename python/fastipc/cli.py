@@ -190,6 +190,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also write every statistic as JSON ('-': stdout)",
     )
+    bench.add_argument(
+        "--async",
+        dest="aio",
+        action="store_true",
+        help="the asyncio rows instead: fastipc.aio against asyncio streams and zmq.asyncio "
+        "(64 B, default loop and uvloop), 1 MiB against blocking fastipc, and many concurrent "
+        "connections to one asyncio listener (uses --quick, --cpus, --backend, --json)",
+    )
+    bench.add_argument(
+        "--connections",
+        type=_positive,
+        default=10_000,
+        metavar="N",
+        help="with --async: concurrent connections of the listener row (default: 10000)",
+    )
     bench.set_defaults(func=_bench)
 
     info = commands.add_parser(
@@ -292,7 +307,36 @@ def _bad_cpus(cpus: list[int] | None) -> str | None:
     )
 
 
+def _bench_async(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench import aio
+
+    options = aio.Options(
+        quick=args.quick,
+        cpu=args.cpus[0] if args.cpus else None,
+        backend=args.backend,
+        connections=args.connections,
+    )
+    try:
+        result = aio.run(options)
+    except KeyboardInterrupt:
+        sys.stderr.write("\nfastipc bench: interrupted\n")
+        return 130
+    print(aio.format_report(result, options.cpu))
+    if args.json is not None:
+        text = json.dumps(aio.to_json(result), indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
+    if args.aio:
+        return _bench_async(args)
     from .bench import mechanisms, plot, report, runner
     from .bench.results import Options
 

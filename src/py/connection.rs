@@ -8,6 +8,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyBytes;
 
 use crate::error::Error;
+use crate::py::aio::{self, AioState};
 use crate::py::blocking::detached;
 use crate::py::buffer::{Buffer, Fresh};
 use crate::py::errors::IntoPy;
@@ -24,6 +25,8 @@ pub struct Connection {
     address: String,
     kind: Kind,
     max_message: u64,
+    /// The state `fastipc.aio` keeps between its non-blocking attempts.
+    aio: AioState,
 }
 
 /// A received message, before it becomes a Python object.
@@ -68,11 +71,38 @@ impl Connection {
             kind: stream.kind(),
             max_message: stream.max_message(),
             inner: Slot::new(stream),
+            aio: AioState::default(),
         }
     }
 
+    /// The stream for a blocking call: refused while `fastipc.aio` holds the connection.
     fn stream(&self) -> PyResult<Arc<Stream>> {
+        if self.aio.is_wrapped() {
+            return Err(aio::wrapped_error(&self.address));
+        }
         self.inner.get(&self.address)
+    }
+
+    /// The stream for a call that never blocks.
+    fn any_stream(&self) -> PyResult<Arc<Stream>> {
+        self.inner.get(&self.address)
+    }
+
+    /// More descriptors than `maxfds`: all are closed, and the error says so.
+    fn check_maxfds(&self, fds: &[std::os::fd::OwnedFd], maxfds: usize) -> PyResult<()> {
+        if fds.len() > maxfds {
+            return Err(crate::py::errors::to_py(
+                Error::FdsTruncated {
+                    what: format!(
+                        "{}: {} descriptors, maxfds={maxfds}",
+                        self.address,
+                        fds.len()
+                    ),
+                },
+                None,
+            ));
+        }
+        Ok(())
     }
 
     /// Receives one message and the descriptors that came with it.
@@ -201,16 +231,7 @@ impl Connection {
         maxfds: usize,
     ) -> PyResult<(Py<PyBytes>, Vec<i32>)> {
         let (received, fds) = self.receive(py, limit_arg(maxlength)?)?;
-        if fds.len() > maxfds {
-            let count = fds.len();
-            drop(fds);
-            return Err(crate::py::errors::to_py(
-                Error::FdsTruncated {
-                    what: format!("{}: {count} descriptors, maxfds={maxfds}", self.address),
-                },
-                None,
-            ));
-        }
+        self.check_maxfds(&fds, maxfds)?;
         Ok((received.into_py(py), fds::into_raw(fds)))
     }
 
@@ -270,14 +291,14 @@ impl Connection {
 
     /// The credentials of the process at the other end, taken when the connection was made.
     fn peer_credentials(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let creds = self.stream()?.peer_credentials().py_err()?;
+        let creds = self.any_stream()?.peer_credentials().py_err()?;
         fds::credentials(py, creds)
     }
 
     /// A pidfd of the peer process, owned by the caller (Linux 6.5 and later).
     fn peer_pidfd(&self) -> PyResult<i32> {
         use std::os::fd::IntoRawFd;
-        Ok(self.stream()?.peer_pidfd().py_err()?.into_raw_fd())
+        Ok(self.any_stream()?.peer_pidfd().py_err()?.into_raw_fd())
     }
 
     /// Receives one message.
@@ -438,7 +459,7 @@ impl Connection {
     /// The socket's file descriptor.
     fn fileno(&self) -> PyResult<i32> {
         use std::os::fd::AsRawFd;
-        Ok(self.stream()?.as_fd().as_raw_fd())
+        Ok(self.any_stream()?.as_fd().as_raw_fd())
     }
 
     /// Shuts down reading (0), writing (1) or both (2).
@@ -458,6 +479,55 @@ impl Connection {
         self.stream()?.shutdown(how).py_err()
     }
 
+    /// `fastipc.aio`: takes the connection for an event loop (its blocking calls refuse) or
+    /// gives it back.
+    fn _aio_wrap(&self, on: bool) -> PyResult<()> {
+        self.aio.set_wrapped(&*self.any_stream()?, on)
+    }
+
+    /// `fastipc.aio`: one attempt at sending a frame, never waiting: 0 if nothing went, 1 if
+    /// part of it did (the rest goes by `_aio_send_more`), 2 if all of it did.
+    #[pyo3(signature = (buf, offset=0, size=None, *, fds=None))]
+    fn _aio_try_send(
+        &self,
+        buf: &Bound<'_, PyAny>,
+        offset: isize,
+        size: Option<isize>,
+        fds: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u8> {
+        let fds = FdList::extract(fds)?;
+        let stream = self.any_stream()?;
+        aio::try_send_arg(&self.aio, &stream, buf, (offset, size), &fds.borrow())
+    }
+
+    /// `fastipc.aio`: one attempt at sending the rest of a frame; whether none is left.
+    fn _aio_send_more(&self) -> PyResult<bool> {
+        self.aio.send_more(&*self.any_stream()?)
+    }
+
+    /// `fastipc.aio`: one attempt at receiving a message and its descriptors (`maxfds`: None
+    /// closes them); None when it is not all there yet.
+    #[pyo3(signature = (maxlength=None, maxfds=None))]
+    fn _aio_try_recv(
+        &self,
+        py: Python<'_>,
+        maxlength: Option<i64>,
+        maxfds: Option<usize>,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let limit = limit_arg(maxlength)?;
+        let stream = self.any_stream()?;
+        let result = self.aio.try_recv(py, &stream, limit);
+        let Some((bytes, fds)) = self.close_if_lost(py, result)? else {
+            return Ok(None);
+        };
+        let Some(maxfds) = maxfds else {
+            return Ok(Some(bytes.into_any()));
+        };
+        self.check_maxfds(&fds, maxfds)?;
+        let pair = (bytes, fds::into_raw(fds)).into_pyobject(py)?;
+        Ok(Some(pair.into_any().unbind()))
+    }
+
     /// Closes the socket. Idempotent.
     fn close(&self) {
         self.inner.close();
@@ -473,7 +543,7 @@ impl Connection {
     }
 
     fn __repr__(&self) -> String {
-        match self.stream() {
+        match self.any_stream() {
             Ok(s) => {
                 use std::os::fd::AsRawFd;
                 format!(
@@ -502,7 +572,7 @@ fn send_message(
 }
 
 /// `buf[offset:offset+size]` with multiprocessing's checks.
-fn slice_arg(buf: &[u8], offset: isize, size: Option<isize>) -> PyResult<&[u8]> {
+pub(crate) fn slice_arg(buf: &[u8], offset: isize, size: Option<isize>) -> PyResult<&[u8]> {
     let offset =
         usize::try_from(offset).map_err(|_| PyValueError::new_err("offset is negative"))?;
     if offset > buf.len() {

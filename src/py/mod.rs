@@ -12,6 +12,7 @@ use crate::addr::Address;
 
 use crate::socket::{self, Datagram, Kind, Stream, DEFAULT_MAX_MESSAGE};
 
+mod aio;
 mod auth;
 mod blocking;
 mod buffer;

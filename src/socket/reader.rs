@@ -291,6 +291,55 @@ impl Reader<'_> {
         Ok(())
     }
 
+    /// Continues a large message's payload ([`Incoming::Large`]) into `dst` (its whole
+    /// length) without waiting: `got` counts the bytes in `dst` so far (0 on the first call,
+    /// which takes what was read ahead) and is advanced even when an error follows. Complete
+    /// when `*got == dst.len()`; the caller keeps `dst` between calls, or hands it to
+    /// [`Reader::keep_partial`] for the blocking receives to continue.
+    pub fn read_payload_nowait(&mut self, dst: &mut [u8], got: &mut usize) -> Result<()> {
+        let mut stop = crate::wait::Uninterrupted;
+        let stream = self.stream;
+        let mut wait = stream.wait_nowait(&mut stop);
+        if stream.kind == Kind::SeqPacket {
+            // The packet is there (it was peeked): one receive takes it whole.
+            self.read_payload(dst, &mut wait)?;
+            *got = dst.len();
+            return Ok(());
+        }
+        if *got == 0 {
+            *got = self.buf.resume_into(dst);
+        }
+        while *got < dst.len() {
+            let (n, anc) = match recv_into(stream, &mut dst[*got..], RecvFlags::empty(), &mut wait)
+            {
+                Ok(read) => read,
+                Err(Error::Timeout { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            if anc.truncated {
+                self.buf.read_past(n, Vec::new());
+                *got += n;
+                return Err(self.fds_truncated());
+            }
+            self.buf.read_past(n, anc.fds);
+            if n == 0 {
+                return Err(Error::Truncated {
+                    expected: dst.len() as u64,
+                    received: *got as u64,
+                    what: stream.peer.clone(),
+                });
+            }
+            *got += n;
+        }
+        Ok(())
+    }
+
+    /// Keeps the first `got` bytes of a large message being received into `dst` (its whole
+    /// length) for the next receive to continue, as a receive that timed out does.
+    pub fn keep_partial(&mut self, dst: &[u8], got: usize) {
+        self.buf.keep_partial(dst, got);
+    }
+
     /// Reads at most `dst.len()` raw bytes (one packet on seqpacket sockets); 0 at end of file.
     /// Descriptors that came with them are kept for [`Reader::take_fds`].
     pub fn read_some(&mut self, dst: &mut [u8], wait: &mut Wait<'_>) -> Result<usize> {

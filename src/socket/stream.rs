@@ -255,6 +255,58 @@ impl Stream {
         }
     }
 
+    /// A wait that does not wait: one attempt, `Error::Timeout` where the call would block.
+    /// For callers that wait for readiness themselves (an event loop).
+    pub fn wait_nowait<'a>(&'a self, interrupt: &'a mut dyn Interrupt) -> Wait<'a> {
+        self.wait_until(Deadline::after(Some(Duration::ZERO)), interrupt)
+    }
+
+    /// One attempt, without waiting, at sending `head` then `body` on the raw stream with `fds`
+    /// on their first byte (on a seqpacket socket `head` must be empty and `body` goes as one
+    /// packet, whole or not at all): the bytes the kernel took, 0 when its buffer is full.
+    /// For callers that wait for writability themselves (an event loop) and keep the rest of a
+    /// frame between attempts: the send side is held for this attempt only, so such a caller
+    /// sends nothing else on the stream until its frame is out.
+    pub fn send_nowait(&self, head: &[u8], body: &[u8], fds: &[BorrowedFd<'_>]) -> Result<usize> {
+        self.check_fds(fds)?;
+        let mut stop = crate::wait::Uninterrupted;
+        let mut wait = self.wait_nowait(&mut stop);
+        // Never wait for the send side: a blocking send in another thread holds it detached.
+        let mut scratch = match self.tx.try_lock() {
+            Ok(scratch) => scratch,
+            Err(std::sync::TryLockError::WouldBlock) => return Err(self.err_busy("send")),
+            Err(std::sync::TryLockError::Poisoned(_)) => return Err(self.err_closed("send")),
+        };
+        let result = if self.kind == Kind::SeqPacket {
+            self.send_packet(body, fds, &mut wait).map(|()| body.len())
+        } else if fds.is_empty() && !head.is_empty() && head.len() + body.len() <= COALESCE {
+            // Header and payload in one buffer, as `send_message` does.
+            scratch.clear();
+            scratch.extend_from_slice(head);
+            scratch.extend_from_slice(body);
+            let whole: &[u8] = &scratch;
+            wait.run(self.fd.as_fd(), Ready::Write, "send", &self.peer, |_| {
+                rustix::net::send(self.fd.as_fd(), whole, send_flags(true))
+            })
+        } else {
+            wait.run(self.fd.as_fd(), Ready::Write, "send", &self.peer, |_| {
+                let flags = send_flags(true);
+                let first = if head.is_empty() { body } else { head };
+                let second = if head.is_empty() { &[][..] } else { body };
+                if fds.is_empty() && second.is_empty() {
+                    return rustix::net::send(self.fd.as_fd(), first, flags);
+                }
+                let iov = [IoSlice::new(first), IoSlice::new(second)];
+                let iov = if second.is_empty() { &iov[..1] } else { &iov };
+                send_ancillary(self.fd.as_fd(), iov, fds, false, flags, None)
+            })
+        };
+        match result {
+            Err(Error::Timeout { .. }) => Ok(0),
+            other => other,
+        }
+    }
+
     /// The one send loop of a stream: every byte of `head` then `body`, in as few system calls
     /// as the kernel allows, with `fds` on the first byte and only on it. A partial write (a
     /// full buffer at the end of a slice, a signal) continues where it stopped; `EINTR` and
@@ -388,6 +440,20 @@ impl Stream {
             )));
         }
         crate::creds::peer_pidfd(self.fd.as_fd(), &self.peer)
+    }
+
+    /// Locks the receive side for one operation if no other thread holds it; `EBUSY` if one does
+    /// (a caller that must not wait, such as an event loop, cannot wait for a blocking receive).
+    pub fn try_reader(&self) -> Result<Reader<'_>> {
+        match self.rx.try_lock() {
+            Ok(buf) => Ok(Reader { stream: self, buf }),
+            Err(std::sync::TryLockError::WouldBlock) => Err(self.err_busy("recv")),
+            Err(std::sync::TryLockError::Poisoned(_)) => Err(self.err_closed("recv")),
+        }
+    }
+
+    fn err_busy(&self, op: &'static str) -> Error {
+        Error::os(Errno::BUSY, op, &self.peer)
     }
 
     /// Locks the receive side for one operation.

@@ -184,3 +184,56 @@ fn a_small_message_is_sent_at_once_or_left_to_the_blocking_send() {
     assert!(!sp.try_send_message(b"packet").expect("seqpacket"));
     drop(sb);
 }
+
+#[test]
+fn nonblocking_send_and_receive_keep_their_place() {
+    let (a, b) = Stream::pair(Kind::Stream, DEFAULT_MAX_MESSAGE).expect("pair");
+    let message: Vec<u8> = (0..20_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut header = [0u8; frame::LONG];
+    let hlen = frame::encode_header(message.len() as u64, &mut header);
+    // Nothing to read yet: a try that does not wait.
+    let mut stop = Uninterrupted;
+    let mut wait = b.wait_nowait(&mut stop);
+    let nothing = b
+        .try_reader()
+        .expect("reader")
+        .next_message(None, &mut wait);
+    assert!(matches!(nothing, Err(Error::Timeout { .. })));
+    // The sender writes what the socket takes, the receiver reads what is there, turn by turn,
+    // each keeping its place, until the frame is through.
+    let mut sent = a.send_nowait(&header[..hlen], &message, &[]).expect("send");
+    // More than the socket's buffer takes at once: the frame goes in several attempts.
+    assert!(sent > 0 && sent < hlen + message.len());
+    let mut out = vec![0u8; message.len()];
+    let mut got = 0;
+    let mut reader = b.try_reader().expect("reader");
+    let mut stop = Uninterrupted;
+    let mut wait = b.wait_nowait(&mut stop);
+    let len = match reader.next_message(None, &mut wait).expect("header") {
+        Incoming::Large(len) => len,
+        Incoming::Small(_) => panic!("a 20 MB message is large"),
+    };
+    assert_eq!(len, message.len());
+    while got < len {
+        reader
+            .read_payload_nowait(&mut out, &mut got)
+            .expect("payload");
+        if sent < hlen + message.len() {
+            let (head, body) = if sent < hlen {
+                (&header[sent..hlen], &message[..])
+            } else {
+                (&[][..], &message[sent - hlen..])
+            };
+            sent += a.send_nowait(head, body, &[]).expect("send more");
+        }
+    }
+    assert_eq!(out, message);
+    // Another receive of the same side while this one holds it: EBUSY, not a wait.
+    assert!(matches!(
+        b.try_reader(),
+        Err(Error::Os {
+            errno: rustix::io::Errno::BUSY,
+            ..
+        })
+    ));
+}

@@ -15,6 +15,7 @@ from .. import _handles
 from .._errors import BufferTooShort, MessageTooLarge, NotSupportedError, TruncatedMessage
 from .._types import Credentials
 from . import _fds, _platform
+from ._aio import AsyncEntry, refuse_blocking
 from ._closing import closed_error
 from ._fds import (
     close_all,
@@ -65,12 +66,15 @@ def _payload(buf: Buffer, offset: int, size: int | None) -> memoryview:
     return view[offset : offset + size]
 
 
-class Connection(FrameReader):
+class Connection(FrameReader, AsyncEntry):
     """A connected stream or seqpacket socket carrying framed messages and raw bytes."""
 
     __slots__ = (
         "__weakref__",
         "_address",
+        "_aio_plain",
+        "_aio_saved",
+        "_aio_tx",
         "_closed",
         "_kind",
         "_max",
@@ -93,6 +97,9 @@ class Connection(FrameReader):
         self._slock = threading.Lock()
         self._rlock = threading.Lock()
         self._init_reader()
+        self._aio_tx: list[memoryview] | None = None
+        self._aio_saved: float | None = None
+        self._aio_plain: type | None = None
         self._unix = _HAS_RECVMSG and sock.family == _AF_UNIX
         sock.setblocking(True)
         _platform.slice_blocking_calls(sock)
@@ -513,3 +520,7 @@ class Connection(FrameReader):
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
+
+
+#: The class of a connection that ``fastipc.aio`` holds: its blocking calls refuse.
+WRAPPED = refuse_blocking(Connection)
