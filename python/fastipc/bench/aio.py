@@ -175,8 +175,8 @@ async def _client_streams(path: str, payload: bytes, rounds: int) -> list[int]:
 
 
 async def _client_zmq(path: str, payload: bytes, rounds: int) -> list[int]:
-    import zmq
-    import zmq.asyncio
+    import zmq  # type: ignore[import-not-found, unused-ignore]
+    import zmq.asyncio  # type: ignore[import-not-found, unused-ignore]
 
     ctx = zmq.asyncio.Context()
     sock = ctx.socket(zmq.PAIR)

@@ -107,8 +107,8 @@ async def echo_streams(path: str, max_message: int) -> None:
 
 
 async def echo_zmq(path: str, max_message: int) -> None:
-    import zmq
-    import zmq.asyncio
+    import zmq  # type: ignore[import-not-found, unused-ignore]
+    import zmq.asyncio  # type: ignore[import-not-found, unused-ignore]
 
     ctx = zmq.asyncio.Context()
     sock = ctx.socket(zmq.PAIR)
