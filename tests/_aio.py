@@ -27,6 +27,10 @@ FACADE = (
     "SignalReceiver",
     "PipeReader",
     "PipeWriter",
+    "Queue",
+    "JoinableQueue",
+    "Channel",
+    "channel",
 )
 
 
