@@ -8,6 +8,7 @@
 pub mod big;
 pub mod end;
 pub mod layout;
+pub mod lock;
 pub mod queue;
 mod raw;
 pub mod ring;
