@@ -151,6 +151,67 @@ def test_view_and_reservation(pair):
         b.get_view(timeout=0.01)
 
 
+def _in_thread(fn):
+    t = threading.Thread(target=fn)
+    t.start()
+    t.join()
+
+
+def test_a_view_or_reservation_ends_in_any_thread(pair):
+    """The rings' locks belong to the process, not the thread: another thread may commit a
+    reservation or release a view, and the next send and receive go through."""
+    a, b = pair
+    a.settimeout(5)
+    b.settimeout(5)
+    r = a.reserve(3)
+    view = r.__enter__()
+    view[:] = b"one"
+    view.release()
+    _in_thread(r.commit)
+    a.send_bytes(b"two")
+    v = b.get_view()
+    assert len(v) == 3
+    _in_thread(v.release)
+    assert b.recv_bytes() == b"two"
+    assert b.poll() is False
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(mod, backend_name, names):
+    """A lock word naming a process that exited (or no process at all) is taken over by the
+    next sender or receiver, which goes on at once (docs/channel.md, "The locks")."""
+    import struct
+
+    if backend_name != "rust":
+        pytest.skip("the layout of docs/channel.md is the Rust backend's")
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    name = names()
+    capacity = 4096
+    a = mod.Channel.create(name, capacity=capacity)
+    b = mod.Channel.open(name)
+    shm = fastipc.SharedMemory(name)
+    try:
+        a.settimeout(5)
+        b.settimeout(5)
+        ring = 256  # ring 0: a sends, b receives
+        for lock_at, owner in ((ring, pid), (ring + 128, 0x7FFF_FFF0)):
+            shm.buf[lock_at : lock_at + 4] = struct.pack("<I", owner | 1 << 31)
+            shm.buf[lock_at + 8 : lock_at + 16] = struct.pack("<Q", 12345)
+        start = time.monotonic()
+        a.send_bytes(b"after")
+        assert b.recv_bytes() == b"after"
+        assert time.monotonic() - start < 1
+        assert bytes(shm.buf[ring : ring + 4]) == bytes(4)
+        assert bytes(shm.buf[ring + 128 : ring + 132]) == bytes(4)
+    finally:
+        shm.close()
+        a.close()
+        b.close()
+        a.unlink()
+
+
 def test_close_gives_eof_after_the_messages_and_broken_pipe(pair):
     a, b = pair
     a.send_bytes(b"one")
