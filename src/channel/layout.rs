@@ -14,9 +14,9 @@
 //!   144 u32  pid of channel end 0 (named channels), 148 u32 pid of end 1
 //!   152 u32  end 0 closed (named channels), 156 u32 end 1 closed
 //! ring i at 256 + i * (RING_HEADER + capacity), each line 128 bytes:
-//!   +0   u32 producers' lock: 0 free, else the owner's pid | 1 << 31 when a waiter sleeps
-//!   +8   u64 the producers' lock owner's start time (0: unknown; see `channel::lock`)
-//!   +128 u32 consumers' lock         +136 u64 its owner's start time
+//!   +0   u64 producers' lock (see `channel::lock`): 0 free, else the owner's pid in bits
+//!        0-30, bit 31 while a waiter sleeps, the low 32 bits of its start time in bits 32-63
+//!   +128 u64 consumers' lock, the same
 //!   +256 u64 tail (bytes ever written)   +264 u64 messages ever written
 //!   +272 u32 CPU of the last publish (a hint: spin only for a peer on another CPU)
 //!   +384 u64 head (bytes ever consumed)  +392 u64 messages ever consumed
@@ -60,12 +60,8 @@ pub const RINGS_START: usize = 256;
 
 /// Ring header offsets, from the ring's start: the producers' lock word.
 pub const R_PROD_LOCK: usize = 0;
-/// The start time of the producers' lock owner.
-pub const R_PROD_STAMP: usize = 8;
 /// Consumers' lock word.
 pub const R_CONS_LOCK: usize = 128;
-/// The start time of the consumers' lock owner.
-pub const R_CONS_STAMP: usize = 136;
 /// Tail.
 pub const R_TAIL: usize = 256;
 /// Messages written.

@@ -1,19 +1,20 @@
-//! The lock of each side of a ring: a futex word in the segment holding the owner's pid, owned
-//! by the process (any of its threads may release it), taken over when its owner died.
+//! The lock of each side of a ring: a u64 word in the segment holding the owner's pid and start
+//! time, owned by the process (any of its threads may release it), taken over when its owner
+//! died.
 //!
 //! ```text
-//! +0  u32  0: free; else the owner's pid (bits 0-30), bit 31: a waiter sleeps on the word
-//! +8  u64  the owner's start time (Linux: /proc/PID/stat field 22), 0 when unknown
+//! +0  u32  0: free; else the owner's pid (bits 0-30), bit 31: a waiter sleeps (the futex word)
+//! +4  u32  the low 32 bits of the owner's start time (Linux: /proc/PID/stat field 22), 0: unknown
 //! ```
 //!
-//! Taking it is one compare-and-swap of 0 to the pid; releasing it, one compare-and-swap of the
-//! pid to 0 (and `FUTEX_WAKE` when the waiters bit was set). A contended taker spins briefly,
-//! then looks at the owner once per slice: a pid that does not exist, a zombie, a process whose
-//! start time is not the recorded one (the pid was reused), or a value that cannot be a pid
-//! (garbage a peer wrote) is a dead owner, whose lock is taken over (the start time cleared,
-//! then one compare-and-swap of the word); the caller then repairs what the lock protects. An
-//! owner stores its start time after taking the lock and clears it before releasing it. Nothing in the word is ever dereferenced: a
-//! hostile value costs a takeover or a wait bounded by the caller's timeout, never a crash.
+//! Both halves change together, by one 64-bit compare-and-swap: taking it is a compare-and-swap
+//! of 0 to the owner's word, releasing it one of the owner's word to 0 (then `FUTEX_WAKE` on the
+//! low half when the waiters bit was set). A contended taker spins briefly, then looks at the
+//! owner once per slice: a pid that does not exist, a zombie, a process whose start time is not
+//! the recorded one (the pid was reused), or a value that cannot be a pid (garbage a peer wrote)
+//! is a dead owner, whose lock is taken over with one compare-and-swap; the caller then repairs
+//! what the lock protects. Nothing in the word is ever dereferenced: a hostile value costs a
+//! takeover or a wait bounded by the caller's timeout, never a crash.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,9 +24,9 @@ use super::wait::{spin_for, spinning_allowed, Waiting};
 use crate::error::Result;
 
 /// The waiters bit of the lock word.
-pub const WAITERS: u32 = 1 << 31;
+pub const WAITERS: u64 = 1 << 31;
 /// The owner's pid in the lock word.
-pub const PID_MASK: u32 = !WAITERS;
+pub const PID_MASK: u64 = 0x7fff_ffff;
 /// Linux's largest possible pid (`PID_MAX_LIMIT`): a larger owner is garbage, hence dead.
 const PID_LIMIT: u32 = 1 << 22;
 /// How long a contended taker spins before it looks at the owner and sleeps.
@@ -40,8 +41,17 @@ pub enum Taken {
     FromDead,
 }
 
-static ME: AtomicU32 = AtomicU32::new(0);
-static ME_START: AtomicU64 = AtomicU64::new(0);
+/// The two words of a lock: the u64 and its low half (the futex word).
+#[derive(Debug, Clone, Copy)]
+pub struct LockWord<'a> {
+    /// The whole word.
+    pub word: &'a AtomicU64,
+    /// Its low 32 bits, where the pid and the waiters bit are.
+    pub futex: &'a AtomicU32,
+}
+
+/// This process's lock word (start time and pid); 0 until computed (again, after a fork).
+static ME: AtomicU64 = AtomicU64::new(0);
 static REGISTERED: std::sync::Once = std::sync::Once::new();
 
 /// Forgets the cached pid (a forked child has another one); registered with `pthread_atfork`.
@@ -49,21 +59,22 @@ extern "C" fn forget_pid() {
     ME.store(0, Ordering::Relaxed);
 }
 
-/// This process's pid and start time, cached (the cache is cleared in a forked child).
-pub fn me() -> (u32, u64) {
-    let pid = ME.load(Ordering::Acquire);
-    if pid != 0 {
-        return (pid, ME_START.load(Ordering::Relaxed));
+/// This process's lock word: the low 32 bits of its start time and its pid, cached (the cache
+/// is cleared in a forked child).
+pub fn me() -> u64 {
+    let me = ME.load(Ordering::Relaxed);
+    if me != 0 {
+        return me;
     }
     REGISTERED.call_once(|| super::raw::on_fork_child(forget_pid));
     let pid = std::process::id();
     let start = match owner_state(pid) {
-        Owner::Alive(start) => start,
+        Owner::Alive(start) => start & 0xffff_ffff,
         Owner::Gone | Owner::Unknown => 0,
     };
-    ME_START.store(start, Ordering::Relaxed);
-    ME.store(pid, Ordering::Release);
-    (pid, start)
+    let me = start << 32 | u64::from(pid) & PID_MASK;
+    ME.store(me, Ordering::Relaxed);
+    me
 }
 
 /// What `/proc` says of a pid.
@@ -99,18 +110,21 @@ fn owner_state(pid: u32) -> Owner {
         .map_or(Owner::Unknown, Owner::Alive)
 }
 
-/// Whether the owner named by lock word `word` (with start time `stamp`, 0: unknown) is gone.
-fn owner_dead(word: u32, stamp: u64, me: u32) -> bool {
+/// Whether the owner named by lock word `word` is gone (`me`: this process's word).
+fn owner_dead(word: u64, me: u64) -> bool {
     let pid = word & PID_MASK;
-    if pid == me {
+    if pid == me & PID_MASK {
         return false;
     }
+    #[allow(clippy::cast_possible_truncation)] // 31 bits
+    let pid = pid as u32;
     if pid > PID_LIMIT {
         return true;
     }
+    let stamp = word >> 32;
     match owner_state(pid) {
         Owner::Gone => true,
-        Owner::Alive(start) => stamp != 0 && stamp != start,
+        Owner::Alive(start) => stamp != 0 && stamp != start & 0xffff_ffff,
         Owner::Unknown => !pid_exists(pid),
     }
 }
@@ -122,31 +136,32 @@ fn pid_exists(pid: u32) -> bool {
         .is_some_and(|p| rustix::process::test_kill_process(p) != Err(rustix::io::Errno::SRCH))
 }
 
-/// Takes the lock at `word` (its start-time word `stamp`), waiting as `w` says.
-pub fn lock(word: &AtomicU32, stamp: &AtomicU64, w: &mut Waiting<'_>) -> Result<Taken> {
-    let (me, start) = me();
-    if word
+/// Takes the lock, waiting as `w` says.
+pub fn lock(l: LockWord<'_>, w: &mut Waiting<'_>) -> Result<Taken> {
+    let me = me();
+    if l.word
         .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
         .is_ok()
     {
-        stamp.store(start, Ordering::Relaxed);
         return Ok(Taken::Free);
     }
-    let taken = contended(word, stamp, me, w)?;
-    stamp.store(start, Ordering::Relaxed);
-    Ok(taken)
+    contended(l, me, w)
 }
 
-fn contended(word: &AtomicU32, stamp: &AtomicU64, me: u32, w: &mut Waiting<'_>) -> Result<Taken> {
+fn contended(l: LockWord<'_>, me: u64, w: &mut Waiting<'_>) -> Result<Taken> {
     let mut spun = !spinning_allowed() || w.now;
     // Once asleep, a taker keeps the waiters bit set: others may still sleep.
     let mut slept = 0;
     loop {
-        let cur = word.load(Ordering::Relaxed);
+        let cur = l.word.load(Ordering::Relaxed);
         if cur & PID_MASK == 0 {
-            let new = me | (cur & WAITERS) | slept;
-            if word
-                .compare_exchange(cur, new, Ordering::Acquire, Ordering::Relaxed)
+            if l.word
+                .compare_exchange(
+                    cur,
+                    me | (cur & WAITERS) | slept,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
             {
                 return Ok(Taken::Free);
@@ -155,20 +170,11 @@ fn contended(word: &AtomicU32, stamp: &AtomicU64, me: u32, w: &mut Waiting<'_>) 
         }
         if !spun {
             spun = true;
-            spin_for(LOCK_SPIN, || word.load(Ordering::Relaxed) & PID_MASK == 0);
+            spin_for(LOCK_SPIN, || l.word.load(Ordering::Relaxed) & PID_MASK == 0);
             continue;
         }
-        let seen = stamp.load(Ordering::Acquire);
-        if owner_dead(cur, seen, me) {
-            // The dead owner's start time goes first: a checker that saw the new owner's pid
-            // beside it would take the new owner for a reused pid.
-            if stamp
-                .compare_exchange(seen, 0, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-            {
-                continue;
-            }
-            if word
+        if owner_dead(cur, me) {
+            if l.word
                 .compare_exchange(
                     cur,
                     me | (cur & WAITERS),
@@ -183,15 +189,16 @@ fn contended(word: &AtomicU32, stamp: &AtomicU64, me: u32, w: &mut Waiting<'_>) 
         }
         let slice = w.next_slice()?;
         if cur & WAITERS == 0
-            && word
+            && l.word
                 .compare_exchange(cur, cur | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()
         {
             continue;
         }
-        futex_wait(word, cur | WAITERS, slice);
+        #[allow(clippy::cast_possible_truncation)] // the low half, on purpose
+        futex_wait(l.futex, (cur | WAITERS) as u32, slice);
         slept = WAITERS;
-        if word.load(Ordering::Relaxed) == cur | WAITERS {
+        if l.word.load(Ordering::Relaxed) == cur | WAITERS {
             w.interrupt.check()?;
         }
     }
@@ -199,28 +206,30 @@ fn contended(word: &AtomicU32, stamp: &AtomicU64, me: u32, w: &mut Waiting<'_>) 
 
 /// Releases the lock if this process holds it (false: it does not, and nothing changed; a
 /// forked child's copy of a reservation, or a lock word a peer overwrote).
-pub fn unlock(word: &AtomicU32, stamp: &AtomicU64) -> bool {
-    let me = me().0;
-    let mut cur = word.load(Ordering::Relaxed);
+pub fn unlock(l: LockWord<'_>) -> bool {
+    let me = me();
+    let mut cur = l.word.load(Ordering::Relaxed);
     loop {
-        if cur & PID_MASK != me {
+        if cur & !WAITERS != me {
             return false;
         }
-        stamp.store(0, Ordering::Relaxed);
-        match word.compare_exchange_weak(cur, 0, Ordering::Release, Ordering::Relaxed) {
+        match l
+            .word
+            .compare_exchange_weak(cur, 0, Ordering::Release, Ordering::Relaxed)
+        {
             Ok(_) => break,
             Err(now) => cur = now,
         }
     }
     if cur & WAITERS != 0 {
-        futex_wake_one(word);
+        futex_wake_one(l.futex);
     }
     true
 }
 
 /// Whether this process holds the lock.
-pub fn held(word: &AtomicU32) -> bool {
-    word.load(Ordering::Relaxed) & PID_MASK == me().0
+pub fn held(l: LockWord<'_>) -> bool {
+    l.word.load(Ordering::Relaxed) & !WAITERS == me()
 }
 
 #[cfg(test)]
@@ -230,32 +239,38 @@ mod tests {
 
     #[test]
     fn take_release_and_take_over() {
-        let word = AtomicU32::new(0);
-        let stamp = AtomicU64::new(0);
+        let word = AtomicU64::new(0);
+        let futex = AtomicU32::new(0); // never slept on: the waits below do not wait
+        let l = LockWord {
+            word: &word,
+            futex: &futex,
+        };
         let mut un = Uninterrupted;
         let mut w = Waiting::nonblocking(&mut un, "test");
-        assert_eq!(lock(&word, &stamp, &mut w).unwrap(), Taken::Free);
-        assert!(held(&word));
+        assert_eq!(lock(l, &mut w).unwrap(), Taken::Free);
+        assert!(held(l));
+        assert_eq!(
+            word.load(Ordering::Relaxed) & PID_MASK,
+            u64::from(std::process::id())
+        );
         // Held by this process: a second taker times out.
-        assert!(lock(&word, &stamp, &mut w).is_err());
-        assert!(unlock(&word, &stamp));
-        assert!(!unlock(&word, &stamp));
+        assert!(lock(l, &mut w).is_err());
+        assert!(unlock(l));
+        assert!(!unlock(l));
         // Garbage: a pid that cannot exist, then one that does not.
-        for garbage in [0x7fff_fff0, WAITERS | 0x7fff_0000, PID_LIMIT - 1] {
-            word.store(garbage, Ordering::Relaxed);
-            assert_eq!(lock(&word, &stamp, &mut w).unwrap(), Taken::FromDead);
-            assert_eq!(word.load(Ordering::Relaxed) & PID_MASK, me().0);
-            assert!(unlock(&word, &stamp));
+        for garbage in [0x7fff_fff0, WAITERS | 0x7fff_0000, u64::from(PID_LIMIT - 1)] {
+            word.store(garbage | 12345 << 32, Ordering::Relaxed);
+            assert_eq!(lock(l, &mut w).unwrap(), Taken::FromDead);
+            assert!(held(l));
+            assert!(unlock(l));
         }
         // A live process (pid 1) with a start time that is not its own: the pid was reused.
+        word.store(u64::from(u32::MAX - 1) << 32 | 1, Ordering::Relaxed);
+        assert_eq!(lock(l, &mut w).unwrap(), Taken::FromDead);
+        assert!(unlock(l));
+        // ... and with an unknown one: alive, waited for.
         word.store(1, Ordering::Relaxed);
-        stamp.store(u64::MAX, Ordering::Relaxed);
-        assert_eq!(lock(&word, &stamp, &mut w).unwrap(), Taken::FromDead);
-        assert!(unlock(&word, &stamp));
-        // ... and with its own (or an unknown one): alive, waited for.
-        word.store(1, Ordering::Relaxed);
-        stamp.store(0, Ordering::Relaxed);
-        assert!(lock(&word, &stamp, &mut w).is_err());
-        assert!(!unlock(&word, &stamp));
+        assert!(lock(l, &mut w).is_err());
+        assert!(!unlock(l));
     }
 }

@@ -11,8 +11,8 @@ use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 use super::layout::{
     footprint, max_inline, F_KNOWN, F_WRAP, MSG_HEADER, RING_HEADER, R_CONS_CPU, R_CONS_LOCK,
-    R_CONS_STAMP, R_DATA_SLEEPERS, R_GET_COUNT, R_HEAD, R_PROD_CPU, R_PROD_LOCK, R_PROD_STAMP,
-    R_PUT_COUNT, R_SPACE_SLEEPERS, R_TAIL,
+    R_DATA_SLEEPERS, R_GET_COUNT, R_HEAD, R_PROD_CPU, R_PROD_LOCK, R_PUT_COUNT, R_SPACE_SLEEPERS,
+    R_TAIL,
 };
 /// The message header's size, as an offset.
 const HDR: usize = 16;
@@ -23,7 +23,7 @@ const EARLY_WRAP: u64 = 64 * 1024;
 /// A peer that answers within this long after a spin gave up counts as active (spin again).
 const ACTIVE: std::time::Duration = std::time::Duration::from_millis(1);
 
-use super::lock::{self, Taken};
+use super::lock::{self, LockWord, Taken};
 use super::raw::{current_cpu, futex_wait, futex_wake, Region};
 use super::wait::{spin_until, Waiting};
 use crate::error::{Error, Result};
@@ -181,19 +181,17 @@ impl Ring {
         fits && (self.maxsize == 0 || self.count() < self.maxsize)
     }
 
-    /// The lock word and the owner's start time of the consumers' (`consumer`) or producers'
-    /// lock.
-    fn lock_words(&self, consumer: bool) -> (&AtomicU32, &AtomicU64) {
-        if consumer {
-            (self.word32(R_CONS_LOCK), self.word(R_CONS_STAMP))
-        } else {
-            (self.word32(R_PROD_LOCK), self.word(R_PROD_STAMP))
+    /// The consumers' (`consumer`) or producers' lock.
+    fn lock_word(&self, consumer: bool) -> LockWord<'_> {
+        let off = if consumer { R_CONS_LOCK } else { R_PROD_LOCK };
+        LockWord {
+            word: self.word(off),
+            futex: self.low(off),
         }
     }
 
     fn lock(&self, consumer: bool, w: &mut Waiting<'_>) -> Result<()> {
-        let (word, stamp) = self.lock_words(consumer);
-        if lock::lock(word, stamp, w)? == Taken::FromDead {
+        if lock::lock(self.lock_word(consumer), w)? == Taken::FromDead {
             if consumer {
                 self.repair_consumer();
             } else {
@@ -204,13 +202,12 @@ impl Ring {
     }
 
     fn unlock(&self, consumer: bool) -> bool {
-        let (word, stamp) = self.lock_words(consumer);
-        lock::unlock(word, stamp)
+        lock::unlock(self.lock_word(consumer))
     }
 
     /// Whether this process holds the consumers' (`consumer`) or producers' lock.
     fn holds(&self, consumer: bool) -> bool {
-        lock::held(self.lock_words(consumer).0)
+        lock::held(self.lock_word(consumer))
     }
 
     /// A dead producer held the lock: the tail is whatever it last published (a message is

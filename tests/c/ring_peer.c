@@ -26,8 +26,7 @@
 #define RING_HEADER 768
 #define R_PROD_LOCK 0
 #define R_CONS_LOCK 128
-#define LOCK_STAMP 8 /* the owner's start time, from its lock word */
-#define WAITERS 0x80000000u
+#define WAITERS 0x80000000u /* in the lock's low 32 bits (its futex word), beside the pid */
 #define PID_MASK 0x7fffffffu
 #define R_TAIL 256
 #define R_PUT_COUNT 264
@@ -92,34 +91,33 @@ static int owner_gone(uint32_t word) {
     return state && (state[2] == 'Z' || state[2] == 'X');
 }
 
-/* Takes a ring's lock: 0 -> our pid; a dead owner's lock is taken over (a full peer would then
- * repair the ring: docs/channel.md, "Crash safety"). */
+/* Takes a ring's lock, a u64: 0 -> our pid (and 0 in the high half: our start time is not
+ * recorded); a dead owner's lock is taken over (a full peer would then repair the ring:
+ * docs/channel.md, "Crash safety"). */
 static void lock(uint8_t *line) {
-    _Atomic uint32_t *word = U32(line);
-    uint32_t me = (uint32_t)getpid(), slept = 0;
+    _Atomic uint64_t *word = U64(line);
+    uint64_t me = (uint64_t)getpid(), slept = 0;
     for (;;) {
-        uint32_t cur = atomic_load(word);
+        uint64_t cur = atomic_load(word);
         if ((cur & PID_MASK) == 0) {
-            if (atomic_compare_exchange_strong(word, &cur, me | (cur & WAITERS) | slept)) break;
+            if (atomic_compare_exchange_strong(word, &cur, me | (cur & WAITERS) | slept)) return;
             continue;
         }
-        if (owner_gone(cur)) {
-            atomic_store(U64(line + LOCK_STAMP), 0);
-            if (atomic_compare_exchange_strong(word, &cur, me | (cur & WAITERS))) break;
+        if (owner_gone((uint32_t)cur)) {
+            if (atomic_compare_exchange_strong(word, &cur, me | (cur & WAITERS))) return;
             continue;
         }
         if (!(cur & WAITERS) && !atomic_compare_exchange_strong(word, &cur, cur | WAITERS))
             continue;
         struct timespec ts = {0, 50 * 1000 * 1000};
-        syscall(SYS_futex, word, FUTEX_WAIT, cur | WAITERS, &ts, NULL, 0);
+        /* the futex word: the low half (little-endian) */
+        syscall(SYS_futex, line, FUTEX_WAIT, (uint32_t)(cur | WAITERS), &ts, NULL, 0);
         slept = WAITERS;
     }
-    atomic_store(U64(line + LOCK_STAMP), 0); /* our start time: unknown */
 }
 
 static void unlock(uint8_t *line) {
-    atomic_store(U64(line + LOCK_STAMP), 0);
-    if (atomic_exchange(U32(line), 0) & WAITERS)
+    if (atomic_exchange(U64(line), 0) & WAITERS)
         syscall(SYS_futex, line, FUTEX_WAKE, 1, NULL, NULL, 0);
 }
 
