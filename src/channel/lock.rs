@@ -10,7 +10,7 @@
 //! Both halves change together, by one 64-bit compare-and-swap: taking it is a compare-and-swap
 //! of 0 to the owner's word, releasing it one of the owner's word to 0 (then `FUTEX_WAKE` on the
 //! low half when the waiters bit was set). A contended taker spins briefly, then looks at the
-//! owner once per slice: a pid that does not exist, a zombie, a process whose start time is not
+//! owner before each sleep of at most 5 ms (an owner found alive is believed for 5 ms): a pid that does not exist, a zombie, a process whose start time is not
 //! the recorded one (the pid was reused), or a value that cannot be a pid (garbage a peer wrote)
 //! is a dead owner, whose lock is taken over with one compare-and-swap; the caller then repairs
 //! what the lock protects. Nothing in the word is ever dereferenced: a hostile value costs a
@@ -30,7 +30,7 @@ pub const PID_MASK: u64 = 0x7fff_ffff;
 /// Linux's largest possible pid (`PID_MAX_LIMIT`): a larger owner is garbage, hence dead.
 const PID_LIMIT: u32 = 1 << 22;
 /// How long a contended taker spins before it looks at the owner and sleeps.
-const LOCK_SPIN: Duration = Duration::from_micros(5);
+const LOCK_SPIN: Duration = Duration::from_micros(2);
 
 /// How a lock was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,12 +110,37 @@ fn owner_state(pid: u32) -> Owner {
         .map_or(Owner::Unknown, Owner::Alive)
 }
 
+/// How long an owner found alive is believed alive without another look at `/proc`.
+const ALIVE_FOR: Duration = Duration::from_millis(5);
+
+/// The lock word last found to name a live owner, and when (coarse milliseconds).
+static ALIVE: AtomicU64 = AtomicU64::new(0);
+static ALIVE_AT: AtomicU64 = AtomicU64::new(0);
+
 /// Whether the owner named by lock word `word` is gone (`me`: this process's word).
 fn owner_dead(word: u64, me: u64) -> bool {
-    let pid = word & PID_MASK;
-    if pid == me & PID_MASK {
+    if word & PID_MASK == me & PID_MASK {
         return false;
     }
+    let word = word & !WAITERS;
+    let now = super::raw::coarse_ms();
+    #[allow(clippy::cast_possible_truncation)] // 5
+    let fresh = ALIVE_FOR.as_millis() as u64;
+    if ALIVE.load(Ordering::Relaxed) == word
+        && now.saturating_sub(ALIVE_AT.load(Ordering::Relaxed)) < fresh
+    {
+        return false;
+    }
+    let dead = look_at_owner(word);
+    if !dead {
+        ALIVE_AT.store(now, Ordering::Relaxed);
+        ALIVE.store(word, Ordering::Relaxed);
+    }
+    dead
+}
+
+fn look_at_owner(word: u64) -> bool {
+    let pid = word & PID_MASK;
     #[allow(clippy::cast_possible_truncation)] // 31 bits
     let pid = pid as u32;
     if pid > PID_LIMIT {
@@ -187,7 +212,8 @@ fn contended(l: LockWord<'_>, me: u64, w: &mut Waiting<'_>) -> Result<Taken> {
             }
             continue;
         }
-        let slice = w.next_slice()?;
+        // Short sleeps: an owner found alive is believed for up to ALIVE_FOR without a look.
+        let slice = w.next_slice()?.min(ALIVE_FOR);
         if cur & WAITERS == 0
             && l.word
                 .compare_exchange(cur, cur | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
