@@ -35,7 +35,7 @@ impl Region {
         self.map.is_empty()
     }
 
-    /// The mapping, kept alive by whoever clones it (robust mutexes, views).
+    /// The mapping, kept alive by whoever clones it (views, reservations).
     pub fn keeper(&self) -> Arc<Mapping> {
         Arc::clone(&self.map)
     }
