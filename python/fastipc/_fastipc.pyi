@@ -712,8 +712,8 @@ class MessageView:
     gives a read-only ``memoryview``; leaving the block releases the view and returns the
     message's space to the ring. Any use of the memoryview afterwards raises ``ValueError``
     (the memoryview is released). A view that is never entered is released by :meth:`release`
-    or when garbage collected. While a view is held, other consumers of the same queue wait
-    (documented)."""
+    or when garbage collected, from any thread of the process. While a view is held, other
+    consumers of the same queue wait (documented)."""
 
     def __enter__(self) -> memoryview: ...
     def __exit__(
@@ -731,7 +731,8 @@ class Reservation:
     """``n`` writable bytes reserved in the ring (zero-copy send). ``with q.reserve(n) as view:``
     gives a writable ``memoryview``; leaving the block normally publishes the message (all ``n``
     bytes, or ``size`` bytes after :meth:`shrink`); leaving it by an exception discards it and
-    nothing is delivered. Other producers wait while a reservation is held (documented)."""
+    nothing is delivered. Other producers wait while a reservation is held (documented); any
+    thread of the process may commit or discard it."""
 
     def __enter__(self) -> memoryview: ...
     def __exit__(

@@ -231,10 +231,7 @@ impl End {
     /// [`End::peer_gone`], asked at most every `every_ms` milliseconds (by the coarse clock,
     /// a few nanoseconds): `false` in between.
     pub fn peer_gone_paced(&self, every_ms: u64) -> bool {
-        let ts = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-        let now = u64::try_from(ts.tv_sec).unwrap_or(0) * 1000
-            + u64::try_from(ts.tv_nsec / 1_000_000).unwrap_or(0)
-            + 1;
+        let now = super::raw::coarse_ms() + 1;
         let last = self.last_check.load(Ordering::Relaxed);
         if now.saturating_sub(last) < every_ms && last != 0 {
             return false;

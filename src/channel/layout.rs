@@ -14,7 +14,9 @@
 //!   144 u32  pid of channel end 0 (named channels), 148 u32 pid of end 1
 //!   152 u32  end 0 closed (named channels), 156 u32 end 1 closed
 //! ring i at 256 + i * (RING_HEADER + capacity), each line 128 bytes:
-//!   +0   producers' robust mutex   +128 consumers' robust mutex
+//!   +0   u64 producers' lock (see `channel::lock`): 0 free, else the owner's pid in bits
+//!        0-30, bit 31 while a waiter sleeps, the low 32 bits of its start time in bits 32-63
+//!   +128 u64 consumers' lock, the same
 //!   +256 u64 tail (bytes ever written)   +264 u64 messages ever written
 //!   +272 u32 CPU of the last publish (a hint: spin only for a peer on another CPU)
 //!   +384 u64 head (bytes ever consumed)  +392 u64 messages ever consumed
@@ -31,7 +33,7 @@ use crate::error::{Error, Result};
 /// The segment's magic, "FIPCRING" as little-endian bytes.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"FIPCRING");
 /// The layout version this build reads and writes.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Offsets of the segment header.
 pub const OFF_MAGIC: usize = 0;
@@ -56,10 +58,10 @@ pub const OFF_CLOSED: usize = 152;
 /// Where the first ring starts.
 pub const RINGS_START: usize = 256;
 
-/// Ring header offsets, from the ring's start.
-pub const R_PROD_MUTEX: usize = 0;
-/// Consumers' mutex.
-pub const R_CONS_MUTEX: usize = 128;
+/// Ring header offsets, from the ring's start: the producers' lock word.
+pub const R_PROD_LOCK: usize = 0;
+/// Consumers' lock word.
+pub const R_CONS_LOCK: usize = 128;
 /// Tail.
 pub const R_TAIL: usize = 256;
 /// Messages written.
@@ -219,8 +221,8 @@ mod tests {
         assert_eq!(max_inline(1024), 496);
         assert_eq!(footprint(0), 16);
         assert_eq!(footprint(1), 24);
-        assert!(check_header(MAGIC, 2, 1, 1024, 0, 1 << 20).is_err());
-        assert!(check_header(MAGIC, 1, 1, 1024, 0, 100).is_err());
-        assert!(check_header(MAGIC, 1, 3, 1024, 0, 1 << 20).is_ok());
+        assert!(check_header(MAGIC, 1, 1, 1024, 0, 1 << 20).is_err());
+        assert!(check_header(MAGIC, 2, 1, 1024, 0, 100).is_err());
+        assert!(check_header(MAGIC, 2, 3, 1024, 0, 1 << 20).is_ok());
     }
 }

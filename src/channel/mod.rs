@@ -9,6 +9,7 @@ pub mod big;
 pub mod end;
 pub mod layout;
 pub mod local;
+pub mod lock;
 pub mod queue;
 mod raw;
 pub mod ring;

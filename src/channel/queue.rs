@@ -87,10 +87,7 @@ impl Queue {
         let ring = self.ring();
         let slot = ring.reserve(data.len(), w)?;
         match ring.write(&slot, 0, data) {
-            Ok(()) => {
-                ring.publish(slot, data.len(), 0);
-                Ok(())
-            }
+            Ok(()) => ring.publish(slot, data.len(), 0),
             Err(e) => {
                 ring.abort(slot);
                 Err(e)

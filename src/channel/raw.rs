@@ -35,7 +35,7 @@ impl Region {
         self.map.is_empty()
     }
 
-    /// The mapping, kept alive by whoever clones it (robust mutexes, views).
+    /// The mapping, kept alive by whoever clones it (views, reservations).
     pub fn keeper(&self) -> Arc<Mapping> {
         Arc::clone(&self.map)
     }
@@ -124,15 +124,24 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, slice: Duration) {
 
 /// Wakes every process sleeping in [`futex_wait`] on `word`.
 pub fn futex_wake(word: &AtomicU32) {
+    wake(word, i32::MAX);
+}
+
+/// Wakes one process sleeping in [`futex_wait`] on `word`.
+pub fn futex_wake_one(word: &AtomicU32) {
+    wake(word, 1);
+}
+
+fn wake(word: &AtomicU32, n: i32) {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         // SAFETY: FUTEX_WAKE only uses the address as a key; it reads and writes no memory.
         unsafe {
-            libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
+            libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n);
         }
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let _ = word;
+    let _ = (word, n);
 }
 
 /// A pidfd for `pid` (Linux 5.3+): it polls readable once the process has exited.
@@ -150,15 +159,37 @@ pub fn pidfd_open(pid: u32) -> Result<std::os::fd::OwnedFd, rustix::io::Errno> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
-/// A robust mutex at `ptr`, inside the mapping that `keep` keeps alive.
-pub fn mutex(
-    ptr: *mut u8,
-    keep: Arc<Mapping>,
-) -> Result<crate::sys::mutex::SharedMutex, rustix::io::Errno> {
-    // SAFETY: `ptr` was checked by `Region::ptr` to have IN_BUFFER_SIZE bytes inside the mapping
-    // that `keep` holds mapped for the mutex's lifetime; that memory is touched only through
-    // atomics and pthread calls (and by other processes sharing the segment).
-    unsafe { crate::sys::mutex::SharedMutex::borrowed(ptr, Box::new(keep)) }
+/// Runs `handler` in the child of every later `fork` (to forget a cached pid).
+pub fn on_fork_child(handler: extern "C" fn()) {
+    // SAFETY: registers plain functions with the C library; `handler` only stores an atomic
+    // (async-signal-safe, as a fork handler must be).
+    unsafe {
+        libc::pthread_atfork(None, None, Some(handler));
+    }
+}
+
+/// The coarse monotonic clock in milliseconds (a few nanoseconds to read: the vDSO's tick).
+pub fn coarse_ms() -> u64 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec, on our stack. (Through the C library: it
+        // finds the vDSO by the means every tool understands, valgrind included.)
+        unsafe {
+            libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &raw mut ts);
+        }
+        u64::try_from(ts.tv_sec).unwrap_or(0) * 1000
+            + u64::try_from(ts.tv_nsec / 1_000_000).unwrap_or(0)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        u64::try_from(ts.tv_sec).unwrap_or(0) * 1000
+            + u64::try_from(ts.tv_nsec / 1_000_000).unwrap_or(0)
+    }
 }
 
 /// The CPU this thread runs on now (`u32::MAX` where unknown).

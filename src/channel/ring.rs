@@ -1,6 +1,7 @@
-//! One ring of a segment: many producers and many consumers, each side serialised by a robust
-//! process-shared mutex, so that a process killed anywhere never publishes half a message and
-//! never wedges the ring (the next locker gets `EOWNERDEAD` and repairs).
+//! One ring of a segment: many producers and many consumers, each side serialised by a lock of
+//! its own ([`super::lock`]: the owner's pid in a futex word), so that a process killed anywhere
+//! never publishes half a message and never wedges the ring (the next taker finds the owner dead,
+//! takes the lock over and repairs).
 //!
 //! A producer writes the message, then publishes it with one release store of the tail; a
 //! consumer reads it, then frees it with one release store of the head. Everything read from the
@@ -9,8 +10,8 @@
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 use super::layout::{
-    footprint, max_inline, F_KNOWN, F_WRAP, MSG_HEADER, RING_HEADER, R_CONS_CPU, R_CONS_MUTEX,
-    R_DATA_SLEEPERS, R_GET_COUNT, R_HEAD, R_PROD_CPU, R_PROD_MUTEX, R_PUT_COUNT, R_SPACE_SLEEPERS,
+    footprint, max_inline, F_KNOWN, F_WRAP, MSG_HEADER, RING_HEADER, R_CONS_CPU, R_CONS_LOCK,
+    R_DATA_SLEEPERS, R_GET_COUNT, R_HEAD, R_PROD_CPU, R_PROD_LOCK, R_PUT_COUNT, R_SPACE_SLEEPERS,
     R_TAIL,
 };
 /// The message header's size, as an offset.
@@ -22,12 +23,12 @@ const EARLY_WRAP: u64 = 64 * 1024;
 /// A peer that answers within this long after a spin gave up counts as active (spin again).
 const ACTIVE: std::time::Duration = std::time::Duration::from_millis(1);
 
+use super::lock::{self, LockWord, Taken};
 use super::raw::{current_cpu, futex_wait, futex_wake, Region};
 use super::wait::{spin_until, Waiting};
 use crate::error::{Error, Result};
-use crate::sys::mutex::{Locked, SharedMutex};
 
-/// A message reserved by a producer (the producers' mutex is held until it is published or
+/// A message reserved by a producer (the producers' lock is held until it is published or
 /// dropped with [`Ring::abort`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Slot {
@@ -39,7 +40,7 @@ pub struct Slot {
     pub len: usize,
 }
 
-/// A message found by a consumer (the consumers' mutex is held until [`Ring::release`] or
+/// A message found by a consumer (the consumers' lock is held until [`Ring::release`] or
 /// [`Ring::keep`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Msg {
@@ -60,8 +61,6 @@ pub struct Ring {
     cap: u64,
     maxsize: u64,
     unfinished: Option<usize>,
-    prod: SharedMutex,
-    cons: SharedMutex,
     pub(super) misses: AtomicU32,
     /// The head as this process last read it: a lower bound of the real one (heads only grow),
     /// so a producer reads the consumers' cache line only when this one says the ring is full.
@@ -84,33 +83,18 @@ fn corrupt(what: impl Into<String>) -> Error {
     Error::Corrupt { what: what.into() }
 }
 
-fn mutex_at(region: &Region, offset: usize) -> Result<SharedMutex> {
-    let ptr = region
-        .ptr(offset, crate::sys::mutex::IN_BUFFER_SIZE)
-        .ok_or_else(|| corrupt("mutex out of range"))?;
-    super::raw::mutex(ptr, region.keeper()).map_err(|_| corrupt("mutex misaligned"))
-}
-
 impl Ring {
-    /// The ring at `base` of `region`, of `cap` data bytes. `init`: initialise its mutexes (a
-    /// segment this process just created).
+    /// The ring at `base` of `region`, of `cap` data bytes (a fresh segment's zeroes are a
+    /// valid empty ring: both locks free).
     pub(crate) fn new(
         region: Region,
         base: usize,
         cap: u64,
         maxsize: u64,
         unfinished: Option<usize>,
-        init: bool,
     ) -> Result<Ring> {
-        let prod = mutex_at(&region, base + R_PROD_MUTEX)?;
-        let cons = mutex_at(&region, base + R_CONS_MUTEX)?;
-        if init {
-            prod.init()
-                .map_err(|e| Error::os(e, "pthread_mutex_init", "channel"))?;
-            cons.init()
-                .map_err(|e| Error::os(e, "pthread_mutex_init", "channel"))?;
-        } else if !prod.is_ready() || !cons.is_ready() {
-            return Err(corrupt("the ring's mutexes are not initialised"));
+        if base % 128 != 0 {
+            return Err(corrupt("ring misaligned"));
         }
         let end = base + RING_HEADER + usize::try_from(cap).unwrap_or(usize::MAX);
         if end > region.len() {
@@ -122,8 +106,6 @@ impl Ring {
             cap,
             maxsize,
             unfinished,
-            prod,
-            cons,
             misses: AtomicU32::new(0),
             seen_head: AtomicU64::new(0),
             seen_tail: AtomicU64::new(0),
@@ -199,42 +181,33 @@ impl Ring {
         fits && (self.maxsize == 0 || self.count() < self.maxsize)
     }
 
-    fn lock(&self, consumer: bool, w: &mut Waiting<'_>) -> Result<()> {
-        let m = if consumer { &self.cons } else { &self.prod };
-        let mut slice = None;
-        loop {
-            match m.lock(slice) {
-                Ok(Locked::Acquired) => return Ok(()),
-                Ok(Locked::OwnerDied) => {
-                    if consumer {
-                        self.repair_consumer();
-                    } else {
-                        self.repair_producer();
-                    }
-                    m.make_consistent()
-                        .map_err(|e| Error::os(e, "pthread_mutex_consistent", w.what))?;
-                    return Ok(());
-                }
-                Err(rustix::io::Errno::BUSY | rustix::io::Errno::TIMEDOUT) => {}
-                // A mutex that is not recoverable, or whose bytes are not a mutex's (EINVAL,
-                // EAGAIN, EDEADLK from an owner field a peer overwrote).
-                Err(e) => {
-                    return Err(corrupt(format!(
-                        "a mutex of the ring is unusable ({})",
-                        crate::error::errno_text(e)
-                    )))
-                }
-            }
-            if slice.is_some() {
-                w.interrupt.check()?;
-            }
-            slice = Some(w.next_slice()?);
+    /// The consumers' (`consumer`) or producers' lock.
+    fn lock_word(&self, consumer: bool) -> LockWord<'_> {
+        let off = if consumer { R_CONS_LOCK } else { R_PROD_LOCK };
+        LockWord {
+            word: self.word(off),
+            futex: self.low(off),
         }
     }
 
-    fn unlock(&self, consumer: bool) {
-        let m = if consumer { &self.cons } else { &self.prod };
-        let _ = m.unlock();
+    fn lock(&self, consumer: bool, w: &mut Waiting<'_>) -> Result<()> {
+        if lock::lock(self.lock_word(consumer), w)? == Taken::FromDead {
+            if consumer {
+                self.repair_consumer();
+            } else {
+                self.repair_producer();
+            }
+        }
+        Ok(())
+    }
+
+    fn unlock(&self, consumer: bool) -> bool {
+        lock::unlock(self.lock_word(consumer))
+    }
+
+    /// Whether this process holds the consumers' (`consumer`) or producers' lock.
+    fn holds(&self, consumer: bool) -> bool {
+        lock::held(self.lock_word(consumer))
     }
 
     /// A dead producer held the lock: the tail is whatever it last published (a message is
@@ -268,7 +241,7 @@ impl Ring {
     }
 
     /// Reserves `len` payload bytes (at most [`Ring::max_inline`]), waiting for space as `w` says.
-    /// The producers' mutex stays held: end with [`Ring::publish`] or [`Ring::abort`].
+    /// The producers' lock stays held: end with [`Ring::publish`] or [`Ring::abort`].
     pub fn reserve(&self, len: usize, w: &mut Waiting<'_>) -> Result<Slot> {
         if len > self.max_inline() {
             return Err(Error::MessageTooLarge {
@@ -291,7 +264,7 @@ impl Ring {
                 Ok(Some(slot)) => return Ok(slot),
                 Ok(None) => {}
                 Err(e) => {
-                    self.unlock(false);
+                    let _ = self.unlock(false);
                     return Err(e);
                 }
             }
@@ -368,8 +341,13 @@ impl Ring {
     }
 
     /// Publishes the first `len` bytes of the slot (at most its length) with `flags`, wakes a
-    /// sleeping consumer if one announced itself, and lets the next producer in.
-    pub fn publish(&self, slot: Slot, len: usize, flags: u32) {
+    /// sleeping consumer if one announced itself, and lets the next producer in. A corrupt
+    /// channel error, and nothing published, when this process no longer holds the producers'
+    /// lock (a forked child's copy of a reservation, or a lock word a peer overwrote).
+    pub fn publish(&self, slot: Slot, len: usize, flags: u32) -> Result<()> {
+        if !self.holds(false) {
+            return Err(corrupt("the producers' lock is not this process's"));
+        }
         let len = len.min(slot.len) as u64;
         if slot.skip > 0 {
             self.write_header(slot.tail, F_WRAP, 0, 0);
@@ -392,15 +370,16 @@ impl Ring {
         if self.word32(R_DATA_SLEEPERS).load(Ordering::Relaxed) != 0 {
             futex_wake(self.low(R_TAIL));
         }
-        self.unlock(false);
+        let _ = self.unlock(false);
+        Ok(())
     }
 
     /// Drops a reservation: nothing is published.
     pub fn abort(&self, _slot: Slot) {
-        self.unlock(false);
+        let _ = self.unlock(false);
     }
 
-    /// Waits for a message as `w` says. The consumers' mutex stays held: end with
+    /// Waits for a message as `w` says. The consumers' lock stays held: end with
     /// [`Ring::release`] (consumed) or [`Ring::keep`] (left for the next reader).
     pub fn acquire(&self, w: &mut Waiting<'_>) -> Result<Msg> {
         self.lock(true, w)?;
@@ -417,7 +396,7 @@ impl Ring {
                 Ok(Some(msg)) => return Ok(msg),
                 Ok(None) => {}
                 Err(e) => {
-                    self.unlock(true);
+                    let _ = self.unlock(true);
                     return Err(e);
                 }
             }
@@ -505,7 +484,12 @@ impl Ring {
     }
 
     /// Frees the message's space, wakes a producer waiting for it, lets the next consumer in.
+    /// Nothing happens when this process no longer holds the consumers' lock (a forked child's
+    /// copy of a view, or a lock word a peer overwrote): the message stays for the lock's owner.
     pub fn release(&self, msg: Msg) {
+        if !self.holds(true) {
+            return;
+        }
         self.word(R_HEAD).store(msg.end, Ordering::Release);
         self.word(R_GET_COUNT)
             .store(msg.seq.saturating_add(1), Ordering::Release);
@@ -515,12 +499,12 @@ impl Ring {
         if self.word32(R_SPACE_SLEEPERS).load(Ordering::Relaxed) != 0 {
             futex_wake(self.low(R_HEAD));
         }
-        self.unlock(true);
+        let _ = self.unlock(true);
     }
 
     /// Leaves the message in the ring for the next consumer.
     pub fn keep(&self, _msg: Msg) {
-        self.unlock(true);
+        let _ = self.unlock(true);
     }
 
     /// Waits until the u64 at `off` is no longer `seen` (or a slice passed: the caller re-checks

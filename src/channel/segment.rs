@@ -68,7 +68,7 @@ impl Segment {
             capacity,
             maxsize,
         };
-        let rings = Segment::rings(&region, header, true)?;
+        let rings = Segment::rings(&region, header)?;
         // The magic last: an opener that sees it sees an initialised segment.
         region
             .u64_at(OFF_MAGIC)
@@ -83,7 +83,7 @@ impl Segment {
         })
     }
 
-    fn rings(region: &Region, header: Header, init: bool) -> Result<Vec<Ring>> {
+    fn rings(region: &Region, header: Header) -> Result<Vec<Ring>> {
         let unfinished = (header.kind == Kind::JoinableQueue).then_some(OFF_UNFINISHED);
         (0..header.kind.rings())
             .map(|i| {
@@ -93,7 +93,6 @@ impl Segment {
                     header.capacity,
                     header.maxsize,
                     unfinished,
-                    init,
                 )
             })
             .collect()
@@ -134,7 +133,7 @@ impl Segment {
             field(OFF_MAXSIZE)?,
             region.len(),
         )?;
-        let rings = Segment::rings(&region, header, false)?;
+        let rings = Segment::rings(&region, header)?;
         Ok(Segment {
             region,
             fd,

@@ -77,6 +77,33 @@ impl Buffer {
     }
 }
 
+/// The bytes of a buffer object to read: a `bytes` object's own (no export, no allocation: the
+/// common case of a send), or a buffer export.
+pub enum Readable<'a> {
+    /// A `bytes` object's contents (immutable while referenced).
+    Bytes(&'a [u8]),
+    /// Any other buffer object's export.
+    Export(Buffer),
+}
+
+impl<'a> Readable<'a> {
+    /// The bytes of `obj`.
+    pub fn of(obj: &'a Bound<'_, PyAny>) -> PyResult<Readable<'a>> {
+        if let Ok(bytes) = obj.cast::<PyBytes>() {
+            return Ok(Readable::Bytes(bytes.as_bytes()));
+        }
+        Buffer::readable(obj).map(Readable::Export)
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Readable::Bytes(bytes) => bytes,
+            Readable::Export(buffer) => buffer.as_slice(),
+        }
+    }
+}
+
 impl Buffer {
     /// A robust mutex at `offset` of this (writable) view, which it keeps exported for as long
     /// as the mutex lives. `EINVAL` if the bytes there are too few or misaligned.

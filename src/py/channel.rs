@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple, PyType};
 
 use crate::channel::{end, End};
-use crate::py::buffer::Buffer;
+use crate::py::buffer::{Buffer, Readable};
 use crate::py::errors::IntoPy;
 use crate::py::ringops::Owner;
 use crate::py::slot::{Closable, Slot};
@@ -151,7 +151,7 @@ impl Channel {
         offset: i64,
         size: Option<i64>,
     ) -> PyResult<()> {
-        let data = Buffer::readable(buf)?;
+        let data = Readable::of(buf)?;
         let bytes = data.as_slice();
         let start = usize::try_from(offset)
             .ok()

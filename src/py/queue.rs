@@ -8,7 +8,7 @@ use pyo3::types::{PyList, PyTuple, PyType};
 
 use crate::channel::Queue as Core;
 use crate::py::blocking::detached;
-use crate::py::buffer::Buffer;
+use crate::py::buffer::{Buffer, Readable};
 use crate::py::errors::IntoPy;
 use crate::py::ringops::{Empty, Full, Owner};
 use crate::py::slot::{Closable, Slot};
@@ -180,7 +180,7 @@ impl Queue {
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<()> {
-        let data = Buffer::readable(buf)?;
+        let data = Readable::of(buf)?;
         self.owner()?
             .send_bytes(py, data.as_slice(), deadline(block, timeout)?)
     }

@@ -238,8 +238,9 @@ impl Owner {
                 ring.abort(slot);
                 return Err(self.error(err, None, true));
             }
-            ring.publish(slot, total, flags);
-            return Ok(());
+            return ring
+                .publish(slot, total, flags)
+                .map_err(|err| self.error(err, None, true));
         }
         if let Owner::Channel(e) = self {
             e.send_check().map_err(|err| self.error(err, None, true))?;
@@ -262,8 +263,11 @@ impl Owner {
                     big::discard(shm);
                     return Err(self.error(err, None, true));
                 }
-                ring.publish(slot, reference.len(), flags | F_BIG);
-                Ok(())
+                ring.publish(slot, reference.len(), flags | F_BIG)
+                    .map_err(|err| {
+                        big::discard(shm);
+                        self.error(err, None, true)
+                    })
             }
             Err(err) => {
                 big::discard(shm);

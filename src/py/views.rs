@@ -1,8 +1,8 @@
 //! `MessageView` (zero-copy receive) and `Reservation` (zero-copy send): memoryviews of a
 //! message where it lies in the ring, holding the consumers' or producers' lock until released.
 //!
-//! The lock is a robust pthread mutex, owned by the thread that took it: release a view or a
-//! reservation in the thread that made it (the `with` block does).
+//! The lock belongs to the process that took it (see `channel::lock`): any thread of it may
+//! release a view or a reservation; a forked child's copy of one releases nothing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -192,36 +192,50 @@ impl Reservation {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some((slot, big)) = taken {
-            finish(
+            let finished = finish(
                 &self.owner,
                 slot,
                 big,
                 self.size.load(Ordering::Acquire),
                 publish,
-            );
+            )
+            .map_err(|e| self.owner.error(e, None, true));
             self.owner.local().unhold();
+            finished?;
         }
         Ok(())
     }
 }
 
-fn finish(owner: &Owner, slot: Slot, shm: Option<SharedMemory>, size: usize, publish: bool) {
+fn finish(
+    owner: &Owner,
+    slot: Slot,
+    shm: Option<SharedMemory>,
+    size: usize,
+    publish: bool,
+) -> Result<(), crate::error::Error> {
     let ring = owner.tx();
     match shm {
         None if publish => ring.publish(slot, size, 0),
-        None => ring.abort(slot),
+        None => {
+            ring.abort(slot);
+            Ok(())
+        }
         Some(shm) if publish => {
             let reference = big::reference(&shm, size);
-            if ring.write(&slot, 0, &reference).is_ok() {
-                ring.publish(slot, reference.len(), crate::channel::layout::F_BIG);
-            } else {
+            let sent = ring
+                .write(&slot, 0, &reference)
+                .and_then(|()| ring.publish(slot, reference.len(), crate::channel::layout::F_BIG));
+            if sent.is_err() {
                 ring.abort(slot);
                 big::discard(shm);
             }
+            sent
         }
         Some(shm) => {
             ring.abort(slot);
             big::discard(shm);
+            Ok(())
         }
     }
 }
@@ -304,7 +318,7 @@ impl Drop for Reservation {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some((slot, big)) = taken {
-            finish(&self.owner, slot, big, 0, false);
+            let _ = finish(&self.owner, slot, big, 0, false);
             self.owner.local().unhold();
         }
     }

@@ -10,7 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
-#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,8 +24,10 @@
 
 #define RINGS_START 256
 #define RING_HEADER 768
-#define R_PROD_MUTEX 0
-#define R_CONS_MUTEX 128
+#define R_PROD_LOCK 0
+#define R_CONS_LOCK 128
+#define WAITERS 0x80000000u /* in the lock's low 32 bits (its futex word), beside the pid */
+#define PID_MASK 0x7fffffffu
 #define R_TAIL 256
 #define R_PUT_COUNT 264
 #define R_HEAD 384
@@ -60,8 +62,8 @@ static uint8_t *map_segment(const char *name, uint64_t *cap, uint32_t *kind) {
     memcpy(&version, base + 8, 4);
     memcpy(kind, base + 12, 4);
     memcpy(cap, base + 16, 8);
-    if (memcmp(&magic, "FIPCRING", 8) != 0 || version != 1) {
-        fprintf(stderr, "not a fastipc ring of layout 1\n");
+    if (memcmp(&magic, "FIPCRING", 8) != 0 || version != 2) {
+        fprintf(stderr, "not a fastipc ring of layout 2\n");
         exit(2);
     }
     return base;
@@ -72,18 +74,51 @@ static struct ring ring_at(uint8_t *base, uint64_t cap, int i) {
     return r;
 }
 
-static void lock(uint8_t *mutex_line) {
-    pthread_mutex_t *m = (pthread_mutex_t *)(void *)(mutex_line + 64);
-    int rc = pthread_mutex_lock(m);
-    if (rc == EOWNERDEAD) rc = pthread_mutex_consistent(m);
-    if (rc != 0) {
-        errno = rc;
-        die("pthread_mutex_lock", 3);
+/* Whether the owner named by a lock word is gone: no such pid, a zombie, or not a pid at all.
+ * (This peer records no start time, so it does not tell a reused pid from its owner.) */
+static int owner_gone(uint32_t word) {
+    int pid = (int)(word & PID_MASK);
+    if (pid > (1 << 22)) return 1;
+    if (kill(pid, 0) != 0 && errno == ESRCH) return 1;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return errno == ENOENT;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *state = strrchr(buf, ')');
+    return state && (state[2] == 'Z' || state[2] == 'X');
+}
+
+/* Takes a ring's lock, a u64: 0 -> our pid (and 0 in the high half: our start time is not
+ * recorded); a dead owner's lock is taken over (a full peer would then repair the ring:
+ * docs/channel.md, "Crash safety"). */
+static void lock(uint8_t *line) {
+    _Atomic uint64_t *word = U64(line);
+    uint64_t me = (uint64_t)getpid(), slept = 0;
+    for (;;) {
+        uint64_t cur = atomic_load(word);
+        if ((cur & PID_MASK) == 0) {
+            if (atomic_compare_exchange_strong(word, &cur, me | (cur & WAITERS) | slept)) return;
+            continue;
+        }
+        if (owner_gone((uint32_t)cur)) {
+            if (atomic_compare_exchange_strong(word, &cur, me | (cur & WAITERS))) return;
+            continue;
+        }
+        if (!(cur & WAITERS) && !atomic_compare_exchange_strong(word, &cur, cur | WAITERS))
+            continue;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        /* the futex word: the low half (little-endian) */
+        syscall(SYS_futex, line, FUTEX_WAIT, (uint32_t)(cur | WAITERS), &ts, NULL, 0);
+        slept = WAITERS;
     }
 }
 
-static void unlock(uint8_t *mutex_line) {
-    pthread_mutex_unlock((pthread_mutex_t *)(void *)(mutex_line + 64));
+static void unlock(uint8_t *line) {
+    if (atomic_exchange(U64(line), 0) & WAITERS)
+        syscall(SYS_futex, line, FUTEX_WAKE, 1, NULL, NULL, 0);
 }
 
 /* Sleeps while the low half of the u64 at `word` is `seen`, announced in `sleepers`. */
@@ -105,7 +140,7 @@ static void wake_if_asleep(uint8_t *word, uint8_t *sleepers) {
 
 static size_t get(struct ring *q, uint8_t *out, size_t room) {
     uint8_t *r = q->r, *data = r + RING_HEADER;
-    lock(r + R_CONS_MUTEX);
+    lock(r + R_CONS_LOCK);
     for (;;) {
         uint64_t head = atomic_load_explicit(U64(r + R_HEAD), memory_order_relaxed);
         uint64_t tail = atomic_load_explicit(U64(r + R_TAIL), memory_order_acquire);
@@ -129,7 +164,7 @@ static size_t get(struct ring *q, uint8_t *out, size_t room) {
             atomic_store_explicit(U64(r + R_HEAD), head + size, memory_order_release);
             atomic_store_explicit(U64(r + R_GET_COUNT), seq + 1, memory_order_release);
             wake_if_asleep(r + R_HEAD, r + R_SPACE_SLEEPERS);
-            unlock(r + R_CONS_MUTEX);
+            unlock(r + R_CONS_LOCK);
             return len;
         }
         sleep_on(r + R_TAIL, tail, r + R_DATA_SLEEPERS);
@@ -139,7 +174,7 @@ static size_t get(struct ring *q, uint8_t *out, size_t room) {
 static void put(struct ring *q, const uint8_t *msg, uint32_t len) {
     uint8_t *r = q->r, *data = r + RING_HEADER;
     uint64_t need = 16 + (((uint64_t)len + 7) & ~7ull);
-    lock(r + R_PROD_MUTEX);
+    lock(r + R_PROD_LOCK);
     for (;;) {
         uint64_t tail = atomic_load_explicit(U64(r + R_TAIL), memory_order_relaxed);
         uint64_t head = atomic_load_explicit(U64(r + R_HEAD), memory_order_acquire);
@@ -163,7 +198,7 @@ static void put(struct ring *q, const uint8_t *msg, uint32_t len) {
         atomic_store_explicit(U64(r + R_TAIL), tail + skip + need, memory_order_release);
         atomic_store_explicit(U64(r + R_PUT_COUNT), seq + 1, memory_order_release);
         wake_if_asleep(r + R_TAIL, r + R_DATA_SLEEPERS);
-        unlock(r + R_PROD_MUTEX);
+        unlock(r + R_PROD_LOCK);
         return;
     }
 }
