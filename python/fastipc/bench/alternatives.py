@@ -10,6 +10,7 @@ with a sentinel (``None``, or an empty ZeroMQ message) when it closes.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import functools
@@ -308,6 +309,7 @@ class ZmqIpc(PairMechanism):
 
 _IOX_COUNTER = itertools.count()
 _IOX_READY_TIMEOUT = 10.0
+_SHM = "/dev/shm"
 _IOX_DATA = 4
 """The offset of the bytes in the payload, after the 4-byte length."""
 
@@ -322,12 +324,32 @@ def _iox_message(capacity: int) -> Any:
     return Message
 
 
+class _IoxPrivate:
+    """Where the iceoryx2 rows of one cell keep what iceoryx2 creates: its files under the run's
+    private directory, its shared memory under ``/dev/shm/<prefix>...``. iceoryx2 leaves a
+    management segment there when its last node ends (it expects to reuse it): the client process
+    unlinks every entry of the prefix when it exits, after its echo processes."""
+
+    def __init__(self, env: Env) -> None:
+        tag = f"{os.getpid()}-{next(_IOX_COUNTER)}"
+        self.prefix = f"iox2-fastipc-bench-{tag}-"
+        self.root = os.path.join(env.socket_dir, f"iox2-{tag}") + os.sep
+        atexit.register(self.remove)
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            for name in os.listdir(_SHM):
+                if name.startswith(self.prefix):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(_SHM, name))
+
+
 class _IoxEnd:
     """One process's ports of the two iceoryx2 publish-subscribe services (there, back), made on
     first use in the process that uses them: a publisher on one, a subscriber on the other."""
 
-    def __init__(self, base: str, max_size: int, publish: str, subscribe: str) -> None:
-        self.base, self.max_size = base, max_size
+    def __init__(self, private: _IoxPrivate, max_size: int, publish: str, subscribe: str) -> None:
+        self.private, self.max_size = private, max_size
         self.names = (publish, subscribe)
         self.node: Any = None
         self.ports: Any = None
@@ -340,14 +362,18 @@ class _IoxEnd:
             iox2.set_log_level(iox2.LogLevel.Error)
             message = _iox_message(self.max_size)
             depth = max(2, min(64, (16 << 20) // (self.max_size + 64)))
+            config = iox2.config.default()
+            config.global_cfg.prefix = iox2.FileName.new(self.private.prefix)
+            config.global_cfg.root_path = iox2.Path.new(self.private.root)
             self.node = (
                 iox2.NodeBuilder.new()
+                .config(config)
                 .signal_handling_mode(iox2.SignalHandlingMode.Disabled)
                 .create(iox2.ServiceType.Ipc)
             )
 
             def service(suffix: str) -> Any:
-                name = iox2.ServiceName.new(f"{self.base}/{suffix}")
+                name = iox2.ServiceName.new(f"fastipc-bench/{suffix}")
                 builder = self.node.service_builder(name).publish_subscribe(message)
                 # nothing lost: a full subscriber buffer makes the publisher retry
                 return (
@@ -516,9 +542,9 @@ class Iceoryx2(PairMechanism):
         return missing("iceoryx2", "iceoryx2") or super().unavailable()
 
     def pair(self, env: Env) -> tuple[Client, Echo]:
-        base = f"fastipc-bench/{os.getpid()}-{next(_IOX_COUNTER)}"
+        private = _IoxPrivate(env)
         size = max(env.max_size, 1)
         return (
-            _IoxClient(_IoxEnd(base, size, "there", "back")),
-            _IoxEcho(_IoxEnd(base, size, "back", "there")),
+            _IoxClient(_IoxEnd(private, size, "there", "back")),
+            _IoxEcho(_IoxEnd(private, size, "back", "there")),
         )
