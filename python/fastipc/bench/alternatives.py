@@ -355,43 +355,57 @@ class _IoxEnd:
         self.ports: Any = None
 
     def open(self) -> tuple[Any, Any, Any, Any]:
-        """(publisher, subscriber, the published service, the subscribed service)."""
+        """(publisher, subscriber, the published service, the subscribed service). Both
+        processes open or create the services at about the same time: if iceoryx2 refuses one
+        of them (a service still being created by the other), it tries again until the
+        timeout."""
         if self.ports is None:
-            import iceoryx2 as iox2  # type: ignore[import-not-found, import-untyped, unused-ignore]
-
-            iox2.set_log_level(iox2.LogLevel.Error)
-            message = _iox_message(self.max_size)
-            depth = max(2, min(64, (16 << 20) // (self.max_size + 64)))
-            config = iox2.config.default()
-            config.global_cfg.prefix = iox2.FileName.new(self.private.prefix)
-            config.global_cfg.root_path = iox2.Path.new(self.private.root)
-            self.node = (
-                iox2.NodeBuilder.new()
-                .config(config)
-                .signal_handling_mode(iox2.SignalHandlingMode.Disabled)
-                .create(iox2.ServiceType.Ipc)
-            )
-
-            def service(suffix: str) -> Any:
-                name = iox2.ServiceName.new(f"fastipc-bench/{suffix}")
-                builder = self.node.service_builder(name).publish_subscribe(message)
-                # nothing lost: a full subscriber buffer makes the publisher retry
-                return (
-                    builder.enable_safe_overflow(False)
-                    .subscriber_max_buffer_size(depth)
-                    .history_size(0)
-                    .open_or_create()
-                )
-
-            out, into = service(self.names[0]), service(self.names[1])
-            publisher = (
-                out.publisher_builder()
-                .backpressure_strategy(iox2.BackpressureStrategy.RetryUntilDelivered)
-                .create()
-            )
-            self.ports = (publisher, into.subscriber_builder().create(), out, into)
+            deadline = time.monotonic() + _IOX_READY_TIMEOUT
+            while self.ports is None:
+                try:
+                    self.ports = self._ports()
+                except Exception:
+                    self.node = None
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.002)
         ports: tuple[Any, Any, Any, Any] = self.ports
         return ports
+
+    def _ports(self) -> tuple[Any, Any, Any, Any]:
+        import iceoryx2 as iox2  # type: ignore[import-not-found, import-untyped, unused-ignore]
+
+        iox2.set_log_level(iox2.LogLevel.Fatal)
+        message = _iox_message(self.max_size)
+        depth = max(2, min(64, (16 << 20) // (self.max_size + 64)))
+        config = iox2.config.default()
+        config.global_cfg.prefix = iox2.FileName.new(self.private.prefix)
+        config.global_cfg.root_path = iox2.Path.new(self.private.root)
+        self.node = (
+            iox2.NodeBuilder.new()
+            .config(config)
+            .signal_handling_mode(iox2.SignalHandlingMode.Disabled)
+            .create(iox2.ServiceType.Ipc)
+        )
+
+        def service(suffix: str) -> Any:
+            name = iox2.ServiceName.new(f"fastipc-bench/{suffix}")
+            builder = self.node.service_builder(name).publish_subscribe(message)
+            # nothing lost: a full subscriber buffer makes the publisher retry
+            return (
+                builder.enable_safe_overflow(False)
+                .subscriber_max_buffer_size(depth)
+                .history_size(0)
+                .open_or_create()
+            )
+
+        out, into = service(self.names[0]), service(self.names[1])
+        publisher = (
+            out.publisher_builder()
+            .backpressure_strategy(iox2.BackpressureStrategy.RetryUntilDelivered)
+            .create()
+        )
+        return publisher, into.subscriber_builder().create(), out, into
 
     def wait_for_peer(self) -> None:
         """Until the other process's subscriber and publisher are there."""
@@ -402,7 +416,7 @@ class _IoxEnd:
             or into.dynamic_config.number_of_publishers < 1
         ):
             if time.monotonic() > deadline:
-                raise TimeoutError("the iceoryx2 echo side did not open its ports")
+                raise TimeoutError("the other side did not open its iceoryx2 ports")
             time.sleep(0.001)
 
     def sender(self) -> Callable[[bytes], None]:
@@ -481,10 +495,16 @@ class _IoxClient:
     def close(self) -> None:
         if os.getpid() != self.creator:
             return
-        if self.end.ports is not None:
+        end = self.end
+        if end.ports is not None:
             with contextlib.suppress(Exception):
-                self.end.sender()(b"")  # the sentinel: an empty message
-        self.end.close()
+                end.sender()(b"")  # the sentinel: an empty message
+                into = end.ports[3]
+                deadline = time.monotonic() + 2.0
+                while into.dynamic_config.number_of_publishers and time.monotonic() < deadline:
+                    time.sleep(0.001)  # the echo side closes its ports
+        end.close()
+        end.private.remove()
 
 
 class _IoxEcho:
@@ -492,6 +512,7 @@ class _IoxEcho:
         self.end = end
 
     def serve(self) -> None:
+        self.end.wait_for_peer()  # before the poll takes a missing publisher for the end
         poll, loan = self.end.poller(), self.end.open()[0].loan_uninit
         memmove, length = ctypes.memmove, ctypes.c_uint32.from_address
         try:
@@ -511,6 +532,7 @@ class _IoxEcho:
             self.end.close()
 
     def drain(self) -> None:
+        self.end.wait_for_peer()
         recv, send = self.end.receiver(), self.end.sender()
 
         def first() -> bytes | None:
