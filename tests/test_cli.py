@@ -143,6 +143,15 @@ def test_every_mechanism_the_issue_names_is_registered() -> None:
         "zmq-ipc",
         "faster-fifo",
         "c-limit",
+        # the shared-memory queue and channel, their peers and their limits
+        "fastipc-channel",
+        "fastipc-channel-view",
+        "fastipc-queue",
+        "fastipc-queue-many",
+        "faster-fifo-many",
+        "iceoryx2",
+        "c-spin",
+        "c-futex",
     }
     defaults = {name for name, m in REGISTRY.items() if m.default}
     assert wanted <= defaults
@@ -286,19 +295,20 @@ def test_the_shipped_schema_is_the_documented_one() -> None:
 def test_missing_optional_baseline_is_skipped_with_a_note(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for module in ("zmq", "faster_fifo", "posix_ipc"):
+    for module in ("zmq", "faster_fifo", "posix_ipc", "iceoryx2"):
         monkeypatch.setitem(sys.modules, module, None)  # as if not installed
     path = tmp_path / "out.json"
-    status, out, _ = run_cli(
-        [*TINY, "--mechanisms", "mp-pipe,zmq-ipc,faster-fifo,posix_ipc-mq", "--json", str(path)],
-        capsys,
-    )
+    mechanisms = "mp-pipe,zmq-ipc,faster-fifo,faster-fifo-many,posix_ipc-mq,iceoryx2"
+    status, out, _ = run_cli([*TINY, "--mechanisms", mechanisms, "--json", str(path)], capsys)
     assert status == 0
     results = {r["mechanism"]: r for r in json.loads(path.read_text())["results"]}
     assert results["mp-pipe"]["status"] == "ok"
     notes = {
         "zmq-ipc": "pyzmq is not installed (pip install 'fastipc-rs[bench]'",
         "faster-fifo": "faster-fifo is not installed (pip install 'fastipc-rs[bench]'",
+        "faster-fifo-many": "faster-fifo is not installed (pip install 'fastipc-rs[bench]'",
+        "iceoryx2": "iceoryx2 is not installed (pip install 'fastipc-rs[bench]', "
+        "or pip install iceoryx2)",
         "posix_ipc-mq": "posix_ipc is not installed (pip install 'fastipc-rs[bench]')",
     }
     for name, note in notes.items():
@@ -335,6 +345,62 @@ def test_reference_peer_without_a_compiler(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("CC", "/nonexistent/cc")
     reason = REGISTRY["c-limit"].unavailable()
     assert reason is not None and "no C compiler" in reason
+
+
+def test_shared_memory_references_without_a_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    for name in ("c-spin", "c-futex"):
+        reason = REGISTRY[name].unavailable()
+        assert reason == "cannot build cshm.c: no C compiler (set CC, or install cc, gcc or clang)"
+
+
+def test_shared_memory_references_run_and_spin_refuses_one_cpu(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fastipc.bench import cpeer
+
+    if cpeer._compiler() is None:
+        pytest.skip("no C compiler")
+    path = tmp_path / "out.json"
+    status, out, _ = run_cli(
+        [*TINY, "--mechanisms", "c-futex,c-spin,c-limit", "--json", str(path)], capsys
+    )
+    assert status == 0, out
+    results = json.loads(path.read_text())["results"]
+    assert [r["mechanism"] for r in results] == ["c-limit", "c-spin", "c-futex"]
+    by_name = {r["mechanism"]: r for r in results}
+    assert by_name["c-spin"]["status"] == "unsupported"
+    assert by_name["c-spin"]["error"] == (
+        "NotSupportedError: a spinning handoff needs two CPUs (on one, the spinner only burns "
+        "the time slice of the side it waits for)"
+    )
+    futex = by_name["c-futex"]
+    assert futex["status"] == "ok", futex
+    assert futex["family"] == "limit"
+    assert futex["iterations"] == 40 and futex["stats"]["count"] == 40
+    assert futex["stream"]["status"] == "ok"
+    assert futex["stream"]["messages_per_batch"] == 40
+    assert re.search(r"^  c-futex \(limit\) ", out, re.M)
+
+
+def test_batch_rows_and_iceoryx2_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    names = ["fastipc-queue-many"]
+    for module, name in (("faster_fifo", "faster-fifo-many"), ("iceoryx2", "iceoryx2")):
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        names.append(name)
+    path = tmp_path / "out.json"
+    status, out, _ = run_cli([*TINY, "--mechanisms", ",".join(names), "--json", str(path)], capsys)
+    assert status == 0, out
+    results = {r["mechanism"]: r for r in json.loads(path.read_text())["results"]}
+    assert set(results) == set(names)
+    for name, r in results.items():
+        assert r["status"] == "ok", (name, r)
+        assert r["iterations"] == 40
+        assert r["stream"]["status"] == "ok" and r["stream"]["messages_per_batch"] == 40
+    assert results["fastipc-queue-many"]["ratios"]["counterpart"] == "faster-fifo-many"
 
 
 def test_reference_peer_builds_into_the_user_cache(

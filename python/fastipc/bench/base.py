@@ -10,9 +10,10 @@ side, which sends a message and waits for it to come back. There are two topolog
 
 To add a mechanism, subclass one of them in a module of its family, decorate the class with
 :func:`register`, and name the module in :mod:`fastipc.bench.mechanisms`. A module of mechanisms
-imports this one, :mod:`.affinity`, :mod:`.framing` and fastipc, never another such module. The
-timing loop calls ``send(payload)`` then ``recv()``, the two callables a :class:`Client` returns;
-make them bound methods of the transport where possible, so that the loop adds no Python frame.
+imports this one, :mod:`.affinity`, :mod:`.framing`, :mod:`.batching` and fastipc, never another
+such module. The timing loop calls ``send(payload)`` then ``recv()``, the two callables a
+:class:`Client` returns; make them bound methods of the transport where possible, so that the loop
+adds no Python frame.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Mechanisms of the shared-memory channel and queue (docs/channel.md): ``fastipc-channel``
 (``channel()``, ``send_bytes``/``recv_bytes``), ``fastipc-channel-view`` (the echo side receives
-with ``get_view`` and returns the view itself, zero-copy on its receive), and ``fastipc-queue``
-(two ``Queue``, ``put_bytes``/``get_bytes``)."""
+with ``get_view`` and returns the view itself, zero-copy on its receive), ``fastipc-queue``
+(two ``Queue``, ``put_bytes``/``get_bytes``) and ``fastipc-queue-many`` (the same queues in
+batches, ``put_many``/``get_many``)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import Client, Echo, Env, PairMechanism, drain_loop, register
+from .batching import BATCH, BatchClient, BatchEcho, batch_for
 
-__all__ = ["FastipcChannel", "FastipcChannelView", "FastipcQueue"]
+__all__ = ["FastipcChannel", "FastipcChannelView", "FastipcQueue", "FastipcQueueMany"]
 
 
 def _capacity(env: Env) -> int:
@@ -154,3 +156,27 @@ class FastipcQueue(PairMechanism):
             back.close()
 
         return _Sender(there.put_bytes, back.get_bytes, close), _QueueEcho(there, back)
+
+
+@register
+class FastipcQueueMany(PairMechanism):
+    name = "fastipc-queue-many"
+    summary = (
+        f"two fastipc.Queue: put_many, get_many, batches of up to {BATCH} messages (pickled bytes)"
+    )
+    uses_fastipc = True
+    counterpart = "faster-fifo-many"
+
+    def pair(self, env: Env) -> tuple[Client, Echo]:
+        module = env.fastipc()
+        there, back = module.Queue(capacity=_capacity(env)), module.Queue(capacity=_capacity(env))
+        batch = batch_for(env.max_size)
+
+        def close() -> None:
+            there.close()
+            back.close()
+
+        return (
+            BatchClient(there.put_many, back.get_many, batch, close),
+            BatchEcho(there.get_many, back.put_many, batch),
+        )

@@ -72,13 +72,15 @@ def machine_info(probe: dict[str, Any]) -> dict[str, Any]:
 
 
 def _limit_command(cell: Cell, plan: TimingPlan) -> list[str]:
-    """The command line of the C reference peer for ``cell`` (see ``cpeer.c``)."""
+    """The command line of the C program of ``cell`` (see ``cpeer.c`` and ``cshm.c``)."""
+    mechanism = REGISTRY[cell.mechanism]
+    assert isinstance(mechanism, cpeer.CProgram)
 
     def cpu(value: int | None) -> str:
         return str(-1 if value is None else value)
 
     return [
-        cpeer.build(),
+        *mechanism.command(),
         str(cell.size),
         cpu(cell.server_cpu),
         cpu(cell.client_cpu),
