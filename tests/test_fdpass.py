@@ -772,3 +772,40 @@ def test_descriptors_never_reach_another_connection(backend):
             c.sendall(b"r")
             assert d.recv_fds(1, 0) == (b"r", [])
     os.close(mine)
+
+
+# --------------------------------------------------------------------------------------------
+# handing over the shared-memory Queue and a Channel end (their descriptors travel)
+
+HANDED_SHM = """
+conn = B.connect(ARGS["address"], timeout=10)
+report(connected=True)
+jobs, end = conn.recv()
+items = [jobs.get(timeout=10) for _ in range(3)]
+end.send(("got", items))
+jobs.task_done(); jobs.task_done(); jobs.task_done()
+jobs.close()
+end.close()
+conn.close()
+report(done=True)
+"""
+
+
+def test_hand_over_a_queue_and_a_channel_end(backend, sock_dir, spawn):
+    """``send`` of an anonymous Queue and of a channel end passes their descriptors (the
+    memfd, the liveness pipes): the other process uses the same queue and channel."""
+    lst, conn, child = _accept_child(backend, sock_dir, spawn, HANDED_SHM)
+    jobs = backend.JoinableQueue()
+    mine, theirs = backend.channel()
+    with lst, conn, jobs, mine:
+        for item in ("a", {"b": 2}, b"c" * 100_000):
+            jobs.put(item)
+        conn.send((jobs, theirs))
+        theirs.close()  # the child's copy is now the only other end
+        mine.settimeout(10)
+        assert mine.recv() == ("got", ["a", {"b": 2}, b"c" * 100_000])
+        assert jobs.join(timeout=10) is True
+        assert child.expect("done") == {"done": True}
+        with pytest.raises(EOFError):
+            mine.recv()
+    child.finish()

@@ -133,6 +133,33 @@ def _dispatch_table() -> dict[type, Any]:
     return table
 
 
+class _SentFd:
+    """A descriptor that travels with the message (its index among the message's descriptors):
+    what ``multiprocessing.reduction.DupFd`` gives while :class:`_SendingPopen` stands in."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def detach(self) -> int:
+        """The received descriptor, now the caller's."""
+        return _take(self.index)
+
+
+class _SendingPopen:
+    """Stands in for ``multiprocessing``'s spawning process while a message is pickled: objects
+    that hand their descriptors to a child through ``multiprocessing.reduction.DupFd`` (the
+    shared-memory ``Queue`` and ``Channel`` of both backends, ``multiprocessing``'s own
+    connections) hand them to the message instead, as descriptor passing."""
+
+    @staticmethod
+    def duplicate_for_child(fd: int) -> int:
+        return _add(fd)
+
+    @staticmethod
+    def DupFd(index: int) -> _SentFd:  # noqa: N802 - the name multiprocessing calls
+        return _SentFd(index)
+
+
 def dumps(obj: object) -> tuple[bytes, list[int]]:
     """Pickles ``obj``; returns the bytes and the descriptors to send with them (borrowed from
     the objects, which stay open)."""
@@ -140,14 +167,19 @@ def dumps(obj: object) -> tuple[bytes, list[int]]:
         return pickle.dumps(obj), []
     except (TypeError, pickle.PicklingError):
         pass
+    from multiprocessing import context
+
     out: list[int] = []
     buf = io.BytesIO()
     pickler = pickle.Pickler(buf)
     pickler.dispatch_table = _dispatch_table()
     _local.out = out
+    spawning = context.get_spawning_popen()
+    context.set_spawning_popen(_SendingPopen)  # type: ignore[arg-type]  # duck-typed
     try:
         pickler.dump(obj)
     finally:
+        context.set_spawning_popen(spawning)
         _local.out = None
     return buf.getvalue(), out
 
