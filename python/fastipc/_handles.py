@@ -156,7 +156,7 @@ class _SendingPopen:
         return _add(fd)
 
     @staticmethod
-    def DupFd(index: int) -> _SentFd:  # noqa: N802 - the name multiprocessing calls
+    def DupFd(index: int) -> _SentFd:  # the name multiprocessing calls
         return _SentFd(index)
 
 
