@@ -15,6 +15,7 @@ wake-up would (the task's step, its non-blocking call, its wait again).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import select
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["WOULD_WAIT", "Readiness", "attempt", "retry_after"]
+__all__ = ["WOULD_WAIT", "Readiness", "Turns", "attempt", "retry_after"]
 
 
 class Readiness:
@@ -39,9 +40,10 @@ class Readiness:
         self._woke = False
         self._poll: select.poll | None = None
 
-    async def wait(self) -> None:
-        """Returns once the descriptor may be ready (spurious wake-ups are allowed: the caller
-        tries its non-blocking call again). Cancellation leaves nothing behind."""
+    def wait(self) -> asyncio.Future[None]:
+        """A future done once the descriptor may be ready (spurious wake-ups are allowed: the
+        caller tries its non-blocking call again); one task waits at a time. Cancellation
+        leaves nothing behind. (A future rather than a coroutine: no frame of its own.)"""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             self.close()
@@ -50,13 +52,9 @@ class Readiness:
             else:
                 loop.add_reader(self._fd, self._ready)
             self._loop = loop
-        future = loop.create_future()
+        future: asyncio.Future[None] = loop.create_future()
         self._future = future
-        try:
-            await future
-        finally:
-            if self._future is future:
-                self._future = None
+        return future
 
     def _ready(self) -> None:
         if self._woke:
@@ -65,10 +63,12 @@ class Readiness:
                 # Stale: the task woken by the last report took what it was about.
                 return
         future = self._future
-        if future is None:
-            # Ready with nobody waiting: stop watching until someone waits again.
+        if future is None or future.done():
+            # Ready with nobody waiting (woken already, or cancelled): stop watching until
+            # someone waits again.
+            self._future = None
             self.close()
-        elif not future.done():
+        else:
             self._woke = True
             future.set_result(None)
 
@@ -97,6 +97,47 @@ class Readiness:
                 loop.remove_writer(self._fd)
             else:
                 loop.remove_reader(self._fd)
+
+
+class Turns:
+    """Tasks taking turns, first come first served: an ``asyncio.Lock`` that costs nothing
+    (no coroutine, no future) when nobody else wants a turn."""
+
+    __slots__ = ("_busy", "_waiting")
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def take(self) -> bool:
+        """Takes the turn now if nobody has it or waits for it (then :meth:`done` must
+        follow)."""
+        if self._busy:
+            return False
+        self._busy = True
+        return True
+
+    async def wait(self) -> None:
+        """Waits for the turn (then :meth:`done` must follow). Cancelled while waiting, the
+        task has no turn (one handed to it meanwhile goes on to the next)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.done()
+            raise
+
+    def done(self) -> None:
+        """Ends the turn: the first task still waiting has it next."""
+        waiting = self._waiting
+        while waiting:
+            future = waiting.popleft()
+            if not future.done():
+                future.set_result(None)
+                return
+        self._busy = False
 
 
 async def retry_after(delay: float) -> None:
