@@ -365,3 +365,45 @@ def test_dropped_without_close_frees_its_descriptor_number(aio, run):
             return await receiving
 
     assert run(main()) == b"second"
+
+
+def test_concurrent_receivers_each_get_whole_messages_in_turn(aio, run):
+    async def main() -> list[bytes]:
+        a, b = aio.socketpair()
+        with a, b:
+            receivers = [asyncio.ensure_future(b.recv_bytes()) for _ in range(3)]
+            await asyncio.sleep(0)
+            assert not any(r.done() for r in receivers)
+            for i in range(3):
+                await a.send_bytes(pattern(100_000 + i, i))
+            return list(await asyncio.gather(*receivers))
+
+    assert run(main()) == [pattern(100_000 + i, i) for i in range(3)]
+
+
+def test_a_turn_handed_to_a_cancelled_receiver_goes_on(run):
+    from fastipc.aio._ready import Turns
+
+    async def main() -> list[str]:
+        turns = Turns()
+        assert turns.take()
+        assert not turns.take()
+        order: list[str] = []
+
+        async def waiter(name: str) -> None:
+            await turns.wait()
+            order.append(name)
+            turns.done()
+
+        first = asyncio.ensure_future(waiter("first"))
+        second = asyncio.ensure_future(waiter("second"))
+        await asyncio.sleep(0)
+        turns.done()  # hands the turn to `first`, which is cancelled before it runs
+        first.cancel()
+        await asyncio.wait_for(second, 10)  # hangs if the turn stopped with `first`
+        assert first.cancelled()
+        assert turns.take()  # free again: nobody holds or waits for it
+        turns.done()
+        return order
+
+    assert run(main()) == ["second"]
