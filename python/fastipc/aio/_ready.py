@@ -5,11 +5,12 @@ the first time a task waits, and keeps the registration while tasks keep waiting
 receives costs one ``epoll_ctl`` rather than two per message. The registration is dropped the
 first time the descriptor becomes ready with no task waiting (or by :meth:`Readiness.close`).
 
-The loop's first report after a wake-up may be stale: the loop polls again before the woken
-task runs, so it reports the data that task is about to take, and the report reaches the
-callback after the task has taken it (and is perhaps waiting again). That report is checked
-with one ``poll`` of the descriptor, which costs far less than the loop iteration a spurious
-wake-up would (the task's step, its non-blocking call, its wait again).
+On asyncio's own (selector) loops the first report after a wake-up may be stale: the loop
+polls again before the woken task runs, so it reports the data that task is about to take,
+and the report reaches the callback after the task has taken it (and is perhaps waiting
+again). That report is checked with one ``poll`` of the descriptor, which costs far less than
+the loop iteration a spurious wake-up would (the task's step, its non-blocking call, its wait
+again). uvloop runs the woken task before it polls again: nothing to check there.
 """
 
 from __future__ import annotations
@@ -29,15 +30,16 @@ __all__ = ["WOULD_WAIT", "Readiness", "Turns", "attempt", "retry_after"]
 class Readiness:
     """Readiness of one descriptor in one direction (``write``: writable, else readable)."""
 
-    __slots__ = ("_fd", "_future", "_loop", "_poll", "_woke", "_write")
+    __slots__ = ("_fd", "_future", "_loop", "_poll", "_stale", "_woke", "_write")
 
     def __init__(self, fd: int, *, write: bool) -> None:
         self._fd = fd
         self._write = write
         self._loop: asyncio.AbstractEventLoop | None = None
         self._future: asyncio.Future[None] | None = None
-        # Whether the last report woke a task: the next one may be stale.
+        # Whether the last report woke a task on a loop where the next one may be stale.
         self._woke = False
+        self._stale = False
         self._poll: select.poll | None = None
 
     def wait(self) -> asyncio.Future[None]:
@@ -52,6 +54,7 @@ class Readiness:
             else:
                 loop.add_reader(self._fd, self._ready)
             self._loop = loop
+            self._stale = isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
         future: asyncio.Future[None] = loop.create_future()
         self._future = future
         return future
@@ -69,7 +72,7 @@ class Readiness:
             self._future = None
             self.close()
         else:
-            self._woke = True
+            self._woke = self._stale
             future.set_result(None)
 
     def _still_ready(self) -> bool:
@@ -107,7 +110,7 @@ class Turns:
 
     def __init__(self) -> None:
         self._busy = False
-        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._waiting: collections.deque[asyncio.Future[None]] | None = None
 
     def take(self) -> bool:
         """Takes the turn now if nobody has it or waits for it (then :meth:`done` must
@@ -121,6 +124,8 @@ class Turns:
         """Waits for the turn (then :meth:`done` must follow). Cancelled while waiting, the
         task has no turn (one handed to it meanwhile goes on to the next)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiting is None:
+            self._waiting = collections.deque()
         self._waiting.append(future)
         try:
             await future
@@ -132,7 +137,7 @@ class Turns:
     def done(self) -> None:
         """Ends the turn: the first task still waiting has it next."""
         waiting = self._waiting
-        while waiting:
+        while waiting:  # None or empty: nobody waits
             future = waiting.popleft()
             if not future.done():
                 future.set_result(None)
