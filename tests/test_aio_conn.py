@@ -407,3 +407,42 @@ def test_a_turn_handed_to_a_cancelled_receiver_goes_on(run):
         return order
 
     assert run(main()) == ["second"]
+
+
+def test_a_waiting_receive_is_woken_once_per_message(aio, run):
+    """A ping-pong makes two receive attempts per message (one before waiting, one when woken):
+    a stale readiness report does not wake the receiver a second time."""
+    count = 200
+
+    async def main() -> int:
+        a, b = aio.socketpair()
+        calls = 0
+        raw = b._raw
+
+        class Counting:
+            def __getattr__(self, name: str) -> object:
+                return getattr(raw, name)
+
+            def _aio_try_recv(self, *args: object) -> object:
+                nonlocal calls
+                calls += 1
+                return raw._aio_try_recv(*args)
+
+        b._raw = Counting()
+
+        async def echo() -> None:
+            for _ in range(count):
+                await b.send_bytes(await b.recv_bytes())
+
+        with a, b:
+            task = asyncio.ensure_future(echo())
+            for i in range(count):
+                await a.send_bytes(pattern(64, i))
+                assert await a.recv_bytes() == pattern(64, i)
+            await task
+            b._raw = raw
+        return calls
+
+    # The echo's first message is there before it first tries; every later one is tried for
+    # before it comes, and once more when the loop says it has come (a stale report: a third).
+    assert run(main()) == 2 * count - 1
