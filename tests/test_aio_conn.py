@@ -365,3 +365,84 @@ def test_dropped_without_close_frees_its_descriptor_number(aio, run):
             return await receiving
 
     assert run(main()) == b"second"
+
+
+def test_concurrent_receivers_each_get_whole_messages_in_turn(aio, run):
+    async def main() -> list[bytes]:
+        a, b = aio.socketpair()
+        with a, b:
+            receivers = [asyncio.ensure_future(b.recv_bytes()) for _ in range(3)]
+            await asyncio.sleep(0)
+            assert not any(r.done() for r in receivers)
+            for i in range(3):
+                await a.send_bytes(pattern(100_000 + i, i))
+            return list(await asyncio.gather(*receivers))
+
+    assert run(main()) == [pattern(100_000 + i, i) for i in range(3)]
+
+
+def test_a_turn_handed_to_a_cancelled_receiver_goes_on(run):
+    from fastipc.aio._ready import Turns
+
+    async def main() -> list[str]:
+        turns = Turns()
+        assert turns.take()
+        assert not turns.take()
+        order: list[str] = []
+
+        async def waiter(name: str) -> None:
+            await turns.wait()
+            order.append(name)
+            turns.done()
+
+        first = asyncio.ensure_future(waiter("first"))
+        second = asyncio.ensure_future(waiter("second"))
+        await asyncio.sleep(0)
+        turns.done()  # hands the turn to `first`, which is cancelled before it runs
+        first.cancel()
+        await asyncio.wait_for(second, 10)  # hangs if the turn stopped with `first`
+        assert first.cancelled()
+        assert turns.take()  # free again: nobody holds or waits for it
+        turns.done()
+        return order
+
+    assert run(main()) == ["second"]
+
+
+def test_a_waiting_receive_is_woken_once_per_message(aio, run):
+    """A ping-pong makes two receive attempts per message (one before waiting, one when woken):
+    a stale readiness report does not wake the receiver a second time."""
+    count = 200
+
+    async def main() -> int:
+        a, b = aio.socketpair()
+        calls = 0
+        raw = b._raw
+
+        class Counting:
+            def __getattr__(self, name: str) -> object:
+                return getattr(raw, name)
+
+            def _aio_try_recv(self, *args: object) -> object:
+                nonlocal calls
+                calls += 1
+                return raw._aio_try_recv(*args)
+
+        b._raw = Counting()
+
+        async def echo() -> None:
+            for _ in range(count):
+                await b.send_bytes(await b.recv_bytes())
+
+        with a, b:
+            task = asyncio.ensure_future(echo())
+            for i in range(count):
+                await a.send_bytes(pattern(64, i))
+                assert await a.recv_bytes() == pattern(64, i)
+            await task
+            b._raw = raw
+        return calls
+
+    # The echo's first message is there before it first tries; every later one is tried for
+    # before it comes, and once more when the loop says it has come (a stale report: a third).
+    assert run(main()) == 2 * count - 1

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, cast
 from .. import _handles
 from .._errors import BufferTooShort
 from .._types import Credentials
-from ._ready import Readiness
+from ._ready import Readiness, Turns
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -67,7 +67,7 @@ class Connection:
         "_fd",
         "_raw",
         "_readable",
-        "_recv_lock",
+        "_receivers",
         "_send_lock",
         "_senders",
         "_writable",
@@ -82,7 +82,7 @@ class Connection:
         self._fd = fd
         self._readable = Readiness(fd, write=False)
         self._writable = Readiness(fd, write=True)
-        self._recv_lock = asyncio.Lock()
+        self._receivers = Turns()
         self._send_lock = asyncio.Lock()
         # Sends in progress past their first attempt (holding or waiting for the send lock).
         self._senders = 0
@@ -227,24 +227,18 @@ class Connection:
     # -- receiving ----------------------------------------------------------------------------
 
     async def _receive(self, maxlength: int | None, maxfds: int | None) -> Any:
-        raw = self._raw
-        lock = self._recv_lock
-        if not lock.locked():
-            # Nobody else receiving: one attempt first; a message already there needs no more.
-            got = raw._aio_try_recv(maxlength, maxfds)
-            if got is not None:
-                return got
-            async with lock:
-                # Cancelled while waiting, nothing was consumed: what arrived of a message
-                # stays in the connection for the next receive.
-                await self._readable.wait()
-                while (got := raw._aio_try_recv(maxlength, maxfds)) is None:
-                    await self._readable.wait()
-                return got
-        async with lock:
+        turns = self._receivers
+        if not turns.take():
+            await turns.wait()
+        try:
+            # A message already there needs no wait. Cancelled while waiting, nothing was
+            # consumed: what arrived of a message stays in the connection for the next receive.
+            raw = self._raw
             while (got := raw._aio_try_recv(maxlength, maxfds)) is None:
                 await self._readable.wait()
             return got
+        finally:
+            turns.done()
 
     async def recv_bytes(self, maxlength: int | None = None) -> bytes:
         """Receives one whole message. ``EOFError`` at the end of the stream,

@@ -4,34 +4,48 @@ A :class:`Readiness` registers its descriptor with the loop (``add_reader`` or `
 the first time a task waits, and keeps the registration while tasks keep waiting: a stream of
 receives costs one ``epoll_ctl`` rather than two per message. The registration is dropped the
 first time the descriptor becomes ready with no task waiting (or by :meth:`Readiness.close`).
+
+On asyncio's own (selector) loops the first report after a wake-up may be stale: the loop
+polls again before the woken task runs, so it reports the data that task is about to take,
+and the report reaches the callback after the task has taken it (and is perhaps waiting
+again). That report is checked with one ``poll`` of the descriptor, which costs far less than
+the loop iteration a spurious wake-up would (the task's step, its non-blocking call, its wait
+again). uvloop runs the woken task before it polls again: nothing to check there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import select
 from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["WOULD_WAIT", "Readiness", "attempt", "retry_after"]
+__all__ = ["WOULD_WAIT", "Readiness", "Turns", "attempt", "retry_after"]
 
 
 class Readiness:
     """Readiness of one descriptor in one direction (``write``: writable, else readable)."""
 
-    __slots__ = ("_fd", "_future", "_loop", "_write")
+    __slots__ = ("_fd", "_future", "_loop", "_poll", "_stale", "_woke", "_write")
 
     def __init__(self, fd: int, *, write: bool) -> None:
         self._fd = fd
         self._write = write
         self._loop: asyncio.AbstractEventLoop | None = None
         self._future: asyncio.Future[None] | None = None
+        # Whether the last report woke a task on a loop where the next one may be stale.
+        self._woke = False
+        self._stale = False
+        self._poll: select.poll | None = None
 
-    async def wait(self) -> None:
-        """Returns once the descriptor may be ready (spurious wake-ups are allowed: the caller
-        tries its non-blocking call again). Cancellation leaves nothing behind."""
+    def wait(self) -> asyncio.Future[None]:
+        """A future done once the descriptor may be ready (spurious wake-ups are allowed: the
+        caller tries its non-blocking call again); one task waits at a time. Cancellation
+        leaves nothing behind. (A future rather than a coroutine: no frame of its own.)"""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             self.close()
@@ -40,21 +54,36 @@ class Readiness:
             else:
                 loop.add_reader(self._fd, self._ready)
             self._loop = loop
-        future = loop.create_future()
+            self._stale = isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+        future: asyncio.Future[None] = loop.create_future()
         self._future = future
-        try:
-            await future
-        finally:
-            if self._future is future:
-                self._future = None
+        return future
 
     def _ready(self) -> None:
+        if self._woke:
+            self._woke = False
+            if not self._still_ready():
+                # Stale: the task woken by the last report took what it was about.
+                return
         future = self._future
-        if future is None:
-            # Ready with nobody waiting: stop watching until someone waits again.
+        if future is None or future.done():
+            # Ready with nobody waiting (woken already, or cancelled): stop watching until
+            # someone waits again.
+            self._future = None
             self.close()
-        elif not future.done():
+        else:
+            self._woke = self._stale
             future.set_result(None)
+
+    def _still_ready(self) -> bool:
+        poll = self._poll
+        if poll is None:
+            poll = self._poll = select.poll()
+            poll.register(self._fd, select.POLLOUT if self._write else select.POLLIN)
+        try:
+            return bool(poll.poll(0))
+        except OSError:
+            return True  # let the task's own call see the error
 
     def close(self) -> None:
         """Stops watching the descriptor (before it is closed); a task waiting is woken, to
@@ -62,6 +91,7 @@ class Readiness:
         future = self._future
         if future is not None and not future.done() and not future.get_loop().is_closed():
             future.set_result(None)
+        self._woke = False
         loop, self._loop = self._loop, None
         if loop is None or loop.is_closed():
             return
@@ -70,6 +100,49 @@ class Readiness:
                 loop.remove_writer(self._fd)
             else:
                 loop.remove_reader(self._fd)
+
+
+class Turns:
+    """Tasks taking turns, first come first served: an ``asyncio.Lock`` that costs nothing
+    (no coroutine, no future) when nobody else wants a turn."""
+
+    __slots__ = ("_busy", "_waiting")
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._waiting: collections.deque[asyncio.Future[None]] | None = None
+
+    def take(self) -> bool:
+        """Takes the turn now if nobody has it or waits for it (then :meth:`done` must
+        follow)."""
+        if self._busy:
+            return False
+        self._busy = True
+        return True
+
+    async def wait(self) -> None:
+        """Waits for the turn (then :meth:`done` must follow). Cancelled while waiting, the
+        task has no turn (one handed to it meanwhile goes on to the next)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiting is None:
+            self._waiting = collections.deque()
+        self._waiting.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.done()
+            raise
+
+    def done(self) -> None:
+        """Ends the turn: the first task still waiting has it next."""
+        waiting = self._waiting
+        while waiting:  # None or empty: nobody waits
+            future = waiting.popleft()
+            if not future.done():
+                future.set_result(None)
+                return
+        self._busy = False
 
 
 async def retry_after(delay: float) -> None:
