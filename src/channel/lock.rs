@@ -170,8 +170,25 @@ pub fn lock(l: LockWord<'_>, w: &mut Waiting<'_>) -> Result<Taken> {
     {
         return Ok(Taken::Free);
     }
+    if w.now && l.word.load(Ordering::Relaxed) & PID_MASK != me & PID_MASK {
+        // A call that does not wait for messages or space (put_nowait, get_nowait) still waits
+        // a moment for a lock another process holds: its holder needs microseconds
+        // (milliseconds if descheduled), and "full" or "empty" would be untrue;
+        // multiprocessing.Queue waits for its locks the same way. Not for a holder in this
+        // process: that may be a thread holding a view, which needs this thread's GIL to let go.
+        let mut grace = Waiting::new(
+            crate::wait::Deadline::after(Some(LOCK_GRACE)),
+            &mut *w.interrupt,
+            w.what,
+        );
+        return contended(l, me, &mut grace);
+    }
     contended(l, me, w)
 }
+
+/// How long a call that does not wait for messages or space waits for a busy lock. One held
+/// by a view or a reservation stays held until released: the call then gives up.
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn contended(l: LockWord<'_>, me: u64, w: &mut Waiting<'_>) -> Result<Taken> {
     let mut spun = !spinning_allowed() || w.now;

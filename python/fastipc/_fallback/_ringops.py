@@ -41,6 +41,12 @@ T = TypeVar("T")
 _YIELDS = 20
 
 
+#: How long a call that does not wait for messages or space waits for a busy lock: a holder
+#: descheduled on a loaded machine can keep it for milliseconds; one that holds a view or a
+#: reservation keeps it until released, and then the call gives up.
+_LOCK_GRACE = 0.1
+
+
 class Expired(Exception):
     """The deadline of a ring operation passed (the caller raises its own error)."""
 
@@ -88,7 +94,12 @@ class Port:
 
     # -- locks --------------------------------------------------------------------------------
     def acquire(self, byte: int, deadline: float | None) -> None:
-        """The in-process mutex of ``byte``, then its file lock; ``Expired`` at the deadline."""
+        """The in-process mutex of ``byte``, then its file lock; ``Expired`` at the deadline.
+        A call that does not wait for messages or space (``put_nowait``, ``get_nowait``) still
+        waits up to :data:`_LOCK_GRACE` for a lock held by another thread or process (its holder
+        needs microseconds), as ``multiprocessing.Queue`` waits for its internal locks."""
+        if deadline is not None:
+            deadline = max(deadline, time.monotonic() + _LOCK_GRACE)
         mutex = self.locks.mutex(byte)
         if not mutex.acquire(False):
             while not mutex.acquire(timeout=_left(deadline)):
