@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 import fastipc
 
 from .._records import SignalInfo
+from ._closing import AsyncClosing
 from ._pipes import FIFO, PipeReader, PipeWriter, pipe
 from ._ready import Readiness, attempt
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["FIFO", "MessageQueue", "PipeReader", "PipeWriter", "SignalReceiver", "pipe"]
 
 
-class _Wrapper:
+class _Wrapper(AsyncClosing):
     __slots__ = ("_readable", "_writable")
 
     def _watch(self, fd: int) -> None:
@@ -32,34 +32,9 @@ class _Wrapper:
         self._readable.close()
         self._writable.close()
 
-    def close(self) -> None:
-        raise NotImplementedError
-
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self._unwatch()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class MessageQueue(_Wrapper):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, cast
 
 from .. import _handles
 from .._errors import BufferTooShort
 from .._types import Credentials
+from ._closing import AsyncClosing
 from ._ready import Readiness, Turns
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class _Raw(Protocol):
     def close(self) -> None: ...
 
 
-class Connection:
+class Connection(AsyncClosing):
     """A connected stream or seqpacket socket whose sends and receives are awaited.
 
     Made by :func:`fastipc.aio.connect`, :meth:`Listener.accept`, :func:`fastipc.aio.socketpair`
@@ -308,28 +308,6 @@ class Connection:
             with contextlib.suppress(Exception):
                 await self._after_background()
         self.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def _closed(what: str) -> OSError:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self, overload
 
 from .._types import Credentials
+from ._closing import AsyncClosing
 from ._ready import Readiness, attempt
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["DatagramSocket"]
 
 
-class DatagramSocket:
+class DatagramSocket(AsyncClosing):
     """A datagram socket whose sends and receives are awaited: each datagram goes or arrives
     whole in one non-blocking call once the socket is ready (a cancelled receive takes none).
     The arguments and errors are those of :class:`fastipc.DatagramSocket`. Wrapping sets the
@@ -139,25 +139,3 @@ class DatagramSocket:
         self._readable.close()
         self._writable.close()
         self._sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

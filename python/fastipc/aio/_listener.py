@@ -6,13 +6,13 @@ import contextlib
 import math
 import time
 from collections.abc import Iterable
-from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self, overload
 
 import fastipc
 
 from .. import _auth
 from ._auth import client_handshake, server_handshake
+from ._closing import AsyncClosing
 from ._conn import Connection
 from ._dgram import DatagramSocket
 from ._ready import Readiness
@@ -25,7 +25,7 @@ __all__ = ["Listener", "connect", "listen", "socketpair"]
 StreamKind = Literal["stream", "seqpacket"]
 
 
-class Listener:
+class Listener(AsyncClosing):
     """A listening socket whose ``accept`` is awaited: ``await listener.accept()``,
     ``async for conn in listener``, ``async with``. With ``authkey``, each peer's handshake
     runs on the loop, bounded by ``handshake_timeout``; a peer that fails it is closed and
@@ -128,28 +128,6 @@ class Listener:
         Idempotent."""
         self._readable.close()
         self._listener.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _check_timeout(timeout: float | None) -> float | None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Self
 import fastipc
 
 from .._errors import TruncatedMessage
+from ._closing import AsyncClosing
 from ._ready import Readiness
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ _MAX_READ = 1 << 20
 _WOULD_WAIT = (BlockingIOError, InterruptedError)
 
 
-class _End:
+class _End(AsyncClosing):
     __slots__ = ("_fd", "_name", "_ready")
 
     def __init__(self, fd: int, name: str, *, write: bool) -> None:
@@ -78,28 +79,6 @@ class _End:
     def __repr__(self) -> str:
         state = "closed" if self._fd < 0 else f"fd={self._fd}"
         return f"<fastipc.aio.{type(self).__name__} {self._name} {state}>"
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):

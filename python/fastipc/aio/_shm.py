@@ -17,11 +17,11 @@ import asyncio
 import contextlib
 import queue as _queue
 from collections.abc import Callable, Iterable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import fastipc
 
+from ._closing import AsyncClosing
 from ._ready import Readiness
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ async def _attempt(op: Callable[[], T], readiness: Readiness, timeout: float | N
                 await readiness.wait()
 
 
-class _Watched:
+class _Watched(AsyncClosing):
     """The two readiness registrations of a queue or channel end, made on first wait."""
 
     __slots__ = ("_messages", "_space")
@@ -68,31 +68,6 @@ class _Watched:
     def _unwatch(self) -> None:
         self._messages.close()
         self._space.close()
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class Queue(_Watched):
