@@ -155,12 +155,37 @@ async def retry_after(delay: float) -> None:
 WOULD_WAIT = (TimeoutError, BlockingIOError, InterruptedError)
 
 
-async def attempt(op: Callable[[], T], readiness: Readiness) -> T:
+async def attempt(
+    op: Callable[[], T],
+    readiness: Readiness,
+    *,
+    would_wait: tuple[type[BaseException], ...] = WOULD_WAIT,
+    timeout: float | None = None,
+    recheck: float | None = None,
+) -> T:
     """``op()`` (a call that never waits) once it succeeds, waiting for ``readiness`` between
-    attempts. Cancelled between attempts, nothing was done."""
+    attempts; ``would_wait`` are what ``op`` raises instead of waiting. Cancelled between
+    attempts, nothing was done. With ``timeout``, what ``op`` raised last is raised once that
+    many seconds have passed; with ``recheck``, ``op`` is tried again at least that often even
+    if the descriptor says nothing (for what it cannot report, such as a peer's death)."""
+    deadline: float | None = None
     while True:
         try:
             return op()
-        except WOULD_WAIT:
-            pass
-        await readiness.wait()
+        except would_wait:
+            if timeout is not None:
+                now = asyncio.get_running_loop().time()
+                if deadline is None:
+                    deadline = now + max(0.0, timeout)
+                if deadline <= now:
+                    raise
+        if deadline is None and recheck is None:
+            await readiness.wait()
+            continue
+        step = recheck
+        if deadline is not None:
+            left = deadline - asyncio.get_running_loop().time()
+            step = left if step is None else min(step, left)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(step):
+                await readiness.wait()

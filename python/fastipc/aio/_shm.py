@@ -14,7 +14,6 @@ therefore cut into slices of :data:`SLICE`, after each of which the non-blocking
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import queue as _queue
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 import fastipc
 
 from ._closing import AsyncClosing
-from ._ready import Readiness
+from ._ready import WOULD_WAIT, Readiness, attempt
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -36,24 +35,13 @@ T = TypeVar("T")
 SLICE = 0.05
 
 #: What the non-blocking calls raise instead of waiting.
-_WOULD_WAIT = (_queue.Empty, _queue.Full, TimeoutError, BlockingIOError)
+_WOULD_WAIT = (_queue.Empty, _queue.Full, *WOULD_WAIT)
 
 
 async def _attempt(op: Callable[[], T], readiness: Readiness, timeout: float | None) -> T:
-    """``op()`` once it succeeds, waiting (at most ``timeout`` seconds in all) for ``readiness``
-    between attempts, in slices. Raises what ``op`` raised last when the time is up."""
-    loop = asyncio.get_running_loop()
-    deadline = None if timeout is None else loop.time() + max(0.0, timeout)
-    while True:
-        try:
-            return op()
-        except _WOULD_WAIT:
-            if deadline is not None and deadline <= loop.time():
-                raise
-        step = SLICE if deadline is None else min(SLICE, deadline - loop.time())
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(step):
-                await readiness.wait()
+    """:func:`attempt` of the queue and channel calls: tried again at least every
+    :data:`SLICE`; raises what ``op`` raised last once ``timeout`` seconds have passed."""
+    return await attempt(op, readiness, would_wait=_WOULD_WAIT, timeout=timeout, recheck=SLICE)
 
 
 class _Watched(AsyncClosing):
