@@ -262,20 +262,11 @@ impl Channel {
     }
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        crate::py::views::refuse_close_while_held(&self.core, |c| c.local().holds(), &self.label)?;
-        if let Some(core) = self.core.close() {
-            crate::py::notify::stop(py, &Owner::Channel(core));
-        }
-        Ok(())
+        crate::py::ringhandle::close(py, &self.core, &self.label, End::local, Owner::Channel)
     }
 
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
-        let Some(name) = self.name.clone() else {
-            return Err(PyValueError::new_err(
-                "an anonymous channel has no name to unlink",
-            ));
-        };
-        py.detach(|| crate::shm::unlink(&name)).py_err()
+        crate::py::ringhandle::unlink(py, self.name.as_deref(), "channel")
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

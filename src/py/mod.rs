@@ -30,6 +30,7 @@ mod mqueue;
 mod notify;
 mod pipe;
 mod queue;
+mod ringhandle;
 mod ringops;
 mod sem;
 mod shm;

@@ -51,6 +51,23 @@ fn count_arg(name: &str, value: i64) -> PyResult<u64> {
 }
 
 impl Queue {
+    /// A new queue (joinable: counting unfinished tasks) from `Queue(...)`'s arguments.
+    fn create(
+        py: Python<'_>,
+        maxsize: i64,
+        capacity: i64,
+        name: Option<&str>,
+        mode: u32,
+        joinable: bool,
+    ) -> PyResult<Queue> {
+        let cap = count_arg("capacity", capacity)?;
+        let max = count_arg("maxsize", maxsize)?;
+        let core = py
+            .detach(|| Core::create(cap, max, name, mode, joinable))
+            .py_err()?;
+        Ok(Queue::wrap(core))
+    }
+
     fn wrap(core: Core) -> Queue {
         let seg = core.segment();
         let name = seg.name().map(str::to_string);
@@ -102,12 +119,7 @@ impl Queue {
         name: Option<&str>,
         mode: u32,
     ) -> PyResult<Self> {
-        let cap = count_arg("capacity", capacity)?;
-        let max = count_arg("maxsize", maxsize)?;
-        let core = py
-            .detach(|| Core::create(cap, max, name, mode, false))
-            .py_err()?;
-        Ok(Queue::wrap(core))
+        Queue::create(py, maxsize, capacity, name, mode, false)
     }
 
     /// Opens the named queue another process created.
@@ -297,20 +309,11 @@ impl Queue {
     }
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        crate::py::views::refuse_close_while_held(&self.core, |c| c.local().holds(), &self.label)?;
-        if let Some(core) = self.core.close() {
-            crate::py::notify::stop(py, &Owner::Queue(core));
-        }
-        Ok(())
+        crate::py::ringhandle::close(py, &self.core, &self.label, Core::local, Owner::Queue)
     }
 
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
-        let Some(name) = self.name.clone() else {
-            return Err(PyValueError::new_err(
-                "an anonymous queue has no name to unlink",
-            ));
-        };
-        py.detach(|| crate::shm::unlink(&name)).py_err()
+        crate::py::ringhandle::unlink(py, self.name.as_deref(), "queue")
     }
 
     fn join_thread(&self) {}
@@ -372,12 +375,8 @@ impl JoinableQueue {
         name: Option<&str>,
         mode: u32,
     ) -> PyResult<PyClassInitializer<Self>> {
-        let cap = count_arg("capacity", capacity)?;
-        let max = count_arg("maxsize", maxsize)?;
-        let core = py
-            .detach(|| Core::create(cap, max, name, mode, true))
-            .py_err()?;
-        Ok(PyClassInitializer::from(Queue::wrap(core)).add_subclass(JoinableQueue))
+        let queue = Queue::create(py, maxsize, capacity, name, mode, true)?;
+        Ok(PyClassInitializer::from(queue).add_subclass(JoinableQueue))
     }
 
     fn task_done(slf: &Bound<'_, Self>) -> PyResult<()> {

@@ -58,24 +58,6 @@ fn release_view(py: Python<'_>, view: &Mutex<Option<Py<PyMemoryView>>>) -> PyRes
     Ok(())
 }
 
-/// `BufferError` for a `close()` while views or reservations of the handle are held (as `mmap`
-/// refuses to close under exported buffers); nothing when it is closed already.
-pub fn refuse_close_while_held<T>(
-    slot: &crate::py::slot::Slot<T>,
-    holds: impl Fn(&T) -> usize,
-    what: &str,
-) -> PyResult<()> {
-    let Ok(core) = slot.get(what) else {
-        return Ok(());
-    };
-    if holds(&core) > 0 {
-        return Err(pyo3::exceptions::PyBufferError::new_err(format!(
-            "cannot close {what}: a message view or reservation is still held"
-        )));
-    }
-    Ok(())
-}
-
 /// A received message where it lies in the ring.
 #[pyclass(frozen, module = "fastipc", name = "MessageView")]
 pub struct MessageView {
