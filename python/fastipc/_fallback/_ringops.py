@@ -95,11 +95,14 @@ class Port:
     # -- locks --------------------------------------------------------------------------------
     def acquire(self, byte: int, deadline: float | None) -> None:
         """The in-process mutex of ``byte``, then its file lock; ``Expired`` at the deadline.
-        A call that does not wait for messages or space (``put_nowait``, ``get_nowait``) still
-        waits up to :data:`_LOCK_GRACE` for a lock held by another thread or process (its holder
-        needs microseconds), as ``multiprocessing.Queue`` waits for its internal locks."""
+        A call that does not wait for messages or space (``put_nowait``, ``get_nowait``: its
+        deadline is now) still waits up to :data:`_LOCK_GRACE` for a lock held by another thread
+        or process (its holder needs microseconds), as ``multiprocessing.Queue`` waits for its
+        internal locks; a call with time left keeps its own deadline."""
         if deadline is not None:
-            deadline = max(deadline, time.monotonic() + _LOCK_GRACE)
+            now = time.monotonic()
+            if deadline <= now:
+                deadline = now + _LOCK_GRACE
         mutex = self.locks.mutex(byte)
         if not mutex.acquire(False):
             while not mutex.acquire(timeout=_left(deadline)):
