@@ -97,6 +97,16 @@ def test_queue_views_reservations_and_batches(aio, run):
     assert run(main()) == (b"hello", [0, 1, 2, 3], [4, 5, 6, 7, 8, 9], b"into")
 
 
+def test_put_many_timeout_bounds_the_call_and_counts(aio, run):
+    async def main() -> tuple[object, ...]:
+        async with aio.Queue(maxsize=3) as q:
+            with pytest.raises(queue.Full) as info:
+                await q.put_many(range(10), timeout=0.05)
+            return info.value.args, q.qsize()
+
+    assert run(main()) == ((3,), 3)
+
+
 def test_close_ends_a_waiting_get(aio, run):
     async def main() -> int | None:
         q = aio.Queue()

@@ -127,10 +127,17 @@ class Queue(_Watched):
 
     async def put_many(self, items: Iterable[object], timeout: float | None = None) -> int:
         """Puts the items in order, each whole, waiting for space between them; returns how
-        many. Cancelled part way, the items put so far stay put (count them by ``qsize``)."""
+        many. As the blocking ``put_many``, ``timeout`` bounds the whole call and ``queue.Full``
+        says how many went in (``args[0]``). Cancelled part way, the items put so far stay put."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + max(0.0, timeout)
         count = 0
         for item in items:
-            await self.put(item, timeout)
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            try:
+                await self.put(item, left)
+            except _queue.Full:
+                raise _queue.Full(count) from None
             count += 1
         return count
 
