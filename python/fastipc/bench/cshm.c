@@ -119,9 +119,25 @@ typedef struct {
     uint32_t seq;
 } end;
 
+#ifdef CSHM_LATE_ACK_NS
+/* Tests: a pause between seeing the acknowledgement missing and waiting for it, where an
+ * interrupt or a preemption can fall, so that the acknowledgement lands in between. */
+static void late_ack_window(void) {
+    int64_t until = now_ns() + CSHM_LATE_ACK_NS;
+    while (now_ns() < until) cpu_relax();
+}
+#else
+static void late_ack_window(void) {}
+#endif
+
 static void send_msg(end *e, const unsigned char *buf, uint32_t n) {
-    while (atomic_load_explicit(&e->s->ack.value, memory_order_acquire) != e->seq)
-        wait_change(&e->s->ack, atomic_load_explicit(&e->s->ack.value, memory_order_relaxed));
+    /* Wait for a change of the acknowledgement read, not of one read again: one that landed
+     * between two reads would be the awaited one, and waiting for it to change never ends. */
+    uint32_t acked;
+    while ((acked = atomic_load_explicit(&e->s->ack.value, memory_order_acquire)) != e->seq) {
+        late_ack_window();
+        wait_change(&e->s->ack, acked);
+    }
     e->s->len = n;
     if (n != END) memcpy(e->s->data, buf, n);
     publish(&e->s->seq, ++e->seq);
