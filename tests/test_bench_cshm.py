@@ -1,16 +1,22 @@
 """``cshm.c``, the C shared-memory references of ``fastipc bench`` (``c-spin``, ``c-futex``): an
-acknowledgement that lands while the sender is between reading it and waiting for it.
+acknowledgement that lands while the sender is between reading it and waiting for it, a forked
+side that dies, a client that dies.
 
-The program is compiled here (``-O2 -std=c11``, as ``fastipc.bench.cpeer.build`` does), with
+The program is compiled here (``-O2 -std=c11``, as ``fastipc.bench.cpeer.build`` does), once with
 ``CSHM_LATE_ACK_NS``: a pause where an interrupt or a preemption can fall in a real run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,6 +39,11 @@ def _compile(out: Path, *defines: str) -> str:
     return str(out)
 
 
+@pytest.fixture(scope="module")
+def cshm(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return _compile(tmp_path_factory.mktemp("cshm") / "cshm")
+
+
 def _cpus() -> tuple[str, str]:
     """(echo CPU, client CPU): two CPUs where there are two, else unpinned."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
@@ -44,6 +55,40 @@ def _args(mode: str, *, iterations: int, warmup_ns: int, batches: int) -> list[s
     echo, client = _cpus()
     n = str(iterations)
     return [mode, "64", echo, client, n, "0", n, n, str(warmup_ns), "10", n, "0", "0", str(batches)]
+
+
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The programs a test starts, each in its own session, killed with their group at the end."""
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for proc in procs:
+        # the group outlives its leader while a forked side lives
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _start(started: list[subprocess.Popen[bytes]], argv: list[str]) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, start_new_session=True)
+    started.append(proc)
+    return proc
+
+
+def _forked_side(proc: subprocess.Popen[bytes]) -> int:
+    """The pid of the side ``proc`` forked, once it has one."""
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    if not children.exists():
+        pytest.skip("no /proc/PID/task/TID/children here")
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        pids = children.read_text().split()
+        if pids:
+            return int(pids[0])
+        time.sleep(0.001)
+    raise AssertionError("cshm forked no side")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -59,3 +104,34 @@ def test_an_acknowledgement_landing_before_the_wait_is_seen(tmp_path: Path, mode
     assert result["iterations"] == 200 and len(result["samples"]) == 200
     assert result["stream"]["messages_per_batch"] == 200
     assert len(result["stream"]["batches_ns"]) == 5
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_forked_side_that_dies_is_reported_at_once(
+    cshm: str, mode: str, started: list[subprocess.Popen[bytes]]
+) -> None:
+    # a minute of warm-up: the round trips are running when the echo side is killed
+    proc = _start(started, [cshm, *_args(mode, iterations=200, warmup_ns=60 * 10**9, batches=1)])
+    os.kill(_forked_side(proc), signal.SIGKILL)
+    out, _ = proc.communicate(timeout=WAIT_S)
+    assert proc.returncode == 1
+    assert json.loads(out) == {
+        "event": "error",
+        "type": "OSError",
+        "message": "cshm: the forked side exited before the end",
+    }
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_forked_side_dies_with_the_client(
+    cshm: str, mode: str, started: list[subprocess.Popen[bytes]]
+) -> None:
+    proc = _start(started, [cshm, *_args(mode, iterations=200, warmup_ns=60 * 10**9, batches=1)])
+    _forked_side(proc)
+    proc.kill()
+    proc.wait()
+    # The forked side holds the output pipe too: end of file once it is gone as well.
+    assert proc.stdout is not None
+    readable, _, _ = select.select([proc.stdout], [], [], WAIT_S)
+    assert readable == [proc.stdout]
+    assert proc.stdout.read() == b""

@@ -24,12 +24,16 @@
  *
  * The arguments after MODE, the timing, the stream protocol (a count message, that many
  * messages, the byte count back) and the output (one JSON line) are those of cpeer.c.
+ *
+ * The forked side dies with the client (PR_SET_PDEATHSIG), and the client reports an error event
+ * and exits at once if the forked side ends before it was told to: neither waits for a dead peer.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -37,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -50,6 +55,7 @@
 
 static int spin_mode;
 static int64_t spin_limit_ns;
+static volatile sig_atomic_t forked_side_may_exit; /* the client told it to stop */
 
 static int64_t now_ns(void) {
     struct timespec ts;
@@ -219,15 +225,31 @@ static void drain(end *in, end *out, unsigned char *buf) {
     }
 }
 
-/* Forks the echo (role 0) or receiving (role 1) side over two new slots. */
-static pid_t fork_peer(end *there, end *back, int cpu, int role, unsigned char *buf, size_t max) {
+/* The client's SIGCHLD: the forked side ended before END (it failed, or was killed). */
+static void forked_side_exited(int sig) {
+    (void)sig;
+    if (forked_side_may_exit) return;
+    static const char msg[] = "{\"event\": \"error\", \"type\": \"OSError\", \"message\": "
+                              "\"cshm: the forked side exited before the end\"}\n";
+    (void)!write(STDOUT_FILENO, msg, sizeof msg - 1);
+    _exit(1);
+}
+
+/* Forks the echo (role 0) or receiving (role 1) side over two new slots, on cpu; this process
+ * then runs on home. */
+static pid_t fork_peer(end *there, end *back, int cpu, int home, int role, unsigned char *buf,
+                       size_t max) {
     there->s = new_slot(max + 1);
     back->s = new_slot(max + 1);
     there->seq = back->seq = 0;
+    /* The child starts on its own CPU: on home it would first wait for the client's turn. */
+    pin(cpu);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) fail("fork");
     if (pid == 0) {
-        pin(cpu);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail("prctl");
+        if (getppid() != parent) _exit(1); /* the client died before prctl */
         end in = *there, out = *back;
         if (role == 0)
             echo(&in, &out, buf);
@@ -235,12 +257,15 @@ static pid_t fork_peer(end *there, end *back, int cpu, int role, unsigned char *
             drain(&in, &out, buf);
         _exit(0);
     }
+    pin(home);
     return pid;
 }
 
 static void finish(end *there, end *back, pid_t pid, size_t max) {
+    forked_side_may_exit = 1;
     send_msg(there, NULL, END);
     waitpid(pid, NULL, 0);
+    forked_side_may_exit = 0;
     munmap(there->s, sizeof(slot) + max + 1);
     munmap(back->s, sizeof(slot) + max + 1);
 }
@@ -300,10 +325,13 @@ int main(int argc, char **argv) {
     if (!out || !in || !peer) fail("malloc");
     for (size_t i = 0; i < size; i++) out[i] = (unsigned char)(i * 131 + 7);
 
+    struct sigaction exited = {.sa_handler = forked_side_exited, .sa_flags = SA_NOCLDSTOP};
+    sigemptyset(&exited.sa_mask);
+    if (sigaction(SIGCHLD, &exited, NULL) != 0) fail("sigaction");
+
     /* round trips */
     end there, back;
-    pid_t pid = fork_peer(&there, &back, echo_cpu, 0, peer, max);
-    pin(client_cpu);
+    pid_t pid = fork_peer(&there, &back, echo_cpu, client_cpu, 0, peer, max);
     send_msg(&there, out, (uint32_t)size);
     if (recv_msg(&back, in) != size || memcmp(in, out, size) != 0) {
         errno = EPROTO;
@@ -330,7 +358,7 @@ int main(int argc, char **argv) {
     finish(&there, &back, pid, max);
 
     /* the one-way stream */
-    pid = fork_peer(&there, &back, echo_cpu, 1, peer, max);
+    pid = fork_peer(&there, &back, echo_cpu, client_cpu, 1, peer, max);
     long warm_messages = 0, per = 8;
     start = now_ns();
     do {
