@@ -1,6 +1,6 @@
 """``cshm.c``, the C shared-memory references of ``fastipc bench`` (``c-spin``, ``c-futex``): an
 acknowledgement that lands while the sender is between reading it and waiting for it, a forked
-side that dies, a client that dies.
+side that dies, a client that dies, and how long the runner waits for a C program.
 
 The program is compiled here (``-O2 -std=c11``, as ``fastipc.bench.cpeer.build`` does), once with
 ``CSHM_LATE_ACK_NS``: a pause where an interrupt or a preemption can fall in a real run.
@@ -20,7 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastipc import cli
 from fastipc.bench import cpeer
+from fastipc.bench.results import Cell
+from fastipc.bench.runner import _cell_budget
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or cpeer._compiler() is None,
@@ -135,3 +138,17 @@ def test_the_forked_side_dies_with_the_client(
     readable, _, _ = select.select([proc.stdout], [], [], WAIT_S)
     assert readable == [proc.stdout]
     assert proc.stdout.read() == b""
+
+
+def test_a_c_program_is_given_up_in_seconds_for_small_messages() -> None:
+    plan = cli._timing_plan(cli.build_parser().parse_args(["bench"]))
+    # 10 s + 10 x (0.35 + 0.08 + 0.2 + 0.03) s + (1 + 10 + 100 + 5 x 20) x (1 ms + 64 x 10 ns)
+    for name in ("c-limit", "c-spin", "c-futex"):
+        cell = Cell(name, 64, "cross-core", 0, 1)
+        assert _cell_budget(plan, cell) == pytest.approx(16.6 + 211 * 1.00064e-3)
+    # 1 MiB: each round trip and message 1 ms + 1048576 x 10 ns
+    big = Cell("c-spin", 1 << 20, "cross-core", 0, 1)
+    assert _cell_budget(plan, big) == pytest.approx(16.6 + 211 * (1e-3 + 1048576e-8))
+    # the Python rows keep theirs: 60 s + 20000 x 10 ms + the budgets
+    python_row = Cell("fastipc-channel", 64, "cross-core", 0, 1)
+    assert _cell_budget(plan, python_row) == pytest.approx(260.89)

@@ -97,8 +97,30 @@ def _limit_command(cell: Cell, plan: TimingPlan) -> list[str]:
     ]
 
 
-def _cell_budget(plan: TimingPlan) -> float:
+PROGRAM_START_S = 10.0
+"""What a C program of a cell may take besides its timing: forks, pinning, first page touches, on
+a busy machine."""
+PROGRAM_STREAM_MIN = 20
+"""The fewest messages of a stream batch of ``cpeer.c`` and ``cshm.c`` (their calibration's
+floor)."""
+
+
+def _program_budget(plan: TimingPlan, size: int) -> float:
+    """How long the C program of a cell may take, in seconds: ten times its time budgets (a busy
+    machine), and 1 ms plus 10 ns per byte (four copies at 0.4 GB/s) for each round trip and stream
+    message it makes whatever the budgets (the warm-up's minimum, the fixed or minimum counts).
+    Seconds for small messages: a C program that stops answering is given up in seconds."""
+    each = 1e-3 + size * 10e-9
+    round_trips = 1 + plan.min_warmup + (plan.iterations or plan.min_iterations)
+    messages = plan.stream_batches * (plan.iterations or PROGRAM_STREAM_MIN)
+    budgets = plan.budget_s + plan.warmup_s + plan.stream_budget_s + plan.stream_warmup_s
+    return PROGRAM_START_S + 10 * budgets + (round_trips + messages) * each
+
+
+def _cell_budget(plan: TimingPlan, cell: Cell) -> float:
     """How long the client of one cell may take before it is given up, in seconds."""
+    if REGISTRY[cell.mechanism].topology == "external":
+        return _program_budget(plan, cell.size)
     return (
         60.0
         + (plan.iterations or plan.max_iterations) * 0.01
@@ -155,7 +177,7 @@ def _run_cell(group: PeerGroup, cell: Cell, socket_dir: str, plan: TimingPlan) -
             client = group.start_command(_limit_command(cell, plan))
         else:
             client = group.start("client", config)
-        _record(cell, client.event(_cell_budget(plan)))
+        _record(cell, client.event(_cell_budget(plan, cell)))
         if cell.status == "ok":
             client.finish()
             if server is not None:
