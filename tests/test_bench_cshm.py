@@ -1,9 +1,10 @@
-"""``cshm.c``, the C shared-memory references of ``fastipc bench`` (``c-spin``, ``c-futex``): an
-acknowledgement that lands while the sender is between reading it and waiting for it, a forked
-side that dies, a client that dies, and how long the runner waits for a C program.
+"""``cshm.c``, the C shared-memory references of ``fastipc bench`` (``c-spin``, ``c-futex``): a
+word that changes between two reads of it, a forked side that dies, a client that dies, and how
+long the runner waits for a C program.
 
 The program is compiled here (``-O2 -std=c11``, as ``fastipc.bench.cpeer.build`` does), once with
-``CSHM_LATE_ACK_NS``: a pause where an interrupt or a preemption can fall in a real run.
+``CSHM_TEST_PAUSE_NS``: a pause between two reads of a word, where an interrupt or a preemption
+can fall in a real run.
 """
 
 from __future__ import annotations
@@ -95,11 +96,13 @@ def _forked_side(proc: subprocess.Popen[bytes]) -> int:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_an_acknowledgement_landing_before_the_wait_is_seen(tmp_path: Path, mode: str) -> None:
-    # Each message of the stream waits for the acknowledgement of the one before; with a pause
-    # between seeing it missing and waiting for it, the acknowledgement lands there.
-    late = _compile(tmp_path / "cshm-late", "-DCSHM_LATE_ACK_NS=2000")
-    argv = [late, *_args(mode, iterations=200, warmup_ns=0, batches=5)]
+def test_a_change_between_two_reads_is_seen(tmp_path: Path, mode: str) -> None:
+    # Each message of the stream waits for the acknowledgement of the one before: with a pause
+    # between seeing it missing and waiting for it, the acknowledgement lands there. A futex
+    # wait pauses between its first read and the one after it announced itself as a sleeper:
+    # the message lands there, and the wait returns its sequence number, not the old one.
+    paused = _compile(tmp_path / "cshm-paused", "-DCSHM_TEST_PAUSE_NS=2000")
+    argv = [paused, *_args(mode, iterations=200, warmup_ns=0, batches=5)]
     proc = subprocess.run(argv, capture_output=True, timeout=WAIT_S, check=False)
     assert proc.returncode == 0, proc.stdout
     result = json.loads(proc.stdout)

@@ -110,6 +110,17 @@ static void sleep_on(_Atomic uint32_t *addr, uint32_t old, const struct timespec
         fail("futex wait");
 }
 
+#ifdef CSHM_TEST_PAUSE_NS
+/* Tests: a pause between two reads of a word, where an interrupt or a preemption can fall in a
+ * real run, so that the other side's change lands in between. */
+static void test_pause(void) {
+    int64_t until = now_ns() + CSHM_TEST_PAUSE_NS;
+    while (now_ns() < until) cpu_relax();
+}
+#else
+static void test_pause(void) {}
+#endif
+
 /* Spins until w->value differs from old (into *v): 1; 0 once spin_limit_ns passed without a
  * change. The clock is read every 1024 turns only, so a handoff that comes sooner never reads it. */
 static int spin(word *w, uint32_t old, uint32_t *v) {
@@ -138,8 +149,9 @@ static uint32_t wait_change(word *w, uint32_t old) {
         return v;
     }
     while ((v = atomic_load_explicit(&w->value, memory_order_acquire)) == old) {
+        test_pause();
         atomic_store(&w->sleeper, 1);
-        if (atomic_load(&w->value) != old) break;
+        if ((v = atomic_load(&w->value)) != old) break; /* the new value, not old */
         sleep_on(&w->value, old, NULL);
     }
     return v;
@@ -161,23 +173,12 @@ typedef struct {
     uint32_t seq;
 } end;
 
-#ifdef CSHM_LATE_ACK_NS
-/* Tests: a pause between seeing the acknowledgement missing and waiting for it, where an
- * interrupt or a preemption can fall, so that the acknowledgement lands in between. */
-static void late_ack_window(void) {
-    int64_t until = now_ns() + CSHM_LATE_ACK_NS;
-    while (now_ns() < until) cpu_relax();
-}
-#else
-static void late_ack_window(void) {}
-#endif
-
 static void send_msg(end *e, const unsigned char *buf, uint32_t n) {
     /* Wait for a change of the acknowledgement read, not of one read again: one that landed
      * between two reads would be the awaited one, and waiting for it to change never ends. */
     uint32_t acked;
     while ((acked = atomic_load_explicit(&e->s->ack.value, memory_order_acquire)) != e->seq) {
-        late_ack_window();
+        test_pause();
         wait_change(&e->s->ack, acked);
     }
     e->s->len = n;
