@@ -25,7 +25,7 @@ const ACTIVE: std::time::Duration = std::time::Duration::from_millis(1);
 
 use super::lock::{self, LockWord, Taken};
 use super::raw::{current_cpu, futex_wait, futex_wake, Region};
-use super::wait::{spin_until, Waiting};
+use super::wait::{spin_until, spinning_allowed, yield_until, Waiting};
 use crate::error::{Error, Result};
 
 /// A message reserved by a producer (the producers' lock is held until it is published or
@@ -507,6 +507,20 @@ impl Ring {
         let _ = self.unlock(true);
     }
 
+    /// Whether a busy wait (spin or yield) is likely to see the peer answer: always, unless the
+    /// last 8 waits found it idle; then every 16th wait (to notice it becoming busy again).
+    pub(super) fn busy_wait_pays(&self) -> bool {
+        let misses = self.misses.load(Ordering::Relaxed);
+        misses < 8 || misses % 16 == 0
+    }
+
+    /// Counts a busy wait that ended without an answer.
+    pub(super) fn missed(&self) {
+        let misses = self.misses.load(Ordering::Relaxed);
+        self.misses
+            .store(misses.saturating_add(1), Ordering::Relaxed);
+    }
+
     /// Waits until the u64 at `off` is no longer `seen` (or a slice passed: the caller re-checks
     /// everything): spins briefly when that paid off lately, then sleeps on the futex, announcing
     /// itself in `sleepers` so that the other side wakes it.
@@ -521,20 +535,24 @@ impl Ring {
                 R_CONS_CPU
             })
             .load(Ordering::Relaxed);
-        if w.may_spin() && peer_cpu != current_cpu() {
-            let misses = self.misses.load(Ordering::Relaxed);
-            // After 8 waits in a row on an idle peer, spin only every 16th wait (to notice the
-            // peer becoming busy again).
-            if misses < 8 || misses % 16 == 0 {
+        // A peer on this CPU cannot answer while we spin, but runs at once if we step aside.
+        let share = peer_cpu == current_cpu();
+        if w.may_busy_wait() && (share || spinning_allowed()) {
+            if self.busy_wait_pays() {
                 let start = std::time::Instant::now();
-                if spin_until(|| word.load(Ordering::Acquire) != seen) {
+                let moved = || word.load(Ordering::Acquire) != seen;
+                let answered = if share {
+                    yield_until(moved)
+                } else {
+                    spin_until(moved)
+                };
+                if answered {
                     self.misses.store(0, Ordering::Relaxed);
                     return Ok(());
                 }
                 spun = Some(start);
             }
-            self.misses
-                .store(misses.saturating_add(1), Ordering::Relaxed);
+            self.missed();
         }
         let slice = w.next_slice()?;
         if let Err(e) = w.check_peer() {

@@ -33,23 +33,25 @@ impl Ring {
     }
 
     /// Spins up to `bound` (no sleep, no lock) for a message (`data`) or for the head to move,
-    /// when spinning can pay (see [`Ring::acquire`]); whether something moved.
+    /// when spinning can pay (see [`Ring::acquire`]), or yields the CPU a few times instead when
+    /// the peer last ran on this one; whether something moved.
     pub fn spin_briefly(&self, data: bool, bound: std::time::Duration) -> bool {
         let (off, cpu) = if data {
             (R_TAIL, R_PROD_CPU)
         } else {
             (R_HEAD, R_CONS_CPU)
         };
-        let misses = self.misses.load(Ordering::Relaxed);
-        if !super::wait::spinning_allowed()
-            || misses >= 8
-            || self.word32(cpu).load(Ordering::Relaxed) == current_cpu()
-        {
+        if self.misses.load(Ordering::Relaxed) >= 8 {
             return false;
         }
         let word = self.word(off);
         let seen = word.load(Ordering::Acquire);
-        super::wait::spin_for(bound, || word.load(Ordering::Acquire) != seen)
+        let moved = || word.load(Ordering::Acquire) != seen;
+        if self.word32(cpu).load(Ordering::Relaxed) == current_cpu() {
+            // The peer shares this CPU: step aside for it rather than spin against it.
+            return super::wait::yield_until(moved);
+        }
+        super::wait::spinning_allowed() && super::wait::spin_for(bound, moved)
     }
 
     /// Wakes every sleeper of this ring (both directions): they re-check what they wait for.
