@@ -24,7 +24,7 @@ const EARLY_WRAP: u64 = 64 * 1024;
 const ACTIVE: std::time::Duration = std::time::Duration::from_millis(1);
 
 use super::lock::{self, LockWord, Taken};
-use super::raw::{current_cpu, futex_wait, futex_wake, Region};
+use super::raw::{current_cpu, demote, futex_wait, futex_wake, Region};
 use super::wait::{spin_until, spinning_allowed, yield_until, Waiting};
 use crate::error::{Error, Result};
 
@@ -68,6 +68,10 @@ pub struct Ring {
     /// The tail as this process last read it: a lower bound of the real one, so a consumer
     /// reads the producers' cache line only when it caught up with this one.
     seen_tail: AtomicU64,
+    /// Publishes by this process (counts when to look at the consumers' CPU again).
+    publishes: AtomicU32,
+    /// The consumers' CPU as last looked at.
+    consumer_cpu: AtomicU32,
 }
 
 impl std::fmt::Debug for Ring {
@@ -109,6 +113,8 @@ impl Ring {
             misses: AtomicU32::new(0),
             seen_head: AtomicU64::new(0),
             seen_tail: AtomicU64::new(0),
+            publishes: AtomicU32::new(0),
+            consumer_cpu: AtomicU32::new(u32::MAX),
         })
     }
 
@@ -364,14 +370,46 @@ impl Ring {
             }
         }
         put.store(seq + 1, Ordering::Release);
-        self.word32(R_PROD_CPU)
-            .store(current_cpu(), Ordering::Relaxed);
+        let here = current_cpu();
+        self.word32(R_PROD_CPU).store(here, Ordering::Relaxed);
+        if self.consumer_elsewhere(here) {
+            self.hand_over(slot.tail + slot.skip, len);
+        }
         fence(Ordering::SeqCst);
         if self.word32(R_DATA_SLEEPERS).load(Ordering::Relaxed) != 0 {
             futex_wake(self.low(R_TAIL));
         }
         let _ = self.unlock(false);
         Ok(())
+    }
+
+    /// Whether the consumers last ran on another CPU than `here`: their CPU word is read on
+    /// every 64th publish only (it shares the consumers' line, which a read on every publish
+    /// would pull away from them each time).
+    fn consumer_elsewhere(&self, here: u32) -> bool {
+        let n = self.publishes.load(Ordering::Relaxed);
+        self.publishes.store(n.wrapping_add(1), Ordering::Relaxed);
+        if n % 64 == 0 {
+            let there = self.word32(R_CONS_CPU).load(Ordering::Relaxed);
+            self.consumer_cpu.store(there, Ordering::Relaxed);
+        }
+        self.consumer_cpu.load(Ordering::Relaxed) != here
+    }
+
+    /// Pushes the lines a consumer on another CPU reads first (the tail, the message's header
+    /// and the start of its payload) out of this CPU's private caches into the shared one: the
+    /// consumer's miss is then served there, not by a snoop of this core (docs/channel.md,
+    /// "Handing the lines over"). Hints only: nothing changes in memory.
+    fn hand_over(&self, at: u64, len: u64) {
+        let pos = usize::try_from(at % self.cap).unwrap_or(0);
+        // The header and up to 112 bytes of payload: a small message's two lines.
+        let lines = if len > 48 { 2 } else { 1 };
+        if let Some(p) = self.region.ptr(self.data_base() + pos, 1) {
+            for i in 0..lines {
+                demote(p.wrapping_add(64 * i));
+            }
+        }
+        demote(self.word(R_TAIL).as_ptr().cast::<u8>().cast_const());
     }
 
     /// Drops a reservation: nothing is published.
