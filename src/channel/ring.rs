@@ -402,11 +402,14 @@ impl Ring {
     /// "Handing the lines over"). Hints only: nothing changes in memory.
     fn hand_over(&self, at: u64, len: u64) {
         let pos = usize::try_from(at % self.cap).unwrap_or(0);
-        // The header and up to 112 bytes of payload: a small message's two lines.
-        let lines = if len > 48 { 2 } else { 1 };
-        if let Some(p) = self.region.ptr(self.data_base() + pos, 1) {
-            for i in 0..lines {
-                demote(p.wrapping_add(64 * i));
+        // The header and up to 176 bytes of payload (three lines at most): what a small
+        // message occupies; a large one's first lines only.
+        let bytes = HDR + usize::try_from(len.min(176)).unwrap_or(0);
+        if let Some(p) = self.region.ptr(self.data_base() + pos, bytes) {
+            let into = p as usize % 64;
+            let line = p.wrapping_sub(into);
+            for i in 0..(into + bytes).div_ceil(64).min(3) {
+                demote(line.wrapping_add(64 * i));
             }
         }
         demote(self.word(R_TAIL).as_ptr().cast::<u8>().cast_const());
