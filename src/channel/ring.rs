@@ -7,7 +7,7 @@
 //! consumer reads it, then frees it with one release store of the head. Everything read from the
 //! segment is validated before use: a corrupt index or length is [`Error::Corrupt`].
 
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::layout::{
     footprint, max_inline, F_KNOWN, F_WRAP, MSG_HEADER, RING_HEADER, R_CONS_CPU, R_CONS_LOCK,
@@ -70,8 +70,8 @@ pub struct Ring {
     seen_tail: AtomicU64,
     /// Publishes by this process (counts when to look at the consumers' CPU again).
     publishes: AtomicU32,
-    /// The consumers' CPU as last looked at.
-    consumer_cpu: AtomicU32,
+    /// Whether a consumer on another CPU waited for the messages, as last looked at.
+    consumer_waits: AtomicBool,
 }
 
 impl std::fmt::Debug for Ring {
@@ -114,7 +114,7 @@ impl Ring {
             seen_head: AtomicU64::new(0),
             seen_tail: AtomicU64::new(0),
             publishes: AtomicU32::new(0),
-            consumer_cpu: AtomicU32::new(u32::MAX),
+            consumer_waits: AtomicBool::new(false),
         })
     }
 
@@ -176,6 +176,20 @@ impl Ring {
     /// Whether a message is waiting (no lock taken).
     pub fn has_data(&self) -> bool {
         self.word(R_TAIL).load(Ordering::Acquire) != self.word(R_HEAD).load(Ordering::Acquire)
+    }
+
+    /// Whether a message may be waiting (no lock taken), reading the producers' line only when
+    /// this process's last look at the tail shows nothing left below it: a consumer that keeps
+    /// reading that line while a producer writes it slows both.
+    pub fn may_have_data(&self) -> bool {
+        let head = self.word(R_HEAD).load(Ordering::Acquire);
+        if head < self.seen_tail.load(Ordering::Relaxed) {
+            return true;
+        }
+        let tail = self.word(R_TAIL).load(Ordering::Acquire);
+        // (read with acquire: what lies below it is published, as `try_msg` expects)
+        self.seen_tail.store(tail, Ordering::Relaxed);
+        tail != head
     }
 
     /// Whether a message of `len` bytes would fit now (no lock taken).
@@ -372,7 +386,7 @@ impl Ring {
         put.store(seq + 1, Ordering::Release);
         let here = current_cpu();
         self.word32(R_PROD_CPU).store(here, Ordering::Relaxed);
-        if self.consumer_elsewhere(here) {
+        if self.consumer_waits(here, slot.tail) {
             self.hand_over(slot.tail + slot.skip, len);
         }
         fence(Ordering::SeqCst);
@@ -383,17 +397,22 @@ impl Ring {
         Ok(())
     }
 
-    /// Whether the consumers last ran on another CPU than `here`: their CPU word is read on
-    /// every 64th publish only (it shares the consumers' line, which a read on every publish
-    /// would pull away from them each time).
-    fn consumer_elsewhere(&self, here: u32) -> bool {
+    /// Whether a consumer waits for this message on another CPU than `here`: when the consumers
+    /// last ran elsewhere and had taken everything up to `before` (the tail before this message),
+    /// as last looked at. Their line (CPU word and head) is read on every 64th publish only: a
+    /// read on every publish would pull it away from them each time. (A stream whose consumer
+    /// lags is left alone: there the producer writes the next message into the lines it just
+    /// wrote, and moving them away would only slow it.)
+    fn consumer_waits(&self, here: u32, before: u64) -> bool {
         let n = self.publishes.load(Ordering::Relaxed);
         self.publishes.store(n.wrapping_add(1), Ordering::Relaxed);
         if n % 64 == 0 {
             let there = self.word32(R_CONS_CPU).load(Ordering::Relaxed);
-            self.consumer_cpu.store(there, Ordering::Relaxed);
+            let head = self.word(R_HEAD).load(Ordering::Relaxed);
+            self.consumer_waits
+                .store(there != here && head >= before, Ordering::Relaxed);
         }
-        self.consumer_cpu.load(Ordering::Relaxed) != here
+        self.consumer_waits.load(Ordering::Relaxed)
     }
 
     /// Pushes the lines a consumer on another CPU reads first (the tail, the message's header
