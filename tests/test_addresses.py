@@ -234,17 +234,35 @@ def test_prop_loopback_remapped(backend, sock_dir, host, p):
     assert backend.resolve(f"tcp:{host}:{p}", socket_dir=sock_dir) == f"tcp:{host}:{p}"
 
 
+# A host spelled as a scheme is that scheme in the text form ("unix:0" is the path "0"); as a
+# tuple, or after "tcp:", it is a host like any other.
+SCHEMES = {"unix", "tcp", "udp"}
+
+
 @given(host=st.one_of(other_v4, hostname), p=port)
 def test_prop_other_hosts_are_tcp(backend, sock_dir, host, p):
-    assert backend.resolve(f"{host}:{p}", socket_dir=sock_dir) == f"tcp:{host}:{p}"
+    if host not in SCHEMES:
+        assert backend.resolve(f"{host}:{p}", socket_dir=sock_dir) == f"tcp:{host}:{p}"
     assert backend.resolve((host, p), socket_dir=sock_dir) == f"tcp:{host}:{p}"
     assert backend.resolve(f"tcp:{host}:{p}", socket_dir=sock_dir) == f"tcp:{host}:{p}"
 
 
+@pytest.mark.parametrize("host", sorted(SCHEMES))
+def test_host_spelled_as_a_scheme(backend, sock_dir, host):
+    assert backend.resolve((host, 7), socket_dir=sock_dir) == f"tcp:{host}:7"
+    assert backend.resolve(f"tcp:{host}:7", socket_dir=sock_dir) == f"tcp:{host}:7"
+    if host == "unix":
+        assert backend.resolve("unix:7", socket_dir=sock_dir) == "unix:7"
+    else:
+        with pytest.raises(ValueError, match=f"'{host}:7'"):
+            backend.resolve(f"{host}:7", socket_dir=sock_dir)
+
+
 @given(host=st.one_of(loopback_v4, other_v4, hostname), p=st.integers(65536, 10**7))
 def test_prop_port_out_of_range(backend, sock_dir, host, p):
-    with pytest.raises(ValueError):
-        backend.resolve(f"{host}:{p}", socket_dir=sock_dir)
+    if host not in SCHEMES:  # ("unix:70000" is a path)
+        with pytest.raises(ValueError):
+            backend.resolve(f"{host}:{p}", socket_dir=sock_dir)
     with pytest.raises(ValueError):
         backend.resolve((host, p), socket_dir=sock_dir)
 

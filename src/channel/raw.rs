@@ -205,3 +205,17 @@ pub fn current_cpu() -> u32 {
         u32::MAX
     }
 }
+
+/// Asks the CPU to move the cache line holding `p` from its private caches to the shared one
+/// (`cldemote` on x86-64: a hint, executed as a no-op by processors without it); nothing
+/// elsewhere.
+pub fn demote(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `cldemote` neither reads nor writes memory and raises no exception (a hint in the
+    // reserved-NOP space on processors that lack it); it touches no register but its operand.
+    unsafe {
+        std::arch::asm!("cldemote [{0}]", in(reg) p, options(nostack, preserves_flags, readonly));
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}

@@ -7,7 +7,7 @@
 //! consumer reads it, then frees it with one release store of the head. Everything read from the
 //! segment is validated before use: a corrupt index or length is [`Error::Corrupt`].
 
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::layout::{
     footprint, max_inline, F_KNOWN, F_WRAP, MSG_HEADER, RING_HEADER, R_CONS_CPU, R_CONS_LOCK,
@@ -24,8 +24,8 @@ const EARLY_WRAP: u64 = 64 * 1024;
 const ACTIVE: std::time::Duration = std::time::Duration::from_millis(1);
 
 use super::lock::{self, LockWord, Taken};
-use super::raw::{current_cpu, futex_wait, futex_wake, Region};
-use super::wait::{spin_until, Waiting};
+use super::raw::{current_cpu, demote, futex_wait, futex_wake, Region};
+use super::wait::{spin_until, spinning_allowed, yield_until, Waiting};
 use crate::error::{Error, Result};
 
 /// A message reserved by a producer (the producers' lock is held until it is published or
@@ -68,6 +68,10 @@ pub struct Ring {
     /// The tail as this process last read it: a lower bound of the real one, so a consumer
     /// reads the producers' cache line only when it caught up with this one.
     seen_tail: AtomicU64,
+    /// Publishes by this process (counts when to look at the consumers' CPU again).
+    publishes: AtomicU32,
+    /// Whether a consumer on another CPU waited for the messages, as last looked at.
+    consumer_waits: AtomicBool,
 }
 
 impl std::fmt::Debug for Ring {
@@ -109,6 +113,8 @@ impl Ring {
             misses: AtomicU32::new(0),
             seen_head: AtomicU64::new(0),
             seen_tail: AtomicU64::new(0),
+            publishes: AtomicU32::new(0),
+            consumer_waits: AtomicBool::new(false),
         })
     }
 
@@ -170,6 +176,20 @@ impl Ring {
     /// Whether a message is waiting (no lock taken).
     pub fn has_data(&self) -> bool {
         self.word(R_TAIL).load(Ordering::Acquire) != self.word(R_HEAD).load(Ordering::Acquire)
+    }
+
+    /// Whether a message may be waiting (no lock taken), reading the producers' line only when
+    /// this process's last look at the tail shows nothing left below it: a consumer that keeps
+    /// reading that line while a producer writes it slows both.
+    pub fn may_have_data(&self) -> bool {
+        let head = self.word(R_HEAD).load(Ordering::Acquire);
+        if head < self.seen_tail.load(Ordering::Relaxed) {
+            return true;
+        }
+        let tail = self.word(R_TAIL).load(Ordering::Acquire);
+        // (read with acquire: what lies below it is published, as `try_msg` expects)
+        self.seen_tail.store(tail, Ordering::Relaxed);
+        tail != head
     }
 
     /// Whether a message of `len` bytes would fit now (no lock taken).
@@ -364,14 +384,54 @@ impl Ring {
             }
         }
         put.store(seq + 1, Ordering::Release);
-        self.word32(R_PROD_CPU)
-            .store(current_cpu(), Ordering::Relaxed);
+        let here = current_cpu();
+        self.word32(R_PROD_CPU).store(here, Ordering::Relaxed);
+        if self.consumer_waits(here, slot.tail) {
+            self.hand_over(slot.tail + slot.skip, len);
+        }
         fence(Ordering::SeqCst);
         if self.word32(R_DATA_SLEEPERS).load(Ordering::Relaxed) != 0 {
             futex_wake(self.low(R_TAIL));
         }
         let _ = self.unlock(false);
         Ok(())
+    }
+
+    /// Whether a consumer waits for this message on another CPU than `here`: when the consumers
+    /// last ran elsewhere and had taken everything up to `before` (the tail before this message),
+    /// as last looked at. Their line (CPU word and head) is read on every 64th publish only: a
+    /// read on every publish would pull it away from them each time. (A stream whose consumer
+    /// lags is left alone: there the producer writes the next message into the lines it just
+    /// wrote, and moving them away would only slow it.)
+    fn consumer_waits(&self, here: u32, before: u64) -> bool {
+        let n = self.publishes.load(Ordering::Relaxed);
+        self.publishes.store(n.wrapping_add(1), Ordering::Relaxed);
+        if n % 64 == 0 {
+            let there = self.word32(R_CONS_CPU).load(Ordering::Relaxed);
+            let head = self.word(R_HEAD).load(Ordering::Relaxed);
+            self.consumer_waits
+                .store(there != here && head >= before, Ordering::Relaxed);
+        }
+        self.consumer_waits.load(Ordering::Relaxed)
+    }
+
+    /// Pushes the lines a consumer on another CPU reads first (the tail, the message's header
+    /// and the start of its payload) out of this CPU's private caches into the shared one: the
+    /// consumer's miss is then served there, not by a snoop of this core (docs/channel.md,
+    /// "Handing the lines over"). Hints only: nothing changes in memory.
+    fn hand_over(&self, at: u64, len: u64) {
+        let pos = usize::try_from(at % self.cap).unwrap_or(0);
+        // The header and up to 176 bytes of payload (three lines at most): what a small
+        // message occupies; a large one's first lines only.
+        let bytes = HDR + usize::try_from(len.min(176)).unwrap_or(0);
+        if let Some(p) = self.region.ptr(self.data_base() + pos, bytes) {
+            let into = p as usize % 64;
+            let line = p.wrapping_sub(into);
+            for i in 0..(into + bytes).div_ceil(64).min(3) {
+                demote(line.wrapping_add(64 * i));
+            }
+        }
+        demote(self.word(R_TAIL).as_ptr().cast::<u8>().cast_const());
     }
 
     /// Drops a reservation: nothing is published.
@@ -507,6 +567,20 @@ impl Ring {
         let _ = self.unlock(true);
     }
 
+    /// Whether a busy wait (spin or yield) is likely to see the peer answer: always, unless the
+    /// last 8 waits found it idle; then every 16th wait (to notice it becoming busy again).
+    pub(super) fn busy_wait_pays(&self) -> bool {
+        let misses = self.misses.load(Ordering::Relaxed);
+        misses < 8 || misses % 16 == 0
+    }
+
+    /// Counts a busy wait that ended without an answer.
+    pub(super) fn missed(&self) {
+        let misses = self.misses.load(Ordering::Relaxed);
+        self.misses
+            .store(misses.saturating_add(1), Ordering::Relaxed);
+    }
+
     /// Waits until the u64 at `off` is no longer `seen` (or a slice passed: the caller re-checks
     /// everything): spins briefly when that paid off lately, then sleeps on the futex, announcing
     /// itself in `sleepers` so that the other side wakes it.
@@ -521,20 +595,24 @@ impl Ring {
                 R_CONS_CPU
             })
             .load(Ordering::Relaxed);
-        if w.may_spin() && peer_cpu != current_cpu() {
-            let misses = self.misses.load(Ordering::Relaxed);
-            // After 8 waits in a row on an idle peer, spin only every 16th wait (to notice the
-            // peer becoming busy again).
-            if misses < 8 || misses % 16 == 0 {
+        // A peer on this CPU cannot answer while we spin, but runs at once if we step aside.
+        let share = peer_cpu == current_cpu();
+        if w.may_busy_wait() && (share || spinning_allowed()) {
+            if self.busy_wait_pays() {
                 let start = std::time::Instant::now();
-                if spin_until(|| word.load(Ordering::Acquire) != seen) {
+                let moved = || word.load(Ordering::Acquire) != seen;
+                let answered = if share {
+                    yield_until(moved)
+                } else {
+                    spin_until(moved)
+                };
+                if answered {
                     self.misses.store(0, Ordering::Relaxed);
                     return Ok(());
                 }
                 spun = Some(start);
             }
-            self.misses
-                .store(misses.saturating_add(1), Ordering::Relaxed);
+            self.missed();
         }
         let slice = w.next_slice()?;
         if let Err(e) = w.check_peer() {

@@ -10,11 +10,22 @@ use crate::wait::{Deadline, Interrupt, Uninterrupted, SLICE};
 /// (docs/channel.md), so spinning longer than that buys nothing.
 pub const SPIN: Duration = Duration::from_micros(20);
 
+/// How many times a waiter whose peer last ran on its own CPU gives that CPU away
+/// (`sched_yield`) before it sleeps: the peer, runnable behind it, then answers without a futex
+/// wake-up on either side (docs/channel.md, "Waiting").
+pub const YIELDS: u32 = 2;
+
+/// Whether waiting may spin or yield at all (`FASTIPC_CHANNEL_NO_SPIN` turns both off).
+fn busy_waiting_allowed() -> bool {
+    static ALLOWED: OnceLock<bool> = OnceLock::new();
+    *ALLOWED.get_or_init(|| std::env::var_os("FASTIPC_CHANNEL_NO_SPIN").is_none())
+}
+
 /// Whether spinning can help at all: never with one CPU (it would only burn the peer's slice).
 pub fn spinning_allowed() -> bool {
     static MULTI: OnceLock<bool> = OnceLock::new();
     *MULTI.get_or_init(|| {
-        if std::env::var_os("FASTIPC_CHANNEL_NO_SPIN").is_some() {
+        if !busy_waiting_allowed() {
             return false;
         }
         // The CPUs online (not this process's affinity: a process pinned to one CPU may still
@@ -29,6 +40,22 @@ pub fn spinning_allowed() -> bool {
 /// Spins (with the CPU's pause hint) until `done` or [`SPIN`] passes; whether `done` came.
 pub fn spin_until(done: impl FnMut() -> bool) -> bool {
     spin_for(SPIN, done)
+}
+
+/// Gives the CPU away up to [`YIELDS`] times until `done`; whether `done` came. For a peer that
+/// shares this CPU: it runs at once (no wake-up to pay, it never slept), and a yield with nobody
+/// else runnable returns at once, so the bound is a few system calls, never a time slice burnt.
+pub fn yield_until(mut done: impl FnMut() -> bool) -> bool {
+    if !busy_waiting_allowed() {
+        return false;
+    }
+    for _ in 0..YIELDS {
+        std::thread::yield_now();
+        if done() {
+            return true;
+        }
+    }
+    false
 }
 
 /// Spins until `done` or `bound` passes; whether `done` came.
@@ -100,9 +127,9 @@ impl<'a> Waiting<'a> {
         }
     }
 
-    /// Whether to spin before sleeping.
-    pub fn may_spin(&self) -> bool {
-        !self.now && spinning_allowed() && self.deadline.remaining() != Some(Duration::ZERO)
+    /// Whether to spin or yield before sleeping (as far as the bounds go).
+    pub fn may_busy_wait(&self) -> bool {
+        !self.now && self.deadline.remaining() != Some(Duration::ZERO)
     }
 
     /// Runs the peer check.

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{fence, Ordering};
 
-use super::layout::{R_CONS_CPU, R_DATA_SLEEPERS, R_HEAD, R_PROD_CPU, R_SPACE_SLEEPERS, R_TAIL};
+use super::layout::{R_DATA_SLEEPERS, R_HEAD, R_PROD_CPU, R_SPACE_SLEEPERS, R_TAIL};
 use super::raw::{current_cpu, futex_wait, futex_wake};
 use super::ring::Ring;
 
@@ -32,24 +32,23 @@ impl Ring {
         let _ = count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
-    /// Spins up to `bound` (no sleep, no lock) for a message (`data`) or for the head to move,
-    /// when spinning can pay (see [`Ring::acquire`]); whether something moved.
-    pub fn spin_briefly(&self, data: bool, bound: std::time::Duration) -> bool {
-        let (off, cpu) = if data {
-            (R_TAIL, R_PROD_CPU)
-        } else {
-            (R_HEAD, R_CONS_CPU)
-        };
-        let misses = self.misses.load(Ordering::Relaxed);
-        if !super::wait::spinning_allowed()
-            || misses >= 8
-            || self.word32(cpu).load(Ordering::Relaxed) == current_cpu()
-        {
+    /// Spins up to `bound` (no sleep, no lock) until a message may be there (the tail is past
+    /// the head), when spinning can pay (see [`Ring::acquire`]), or yields the CPU a few times
+    /// instead when the producer last ran on this one; whether one may be there. (Against the
+    /// head, not against the tail as read on entry: a message published in between is seen at
+    /// once, not one message later.)
+    pub fn spin_for_data(&self, bound: std::time::Duration) -> bool {
+        if self.misses.load(Ordering::Relaxed) >= 8 {
             return false;
         }
-        let word = self.word(off);
-        let seen = word.load(Ordering::Acquire);
-        super::wait::spin_for(bound, || word.load(Ordering::Acquire) != seen)
+        let tail = self.word(R_TAIL);
+        let head = self.word(R_HEAD).load(Ordering::Acquire);
+        let there = || tail.load(Ordering::Acquire) != head;
+        if self.word32(R_PROD_CPU).load(Ordering::Relaxed) == current_cpu() {
+            // The producer shares this CPU: step aside for it rather than spin against it.
+            return super::wait::yield_until(there);
+        }
+        super::wait::spinning_allowed() && super::wait::spin_for(bound, there)
     }
 
     /// Wakes every sleeper of this ring (both directions): they re-check what they wait for.

@@ -192,14 +192,18 @@ impl Owner {
         let mut un = Uninterrupted;
         let now = is_now(deadline);
         for attempt in 0..2 {
-            match ring.acquire(&mut Waiting::nonblocking(&mut un, self.what())) {
-                Ok(msg) => return Ok(msg),
-                Err(Error::Timeout { .. }) => {}
-                Err(err) => return Err(self.error(err, None, false)),
+            // A ring seen empty without the lock is not worth taking the lock for (nor the
+            // timeout error a miss builds): a message is waited for below.
+            if now || attempt == 1 || ring.may_have_data() {
+                match ring.acquire(&mut Waiting::nonblocking(&mut un, self.what())) {
+                    Ok(msg) => return Ok(msg),
+                    Err(Error::Timeout { .. }) => {}
+                    Err(err) => return Err(self.error(err, None, false)),
+                }
             }
             // A peer busy on another CPU answers within microseconds: wait that long with the
             // GIL held (releasing it costs more than the wait), then release it.
-            if now || attempt == 1 || !ring.spin_briefly(true, GIL_SPIN) {
+            if now || attempt == 1 || !ring.spin_for_data(GIL_SPIN) {
                 break;
             }
         }
