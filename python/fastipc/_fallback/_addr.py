@@ -86,8 +86,6 @@ def _bad(address: object, why: str) -> ValueError:
 
 
 def _port(text: str, address: object) -> int:
-    if not text:
-        raise _bad(address, "no port")
     if not (text.isascii() and text.isdigit()) or len(text) > 5:
         raise _bad(address, "the port must be a number from 0 to 65535")
     port = int(text)
@@ -100,21 +98,21 @@ def _split_hostport(text: str, address: object) -> tuple[str, int]:
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
-            raise _bad(address, "unclosed '['")
+            raise _bad(address, "missing ']' after an IPv6 host")
         host = text[1:end]
         rest = text[end + 1 :]
         if not rest.startswith(":"):
-            raise _bad(address, "no port")
+            raise _bad(address, "expected ':port' after the host")
         if not host:
             raise _bad(address, "the host is empty")
         return host, _port(rest[1:], address)
     host, sep, port_text = text.rpartition(":")
     if not sep:
-        raise _bad(address, "no port")
+        raise _bad(address, "expected host:port")
     if not host:
         raise _bad(address, "the host is empty")
     if ":" in host:
-        raise _bad(address, "IPv6 hosts are written in brackets, as in '[::1]:5000'")
+        raise _bad(address, "write IPv6 hosts in brackets: [::1]:5000")
     return host, _port(port_text, address)
 
 
