@@ -403,6 +403,48 @@ def test_batch_rows_and_iceoryx2_run(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert results["fastipc-queue-many"]["ratios"]["counterpart"] == "faster-fifo-many"
 
 
+def test_channel_rows_run_at_both_sizes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    names = ["fastipc-channel", "fastipc-channel-view", "fastipc-queue"]
+    path = tmp_path / "out.json"
+    args = ["bench", "--quick", "--sizes", "64,1m", "--iterations", "40"]
+    args += ["--placement", "same-core", "--mechanisms", ",".join(names), "--json", str(path)]
+    status, out, _ = run_cli(args, capsys)
+    assert status == 0, out
+    results = json.loads(path.read_text())["results"]
+    cells = sorted((r["mechanism"], r["size"]) for r in results)
+    assert cells == sorted((name, size) for name in names for size in (64, 1 << 20))
+    for r in results:
+        # the first round trip checks the echoed bytes; each stream batch checks its byte count
+        assert r["status"] == "ok", r
+        assert r["iterations"] == 40
+        assert r["stream"]["status"] == "ok" and r["stream"]["messages_per_batch"] == 40
+
+
+def test_view_client_reads_only_the_first_reply_and_short_ones(backend) -> None:
+    from fastipc.bench.base import Env
+    from fastipc.bench.channel import FastipcChannelView
+
+    client, echo = FastipcChannelView().pair(Env(socket_dir="", max_size=4096, impl=backend))
+    peer = echo.end  # type: ignore[attr-defined]
+    try:
+        receive = client.receiver()
+        replies = [b"a" * 100, b"b" * 100, b"12345", b"c" * 32, b"d" * 33, b""]
+        for reply in replies:
+            peer.send_bytes(reply)
+        got = [receive() for _ in replies]
+        assert got == [b"a" * 100, 100, b"12345", b"c" * 32, 33, b""]
+        assert client.received(got[2]) == b"12345"
+        client.sender()(b"x" * 100)
+        assert peer.recv_bytes() == b"x" * 100
+        # every view was released: the client's end closes (no BufferError), the peer sees EOF
+        client.close()
+        with pytest.raises(EOFError):
+            peer.recv_bytes()
+    finally:
+        client.close()
+        echo.close()
+
+
 def test_reference_peer_builds_into_the_user_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -145,6 +145,60 @@ def test_numpy_array_with_out_of_band_buffers(backend):
         assert got[0, 0] == -1.0
 
 
+# A received pickle of 64 KiB or more without out-of-band buffers is copied into a buffer the
+# receiving thread reuses (Rust backend): what it unpickles must not depend on that buffer, and
+# a receive made while unpickling must not overwrite it.
+
+_NESTED: dict[str, object] = {}
+
+
+def _receive_next() -> object:
+    q = _NESTED["queue"]
+    return q.get()  # type: ignore[attr-defined]
+
+
+class _ReceivesNext:
+    """Unpickled by receiving the next message of ``_NESTED["queue"]``."""
+
+    def __reduce__(self):
+        return (_receive_next, ())
+
+
+def test_large_objects_received_in_turn_stay_intact(backend):
+    payloads = [message(i, 100_000 + 8 * i) for i in range(4)]
+    with backend.Queue(capacity=1 << 21) as q:
+        got = []
+        for p in payloads:
+            q.put({"payload": p, "head": p[:16]})
+            got.append(q.get())
+        q.put(payloads[0][:1000])  # a small one in between
+        assert q.get() == payloads[0][:1000]
+        assert got == [{"payload": p, "head": p[:16]} for p in payloads]
+
+
+@pytest.mark.skipif(np is None, reason="numpy")
+def test_out_of_band_buffers_outlive_the_next_large_receive(backend):
+    arr = np.arange(20_000, dtype=np.float64)
+    with backend.Queue(capacity=1 << 21) as q:
+        q.put(arr)
+        got = q.get()
+        q.put(message(7, 160_000))
+        assert intact(q.get()) == 7
+        assert np.array_equal(got, arr)
+
+
+def test_a_receive_while_unpickling_gets_its_own_buffer(backend):
+    outer, inner = message(1, 100_000), message(2, 200_000)
+    with backend.Queue(capacity=1 << 21) as q:
+        _NESTED["queue"] = q
+        try:
+            q.put([_ReceivesNext(), outer])
+            q.put(inner)
+            assert q.get() == [inner, outer]
+        finally:
+            _NESTED.clear()
+
+
 def test_closed_queue(backend):
     q = backend.Queue()
     q.close()

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyByteArray, PyBytes};
 
 use crate::sys::shm::Mapping;
 
@@ -177,6 +177,83 @@ impl Fresh {
 // SAFETY: the pointer belongs to the bytes object owned by `bytes` (a `Py`, which is Send); no
 // other thread can reach it before the value is handed back.
 unsafe impl Send for Fresh {}
+
+/// A received pickle at least this large, without out-of-band buffers, is copied into the
+/// thread's reusable buffer to be unpickled (see [`Scratch`]).
+pub const SCRATCH_MIN: usize = 64 * 1024;
+
+/// The largest buffer a thread keeps from one receive to the next.
+const SCRATCH_KEEP: usize = 16 << 20;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Option<Py<PyByteArray>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Whether `obj` has no other reference than the caller's.
+fn referenced_once(obj: &Bound<'_, PyByteArray>) -> bool {
+    // SAFETY: `obj` is a live object: the caller holds a reference to it, and the GIL.
+    unsafe { ffi::Py_REFCNT(obj.as_ptr()) == 1 }
+}
+
+/// The `bytearray` a received pickle is copied into and unpickled from. A pickle that nothing
+/// references once unpickled (no out-of-band buffers) goes into a buffer this thread keeps from
+/// one receive to the next: a large message then allocates only what unpickling makes, instead
+/// of a fresh copy whose pages the C library may have handed back to the kernel since the last
+/// receive (a page fault for every 4 KiB of it, each time).
+pub struct Scratch<'py> {
+    buf: Bound<'py, PyByteArray>,
+    reusable: bool,
+}
+
+impl<'py> Scratch<'py> {
+    /// At least `len` bytes whose first `len` `fill` writes: the thread's kept buffer when
+    /// `reusable` and nobody else references it, else a new one.
+    pub fn fill(
+        py: Python<'py>,
+        len: usize,
+        reusable: bool,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> PyResult<Scratch<'py>> {
+        // Taken out while in use: a receive made meanwhile on this thread gets a new one.
+        let kept = if reusable {
+            SCRATCH.with(|s| s.borrow_mut().take())
+        } else {
+            None
+        };
+        // Referenced only here (so not exported either: a view references its object).
+        let kept = kept
+            .map(|k| k.into_bound(py))
+            .filter(|k| referenced_once(k) && (k.len() >= len || k.resize(len).is_ok()));
+        let Some(buf) = kept else {
+            let buf = PyByteArray::new_with(py, len, |b| {
+                fill(b);
+                Ok(())
+            })?;
+            return Ok(Scratch { buf, reusable });
+        };
+        // SAFETY: this bytearray is referenced by `buf` alone (checked just above: no other
+        // reference, hence no export), so no other slice of its bytes exists while this one
+        // is written; it holds at least `len` bytes.
+        let bytes = unsafe { buf.as_bytes_mut() };
+        fill(&mut bytes[..len]);
+        Ok(Scratch { buf, reusable })
+    }
+
+    /// The `bytearray` (its first `len` bytes are the message).
+    pub fn bytearray(&self) -> &Bound<'py, PyByteArray> {
+        &self.buf
+    }
+
+    /// Done with the bytes: a reusable buffer that nothing else references now is kept for the
+    /// thread's next receive (up to 16 MiB).
+    pub fn give_back(self) {
+        if self.reusable && self.buf.len() <= SCRATCH_KEEP && referenced_once(&self.buf) {
+            let buf = self.buf.unbind();
+            SCRATCH.with(|s| *s.borrow_mut() = Some(buf));
+        }
+    }
+}
 
 /// The mapping behind `SharedMemory.buf`: exports the segment's bytes through the buffer
 /// protocol and counts the exports. The memory is unmapped only when this object dies, so a

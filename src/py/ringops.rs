@@ -14,6 +14,7 @@ use crate::channel::local::Local;
 use crate::channel::{big, end, End, Msg, Queue, Ring, Slot, Waiting};
 use crate::error::Error;
 use crate::py::blocking::SignalCheck;
+use crate::py::buffer::{Scratch, SCRATCH_MIN};
 use crate::py::errors::to_py;
 use crate::shm::SharedMemory;
 use crate::sys::shm::Mapping;
@@ -445,6 +446,9 @@ impl Owner {
     pub fn recv_obj(&self, py: Python<'_>, deadline: Deadline) -> PyResult<Py<PyAny>> {
         let got = self.take(py, deadline)?;
         let (len, framed) = (got.len(), got.flags() & F_PICKLED != 0);
+        if framed && len >= SCRATCH_MIN {
+            return self.recv_large(py, got, len);
+        }
         let mut read = Ok(());
         let mut head = Vec::new();
         let copy = PyByteArray::new_with(py, len, |b| {
@@ -457,18 +461,41 @@ impl Owner {
         self.done(got);
         let copy = copy?;
         read.map_err(|e| to_py(e, None))?;
-        loads(py, &copy, framed.then_some(head.as_slice()), len).map_err(|e| {
-            if !e.is_instance_of::<pyo3::exceptions::PyException>(py) {
-                return e;
-            }
-            let wrapped = UnpicklingError::new_err(format!(
-                "cannot unpickle the received message of {len} bytes: {}",
-                e.value(py)
-            ));
-            wrapped.set_cause(py, Some(e));
-            wrapped
-        })
+        loads(py, &copy, framed.then_some(head.as_slice()), len)
+            .map_err(|e| unpickling_failed(py, e, len))
     }
+
+    /// [`Owner::recv_obj`] of a large framed pickle: one without out-of-band buffers is read
+    /// only while unpickled, so it goes in the thread's reusable buffer (see [`Scratch`]).
+    fn recv_large(&self, py: Python<'_>, got: Got, len: usize) -> PyResult<Py<PyAny>> {
+        let mut n = [1u8; 8];
+        let in_band = self.read(&got, 0, &mut n).is_ok() && n == [0; 8];
+        let (mut read, mut head) = (Ok(()), Vec::new());
+        let copy = Scratch::fill(py, len, in_band, |b| {
+            read = self.read(&got, 0, b);
+            head = frame_head(b);
+        });
+        self.done(got);
+        let copy = copy?;
+        read.map_err(|e| to_py(e, None))?;
+        let loaded = loads(py, copy.bytearray(), Some(&head), len);
+        copy.give_back();
+        loaded.map_err(|e| unpickling_failed(py, e, len))
+    }
+}
+
+/// An exception of unpickling a received message of `len` bytes, as `UnpicklingError` (with the
+/// original as its cause); a `BaseException` that is no `Exception` (`KeyboardInterrupt`) as is.
+fn unpickling_failed(py: Python<'_>, e: PyErr, len: usize) -> PyErr {
+    if !e.is_instance_of::<pyo3::exceptions::PyException>(py) {
+        return e;
+    }
+    let wrapped = UnpicklingError::new_err(format!(
+        "cannot unpickle the received message of {len} bytes: {}",
+        e.value(py)
+    ));
+    wrapped.set_cause(py, Some(e));
+    wrapped
 }
 
 fn pickle_fn<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
