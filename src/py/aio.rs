@@ -293,7 +293,8 @@ fn flowing(
         return false;
     };
     if progressed {
-        std::thread::yield_now();
+        // GIL released: a preemption here holds up no other thread of this process.
+        py.detach(std::thread::yield_now);
         return true;
     }
     let fd = stream.as_fd();
