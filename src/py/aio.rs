@@ -1,14 +1,19 @@
 //! The non-blocking entry points of `Connection` that `fastipc.aio` drives from an event loop.
 //!
-//! Each call makes one attempt and never waits: the event loop waits for readiness and calls
-//! again. What a frame leaves half done between attempts is kept here: the unsent rest of a
-//! frame (the caller's buffer stays exported until it is out), and a large message being
-//! received into the `bytes` object it will be. A small frame that is part way in stays in the
-//! connection's receive buffer. So a caller that stops between attempts (a cancelled task)
-//! loses nothing, and the next receive continues the same message.
+//! A call never waits for a frame to start: the event loop waits for readiness and calls again.
+//! Once a frame has started and the peer keeps up, a call moves it on itself, waiting for each
+//! next piece for a short, bounded time (`FLOWING`, `FLOWING_BUDGET`) with the GIL released,
+//! rather than going back to the loop for every kernel-buffer-full.
+//!
+//! What a frame leaves half done between calls is kept here: the unsent rest of a frame (the
+//! caller's buffer stays exported until it is out), and a large message being received into
+//! the `bytes` object it will be. A small frame that is part way in stays in the connection's
+//! receive buffer. So a caller that stops between calls (a cancelled task) loses nothing, and
+//! the next receive continues the same message.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyMemoryError, PyRuntimeError};
 use pyo3::prelude::*;
@@ -20,6 +25,7 @@ use crate::py::buffer::{Buffer, Fresh};
 use crate::py::connection::slice_arg;
 use crate::py::errors::IntoPy;
 use crate::socket::{Incoming, Kind, Stream};
+use crate::wait::{poll_once, Ready};
 
 /// What `try_send` did: nothing (the buffer was full), part of the frame (the rest is kept,
 /// for `send_more`), or all of it.
@@ -71,12 +77,12 @@ impl AioState {
             ));
         }
         if !on {
-            if self.lock_tx().is_some() {
+            if self.lock_tx()?.is_some() {
                 return Err(PyRuntimeError::new_err(
                     "a frame is still being sent: await its send before detach()",
                 ));
             }
-            if let Some(mut pending) = self.lock_rx().take() {
+            if let Some(mut pending) = self.lock_rx()?.take() {
                 let mut reader = stream.try_reader().py_err()?;
                 let got = pending.got;
                 reader.keep_partial(pending.fresh.as_mut_slice(), got);
@@ -86,24 +92,30 @@ impl AioState {
         Ok(())
     }
 
-    fn lock_tx(&self) -> std::sync::MutexGuard<'_, Option<PendingTx>> {
-        self.tx.lock().unwrap_or_else(PoisonError::into_inner)
+    // The pending frames are taken without waiting: a call in another thread may hold one
+    // with the GIL released (in `push` or `continue_large`), and waiting for it here, with the
+    // GIL held, would stop that call from taking the GIL back.
+
+    fn lock_tx(&self) -> PyResult<MutexGuard<'_, Option<PendingTx>>> {
+        try_lock(&self.tx, "sending")
     }
 
-    fn lock_rx(&self) -> std::sync::MutexGuard<'_, Option<PendingRx>> {
-        self.rx.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock_rx(&self) -> PyResult<MutexGuard<'_, Option<PendingRx>>> {
+        try_lock(&self.rx, "receiving")
     }
 
-    /// One attempt at sending the frame of `data` (`obj[start..end]`) with `fds` on it.
+    /// One attempt at sending the frame of `data` (`obj[start..end]`) with `fds` on it; once it
+    /// has started, as much more as the peer takes while it keeps reading (see [`push`]).
     pub fn try_send(
         &self,
+        py: Python<'_>,
         stream: &Stream,
         obj: &Bound<'_, PyAny>,
         data: &[u8],
         start: usize,
         fds: &[std::os::fd::BorrowedFd<'_>],
     ) -> PyResult<u8> {
-        let mut tx = self.lock_tx();
+        let mut tx = self.lock_tx()?;
         if tx.is_some() {
             return Err(PyRuntimeError::new_err(
                 "the previous frame is still being sent",
@@ -122,45 +134,35 @@ impl AioState {
         if sent == hlen + data.len() {
             return Ok(SENT_ALL);
         }
-        *tx = Some(PendingTx {
+        let mut pending = PendingTx {
             head,
             hlen,
             data: Buffer::readable(obj)?,
             start,
             end: start + data.len(),
             sent,
-        });
+        };
+        if push(py, stream, &mut pending)? {
+            return Ok(SENT_ALL);
+        }
+        *tx = Some(pending);
         Ok(SENT_PART)
     }
 
-    /// One attempt at sending more of the frame part way out: whether it is all out now
-    /// (true as well when none was).
-    pub fn send_more(&self, stream: &Stream) -> PyResult<bool> {
-        let mut tx = self.lock_tx();
+    /// More of the frame part way out (as much as the peer takes while it keeps reading, see
+    /// [`push`]): whether it is all out now (true as well when none was).
+    pub fn send_more(&self, py: Python<'_>, stream: &Stream) -> PyResult<bool> {
+        let mut tx = self.lock_tx()?;
         let Some(pending) = tx.as_mut() else {
             return Ok(true);
         };
-        let body = &pending.data.as_slice()[pending.start..pending.end];
-        let (head, body) = match pending.head[..pending.hlen].get(pending.sent..) {
-            Some(rest) if !rest.is_empty() => (rest, body),
-            _ => (&[][..], &body[pending.sent - pending.hlen..]),
-        };
-        let total = head.len() + body.len();
-        let result = stream.send_nowait(head, body, &[]);
-        match result {
-            Ok(n) if n == total => {
-                // Releases the caller's buffer (attached: Buffer's drop takes the GIL).
+        match push(py, stream, pending) {
+            Ok(false) => Ok(false),
+            done => {
+                // All out, or the stream is broken part way through a frame (nothing more can
+                // go). Releases the caller's buffer (attached: Buffer's drop takes the GIL).
                 *tx = None;
-                Ok(true)
-            }
-            Ok(n) => {
-                pending.sent += n;
-                Ok(false)
-            }
-            Err(e) => {
-                // The stream is broken part way through a frame: nothing more can go.
-                *tx = None;
-                Err(crate::py::errors::to_py(e, None))
+                done
             }
         }
     }
@@ -173,10 +175,10 @@ impl AioState {
         stream: &Stream,
         limit: Option<u64>,
     ) -> PyResult<Option<Message>> {
-        let mut rx = self.lock_rx();
+        let mut rx = self.lock_rx()?;
         let mut reader = stream.try_reader().py_err()?;
         if let Some(pending) = rx.as_mut() {
-            let done = continue_large(&mut reader, pending)?;
+            let done = continue_large(py, stream, &mut reader, pending)?;
             if !done {
                 return Ok(None);
             }
@@ -198,7 +200,7 @@ impl AioState {
                     PyMemoryError::new_err(format!("cannot allocate a message of {len} bytes"))
                 })?;
                 let mut pending = PendingRx { fresh, got: 0 };
-                if continue_large(&mut reader, &mut pending)? {
+                if continue_large(py, stream, &mut reader, &mut pending)? {
                     return Ok(Some((pending.fresh.bytes, reader.take_fds())));
                 }
                 *rx = Some(pending);
@@ -208,9 +210,20 @@ impl AioState {
     }
 }
 
+fn try_lock<'a, T>(mutex: &'a Mutex<T>, doing: &str) -> PyResult<MutexGuard<'a, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Ok(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Ok(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => Err(PyRuntimeError::new_err(format!(
+            "another thread is {doing} on this connection"
+        ))),
+    }
+}
+
 /// [`AioState::try_send`] of `buf[offset:offset+size]` (multiprocessing's checks), `buf` any
 /// object with the buffer protocol.
 pub fn try_send_arg(
+    py: Python<'_>,
     state: &AioState,
     stream: &Stream,
     buf: &Bound<'_, PyAny>,
@@ -220,35 +233,105 @@ pub fn try_send_arg(
     let start = usize::try_from(offset).unwrap_or(0);
     if let Ok(bytes) = buf.cast::<PyBytes>() {
         let data = slice_arg(bytes.as_bytes(), offset, size)?;
-        return state.try_send(stream, buf, data, start, fds);
+        return state.try_send(py, stream, buf, data, start, fds);
     }
     let view = Buffer::readable(buf)?;
     let data = slice_arg(view.as_slice(), offset, size)?;
-    state.try_send(stream, buf, data, start, fds)
+    state.try_send(py, stream, buf, data, start, fds)
+}
+
+/// Once a frame has started (its first bytes sent, or a large message's header received), how
+/// long one call waits here for its next piece (room to send it, or its arrival) before it
+/// goes back to the event loop: the peer has stalled, or is busy elsewhere.
+pub const FLOWING: Duration = Duration::from_micros(250);
+/// The most one call spends waiting for pieces of a started frame: with the copies of what it
+/// moves meanwhile, about the longest it holds up the event loop. About what a 1 MiB frame takes
+/// while the peer keeps up; a larger frame goes in several calls, the loop running between them.
+pub const FLOWING_BUDGET: Duration = Duration::from_millis(1);
+
+/// Sends more of a frame part way out; whether it is all out.
+///
+/// A frame stops part way when the kernel buffer is full; if the peer is reading, room comes
+/// soon. So this waits for room here (`poll`, with the GIL released) and sends on, as a
+/// blocking send would, instead of going back to the event loop for every buffer-full: at most
+/// [`FLOWING`] for room and [`FLOWING_BUDGET`] in all. Then the event loop waits for the rest.
+fn push(py: Python<'_>, stream: &Stream, pending: &mut PendingTx) -> PyResult<bool> {
+    let mut started: Option<Instant> = None;
+    loop {
+        let body = &pending.data.as_slice()[pending.start..pending.end];
+        let (head, body) = match pending.head[..pending.hlen].get(pending.sent..) {
+            Some(rest) if !rest.is_empty() => (rest, body),
+            _ => (&[][..], &body[pending.sent - pending.hlen..]),
+        };
+        let total = head.len() + body.len();
+        let n = stream
+            .send_nowait(head, body, &[])
+            .map_err(|e| crate::py::errors::to_py(e, None))?;
+        if n == total {
+            return Ok(true);
+        }
+        pending.sent += n;
+        let start = *started.get_or_insert_with(Instant::now);
+        if !flowing(py, stream, Ready::Write, start, n > 0) {
+            return Ok(false);
+        }
+    }
+}
+
+/// Whether to try again, within [`FLOWING_BUDGET`] of `start`: after an attempt that
+/// `progressed`, at once (having offered the CPU to the peer, which on the same CPU is what
+/// moves the data on); after one that did not, once the stream is ready, waited for (GIL
+/// released) up to [`FLOWING`].
+fn flowing(
+    py: Python<'_>,
+    stream: &Stream,
+    ready: Ready,
+    start: Instant,
+    progressed: bool,
+) -> bool {
+    let Some(left) = FLOWING_BUDGET.checked_sub(start.elapsed()) else {
+        return false;
+    };
+    if progressed {
+        // GIL released: a preemption here holds up no other thread of this process.
+        py.detach(std::thread::yield_now);
+        return true;
+    }
+    let fd = stream.as_fd();
+    // A poll error counts as not ready: the next attempt reports it.
+    matches!(
+        py.detach(|| poll_once(fd, ready, left.min(FLOWING))),
+        Ok(true)
+    )
 }
 
 /// Reads more of a large message; whether it is complete.
 ///
-/// The rest of a large message is usually on its way: the sender's one `sendmsg` queues it a
-/// piece at a time, and each piece wakes the receiver. So while a read makes progress, the
-/// thread yields the CPU once (the sender goes on with its call, on this core or another) and
-/// reads again, rather than going back to the event loop for every piece.
+/// Once a large message's header is in, the rest is usually on its way: its sender's one
+/// `sendmsg` queues it a piece at a time (as the kernel buffer allows), and each piece wakes
+/// the receiver. So while pieces keep coming, this waits for the next one here (`poll`, with
+/// the GIL released) and copies it in, as a blocking receive would, instead of going back to
+/// the event loop for every piece: at most [`FLOWING`] for a piece and [`FLOWING_BUDGET`] in
+/// all. Then, or if the connection breaks, what arrived stays in `pending` for the next call.
 fn continue_large(
+    py: Python<'_>,
+    stream: &Stream,
     reader: &mut crate::socket::Reader<'_>,
     pending: &mut PendingRx,
 ) -> PyResult<bool> {
     let dst = pending.fresh.as_mut_slice();
     let len = dst.len();
+    let mut started: Option<Instant> = None;
     loop {
         let before = pending.got;
         reader.read_payload_nowait(dst, &mut pending.got).py_err()?;
         if pending.got == len {
             return Ok(true);
         }
-        if pending.got == before {
+        let start = *started.get_or_insert_with(Instant::now);
+        if !flowing(py, stream, Ready::Read, start, pending.got > before) {
             return Ok(false);
         }
-        std::thread::yield_now();
     }
 }
 

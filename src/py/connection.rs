@@ -490,6 +490,7 @@ impl Connection {
     #[pyo3(signature = (buf, offset=0, size=None, *, fds=None))]
     fn _aio_try_send(
         &self,
+        py: Python<'_>,
         buf: &Bound<'_, PyAny>,
         offset: isize,
         size: Option<isize>,
@@ -497,12 +498,12 @@ impl Connection {
     ) -> PyResult<u8> {
         let fds = FdList::extract(fds)?;
         let stream = self.any_stream()?;
-        aio::try_send_arg(&self.aio, &stream, buf, (offset, size), &fds.borrow())
+        aio::try_send_arg(py, &self.aio, &stream, buf, (offset, size), &fds.borrow())
     }
 
     /// `fastipc.aio`: one attempt at sending the rest of a frame; whether none is left.
-    fn _aio_send_more(&self) -> PyResult<bool> {
-        self.aio.send_more(&*self.any_stream()?)
+    fn _aio_send_more(&self, py: Python<'_>) -> PyResult<bool> {
+        self.aio.send_more(py, &*self.any_stream()?)
     }
 
     /// `fastipc.aio`: one attempt at receiving a message and its descriptors (`maxfds`: None

@@ -10,14 +10,16 @@ between attempts here. The connection's class is swapped for one whose blocking 
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._closing import closed_error
 from ._fds import close_all, rights, truncated
-from ._platform import MSG_NOSIGNAL
+from ._platform import MSG_NOSIGNAL, wait_fd
 from ._reader import HDR, NO_FDS, WOULDBLOCK
 
 if TYPE_CHECKING:
@@ -31,6 +33,12 @@ _SMALL = 64 * 1024
 _LONG = 0x7FFFFFFF
 _HDR_LONG = struct.Struct("!iQ")
 _HAS_SENDMSG = hasattr(socket.socket, "sendmsg")
+#: Once a frame has started, how long one call waits for its next piece (for room to send it,
+#: or for it to arrive) before going back to the event loop, and how long it waits in all: as
+#: ``FLOWING`` and ``FLOWING_BUDGET`` in ``src/py/aio.rs``. Python's ``poll`` counts whole
+#: milliseconds, so a wait here lasts up to 1 ms.
+FLOWING = 0.00025
+FLOWING_BUDGET = 0.001
 
 #: The blocking calls that refuse while ``fastipc.aio`` holds the connection (as the
 #: extension's do).
@@ -96,6 +104,7 @@ class AsyncEntry:
     _aio_tx: list[memoryview] | None
     _aio_saved: float | None
     _aio_plain: type | None
+    _pending: tuple[bytearray, int, int] | None
 
     if TYPE_CHECKING:
 
@@ -156,7 +165,7 @@ class AsyncEntry:
         if sent == 0:
             return SENT_NOTHING
         self._aio_tx = rest
-        return SENT_PART
+        return SENT_ALL if self._push() else SENT_PART
 
     def _frame(self, payload: memoryview, with_fds: bool) -> list[memoryview]:
         if self._seq:
@@ -182,16 +191,28 @@ class AsyncEntry:
         if self._closed:
             self._aio_tx = None
             raise closed_error(self._address)
-        try:
-            sent = self._send_parts(parts, NO_FDS)
-        except WOULDBLOCK:
-            return False
-        except OSError as e:
-            self._aio_tx = None
-            raise self._send_error(e) from None
-        rest = _advance(parts, sent)
-        self._aio_tx = rest or None
-        return not rest
+        return self._push()
+
+    def _push(self) -> bool:
+        """Sends more of the frame part way out while the peer takes it (see :func:`_flowing`);
+        whether it is all out."""
+        start: float | None = None
+        while (parts := self._aio_tx) is not None:
+            try:
+                sent = self._send_parts(parts, NO_FDS)
+            except WOULDBLOCK:
+                sent = 0
+            except OSError as e:
+                self._aio_tx = None
+                raise self._send_error(e) from None
+            self._aio_tx = _advance(parts, sent) or None
+            if self._aio_tx is None:
+                break
+            if start is None:
+                start = time.monotonic()
+            if not _flowing(self._sock.fileno(), True, start, sent > 0):
+                return False
+        return True
 
     def _aio_try_recv(
         self, maxlength: int | None = None, maxfds: int | None = None
@@ -202,9 +223,8 @@ class AsyncEntry:
             raise OverflowError("can't convert negative int to unsigned")
         if self._closed:
             raise closed_error(self._address)
-        try:
-            msg = self._recv_message(maxlength)
-        except TimeoutError:
+        msg = self._recv_flowing(maxlength)
+        if msg is None:
             return None
         fds = self._take_fds()
         data = msg if type(msg) is bytes else bytes(msg)
@@ -215,6 +235,40 @@ class AsyncEntry:
             close_all(fds)
             raise truncated(f"{self._address}: {len(fds)} descriptors, maxfds={maxfds}")
         return data, fds
+
+    def _recv_flowing(self, maxlength: int | None) -> bytes | bytearray | None:
+        """A whole message, or None. A large message part way in is read on while it keeps
+        arriving (see :func:`_flowing`); what arrived stays for the next call."""
+        start: float | None = None
+        while True:
+            before = self._pending[1] if self._pending is not None else 0
+            try:
+                return self._recv_message(maxlength)
+            except TimeoutError:
+                if self._pending is None:
+                    return None
+            if start is None:
+                start = time.monotonic()
+            if not _flowing(self._sock.fileno(), False, start, self._pending[1] > before):
+                return None
+
+
+def _flowing(fd: int, write: bool, start: float, progressed: bool) -> bool:
+    """Whether to try again, within :data:`FLOWING_BUDGET` of ``start``: after an attempt that
+    ``progressed``, at once (having offered the CPU to the peer, which on the same CPU is what
+    moves the data on); after one that did not, once ``fd`` is ready, waited for up to
+    :data:`FLOWING`."""
+    left = FLOWING_BUDGET - (time.monotonic() - start)
+    if left <= 0:
+        return False
+    if progressed:
+        if hasattr(os, "sched_yield"):
+            os.sched_yield()
+        return True
+    try:
+        return wait_fd(fd, write, min(left, FLOWING))
+    except OSError:
+        return False  # the next attempt reports it
 
 
 def _advance(parts: list[memoryview], sent: int) -> list[memoryview]:
