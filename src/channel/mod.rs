@@ -7,6 +7,7 @@
 
 pub mod big;
 pub mod end;
+mod handoff;
 pub mod layout;
 pub mod local;
 pub mod lock;
