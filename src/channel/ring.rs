@@ -240,6 +240,13 @@ impl Ring {
         self.word32(R_DATA_SLEEPERS).store(0, Ordering::Release);
     }
 
+    /// `result`, unless the segment was found shrunk under this process meanwhile: then that
+    /// error wins, as whatever was read from its zero pages means nothing (one atomic load).
+    #[inline]
+    fn checked<T>(&self, result: Result<T>) -> Result<T> {
+        self.region.intact().and(result)
+    }
+
     /// Reserves `len` payload bytes (at most [`Ring::max_inline`]), waiting for space as `w` says.
     /// The producers' lock stays held: end with [`Ring::publish`] or [`Ring::abort`].
     pub fn reserve(&self, len: usize, w: &mut Waiting<'_>) -> Result<Slot> {
@@ -260,7 +267,7 @@ impl Ring {
                 self.wait_move(R_HEAD, R_SPACE_SLEEPERS, head, w)
                     .map(|()| None)
             });
-            match result {
+            match self.checked(result) {
                 Ok(Some(slot)) => return Ok(slot),
                 Ok(None) => {}
                 Err(e) => {
@@ -348,6 +355,10 @@ impl Ring {
         if !self.holds(false) {
             return Err(corrupt("the producers' lock is not this process's"));
         }
+        if let Err(e) = self.region.intact() {
+            let _ = self.unlock(false);
+            return Err(e);
+        }
         let len = len.min(slot.len) as u64;
         if slot.skip > 0 {
             self.write_header(slot.tail, F_WRAP, 0, 0);
@@ -392,7 +403,7 @@ impl Ring {
                 self.wait_move(R_TAIL, R_DATA_SLEEPERS, tail, w)
                     .map(|()| None)
             });
-            match result {
+            match self.checked(result) {
                 Ok(Some(msg)) => return Ok(msg),
                 Ok(None) => {}
                 Err(e) => {
@@ -480,7 +491,7 @@ impl Ring {
         {
             return Err(corrupt("read past the message"));
         }
-        Ok(())
+        self.region.intact()
     }
 
     /// Frees the message's space, wakes a producer waiting for it, lets the next consumer in.

@@ -53,8 +53,11 @@ impl Channel {
         }
     }
 
+    /// The end; `IPCError` once its segment was found shrunk under this process.
     fn owner(&self) -> PyResult<Owner> {
-        Ok(Owner::Channel(self.core.get(&self.label)?))
+        let owner = Owner::Channel(self.core.get(&self.label)?);
+        owner.intact()?;
+        Ok(owner)
     }
 
     fn until(&self) -> PyResult<Deadline> {

@@ -81,11 +81,14 @@ impl Queue {
     }
 
     fn owner(&self) -> PyResult<Owner> {
-        Ok(Owner::Queue(self.core.get(&self.label)?))
+        Ok(Owner::Queue(self.core()?))
     }
 
+    /// The queue; `IPCError` once its segment was found shrunk under this process.
     pub(crate) fn core(&self) -> PyResult<std::sync::Arc<Core>> {
-        self.core.get(&self.label)
+        let core = self.core.get(&self.label)?;
+        core.ring().region().intact().py_err()?;
+        Ok(core)
     }
 
     fn build<'py>(cls: &Bound<'py, PyType>, core: Core) -> PyResult<Bound<'py, PyAny>> {
@@ -289,15 +292,21 @@ impl Queue {
     }
 
     fn qsize(&self) -> PyResult<u64> {
-        Ok(self.core()?.ring().count())
+        let core = self.core()?;
+        let n = core.ring().count();
+        core.ring().region().intact().py_err().map(|()| n)
     }
 
     fn empty(&self) -> PyResult<bool> {
-        Ok(!self.core()?.ring().has_data())
+        let core = self.core()?;
+        let empty = !core.ring().has_data();
+        core.ring().region().intact().py_err().map(|()| empty)
     }
 
     fn full(&self) -> PyResult<bool> {
-        Ok(!self.core()?.ring().has_space(0))
+        let core = self.core()?;
+        let full = !core.ring().has_space(0);
+        core.ring().region().intact().py_err().map(|()| full)
     }
 
     fn fileno(&self) -> PyResult<i32> {

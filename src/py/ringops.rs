@@ -111,6 +111,21 @@ impl Owner {
         }
     }
 
+    /// A corrupt channel error (`IPCError`) once the segment was found shrunk under this process
+    /// by another one (see `sys::sigbus`): every later call fails at once. One atomic load.
+    #[inline]
+    pub fn intact(&self) -> PyResult<()> {
+        self.tx().region().intact().map_err(|e| to_py(e, None))
+    }
+
+    /// As [`Owner::intact`], for the memory of a received message too.
+    pub fn got_intact(&self, got: &Got) -> Result<(), Error> {
+        match got {
+            Got::Ring(_) => self.rx().region().intact(),
+            Got::Big(map, _, _) => big::intact(map),
+        }
+    }
+
     fn what(&self) -> &'static str {
         match self {
             Owner::Queue(_) => "queue",
@@ -251,7 +266,7 @@ impl Owner {
         let Dest::Big(shm) = dest else {
             unreachable!("a big destination")
         };
-        if let Err(err) = written {
+        if let Err(err) = written.and_then(|()| big::still_whole(&shm, total)) {
             big::discard(shm);
             return Err(self.error(err, None, true));
         }
@@ -325,7 +340,8 @@ impl Owner {
             Got::Ring(msg) => self.rx().read(msg, offset, dst),
             Got::Big(map, _, _) => map
                 .read_at(offset, dst)
-                .map_err(|e| Error::os(e, "read", "big message")),
+                .map_err(|e| Error::os(e, "read", "big message"))
+                .and_then(|()| big::intact(map)),
         }
     }
 

@@ -1,0 +1,180 @@
+"""A named queue or channel whose segment another process truncates while a process has it
+mapped: that process's next call (or the call it is blocked in) raises ``IPCError`` naming the
+segment, and the process lives on, instead of dying of SIGBUS (docs/channel.md, "Named segments
+and trust"; docs/channel-fallback.md for what the pure-Python backend can and cannot promise).
+
+The process that has the segment mapped is a child: if it died of SIGBUS, its exit code says so
+and the suite goes on. The test process is the one that truncates."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import pytest
+from _helpers import wait_blocked_in_futex
+
+pytestmark = pytest.mark.skipif(
+    not os.path.isdir("/dev/shm"), reason="the test truncates the segment through /dev/shm"
+)
+
+
+def _truncate(name: str) -> None:
+    fd = os.open(f"/dev/shm{name}", os.O_RDWR)
+    try:
+        os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def shm_name(names):
+    name = names()
+    yield name
+    with contextlib.suppress(FileNotFoundError):  # the child unlinks it; not if it died
+        os.unlink(f"/dev/shm{name}")
+
+
+_CALLS = """
+import fastipc
+
+def attempt(label, call):
+    try:
+        call()
+    except fastipc.IPCError as exc:
+        return [label, str(exc)]
+    except BaseException as exc:
+        return [label, f"not an IPCError: {exc!r}"]
+    return [label, "no error"]
+
+def open_handle(kind, name):
+    if kind == "queue":
+        q = B.Queue(name=name, capacity=4096)
+        return q, q, q.put_bytes, q.get_bytes
+    a = B.Channel.create(name, capacity=4096)
+    b = B.Channel.open(name)
+    a.settimeout(5)
+    b.settimeout(5)
+    return a, b, a.send_bytes, b.recv_bytes
+
+def later_calls(kind, tx, rx):
+    calls = [("send", lambda: tx.send_bytes(b"x") if kind == "channel" else tx.put_bytes(b"x"))]
+    if kind == "queue":
+        calls += [
+            ("get_bytes", lambda: rx.get_bytes(timeout=5)),
+            ("get", lambda: rx.get(timeout=5)),
+            ("get_view", lambda: rx.get_view(timeout=5)),
+            ("qsize", rx.qsize),
+            ("put", lambda: rx.put(1)),
+        ]
+    else:
+        calls += [
+            ("recv_bytes", rx.recv_bytes),
+            ("recv", rx.recv),
+            ("get_view", lambda: rx.get_view()),
+            ("poll", lambda: rx.poll(0)),
+            ("send", lambda: tx.send(1)),
+        ]
+    return [attempt(label, call) for label, call in calls]
+"""
+
+_BETWEEN_CALLS = (
+    _CALLS
+    + """
+tx, rx, send, recv = open_handle(ARGS["kind"], ARGS["name"])
+try:
+    send(b"one")
+    assert recv() == b"one"
+    send(b"two")  # a message waits in the ring when the segment shrinks
+    report(ready=True)
+    wait_parent()
+    report(errors=later_calls(ARGS["kind"], tx, rx))
+finally:
+    tx.unlink()
+"""
+)
+
+
+def _check_errors(errors: list[list[str]], name: str) -> None:
+    assert errors, "no call was made"
+    for label, text in errors:
+        assert text.startswith("corrupt channel: the segment "), (label, text)
+        assert name in text and "truncated" in text, (label, text)
+
+
+@pytest.mark.parametrize("kind", ["queue", "channel"])
+def test_truncated_between_calls_is_an_ipc_error(spawn, shm_name, kind):
+    child = spawn(_BETWEEN_CALLS, args={"name": shm_name, "kind": kind})
+    child.expect("ready")
+    _truncate(shm_name)
+    child.send(go=True)
+    _check_errors(child.expect("errors")["errors"], shm_name)
+    child.finish()  # exit code 0: the process survived
+
+
+_BLOCKED = (
+    _CALLS
+    + """
+tx, rx, send, recv = open_handle(ARGS["kind"], ARGS["name"])
+try:
+    report(blocking=True)
+    first = attempt("blocked", (lambda: rx.get_bytes(timeout=30)) if ARGS["kind"] == "queue"
+                    else (lambda: (rx.settimeout(30), rx.recv_bytes())))
+    report(errors=[first] + later_calls(ARGS["kind"], tx, rx))
+finally:
+    tx.unlink()
+"""
+)
+
+
+@pytest.mark.parametrize("kind", ["queue", "channel"])
+def test_truncated_under_a_blocked_receive_is_an_ipc_error(spawn, shm_name, kind):
+    child = spawn(_BLOCKED, args={"name": shm_name, "kind": kind})
+    child.expect("blocking")
+    wait_blocked_in_futex(child.pid, mapped=f"/dev/shm{shm_name}")
+    _truncate(shm_name)
+    _check_errors(child.expect("errors", timeout=10)["errors"], shm_name)
+    child.finish()
+
+
+_LOOPING = (
+    _CALLS
+    + """
+tx, rx, send, recv = open_handle(ARGS["kind"], ARGS["name"])
+payload = b"m" * 200
+rounds = 0
+try:
+    try:
+        while True:
+            send(payload)
+            got = recv()
+            if got != payload:
+                report(wrong=repr(got[:16]))
+                break
+            rounds += 1
+            if rounds == 1000:
+                report(looping=True)
+    except fastipc.IPCError as exc:
+        report(errors=[["loop", str(exc)]] + later_calls(ARGS["kind"], tx, rx), rounds=rounds)
+finally:
+    tx.unlink()
+"""
+)
+
+
+@pytest.mark.parametrize("kind", ["queue", "channel"])
+def test_truncated_under_a_busy_loop_takes_the_fault_and_survives(
+    spawn, shm_name, kind, backend_name
+):
+    """The truncation lands while the child sends and receives without pause: the fault (SIGBUS)
+    is taken inside a ring operation, turned into zero pages, and the operation reports it; no
+    zero message is ever delivered (the loop checks every message)."""
+    if backend_name != "rust":
+        pytest.skip("the pure-Python backend cannot catch SIGBUS (docs/channel-fallback.md)")
+    child = spawn(_LOOPING, args={"name": shm_name, "kind": kind})
+    child.expect("looping")
+    _truncate(shm_name)
+    report = child.expect("errors", timeout=10)
+    assert report["rounds"] >= 1000
+    _check_errors(report["errors"], shm_name)
+    child.finish()
