@@ -178,3 +178,42 @@ def test_truncated_under_a_busy_loop_takes_the_fault_and_survives(
     assert report["rounds"] >= 1000
     _check_errors(report["errors"], shm_name)
     child.finish()
+
+
+_HELD_VIEW = (
+    _CALLS
+    + """
+tx, rx, send, recv = open_handle(ARGS["kind"], ARGS["name"])
+try:
+    send(b"held")
+    view = rx.get_view(timeout=5) if ARGS["kind"] == "queue" else rx.get_view()
+    mv = view.__enter__()
+    assert bytes(mv) == b"held"
+    report(holding=True)
+    wait_parent()
+    seen = bytes(mv)  # past the new end: the fault is taken here
+    del mv
+    released = attempt("release", lambda: view.__exit__(None, None, None))
+    report(seen=seen.hex(), errors=[released] + later_calls(ARGS["kind"], tx, rx))
+finally:
+    tx.unlink()
+"""
+)
+
+
+@pytest.mark.parametrize("kind", ["queue", "channel"])
+def test_a_view_held_across_the_truncation_shows_zeroes_and_its_release_raises(
+    spawn, shm_name, kind, backend_name
+):
+    """A get_view() view is plain memory to Python: read after the truncation it shows the zero
+    pages the handler mapped, and its release raises the IPCError."""
+    if backend_name != "rust":
+        pytest.skip("the pure-Python backend cannot catch SIGBUS (docs/channel-fallback.md)")
+    child = spawn(_HELD_VIEW, args={"name": shm_name, "kind": kind})
+    child.expect("holding")
+    _truncate(shm_name)
+    child.send(go=True)
+    report = child.expect("errors")
+    assert report["seen"] == bytes(4).hex()
+    _check_errors(report["errors"], shm_name)
+    child.finish()

@@ -81,7 +81,7 @@ impl Queue {
     }
 
     fn owner(&self) -> PyResult<Owner> {
-        Ok(Owner::Queue(self.core()?))
+        Ok(Owner::Queue(self.core.get(&self.label)?))
     }
 
     /// The queue; `IPCError` once its segment was found shrunk under this process.

@@ -111,14 +111,8 @@ impl Owner {
         }
     }
 
-    /// A corrupt channel error (`IPCError`) once the segment was found shrunk under this process
-    /// by another one (see `sys::sigbus`): every later call fails at once. One atomic load.
-    #[inline]
-    pub fn intact(&self) -> PyResult<()> {
-        self.tx().region().intact().map_err(|e| to_py(e, None))
-    }
-
-    /// As [`Owner::intact`], for the memory of a received message too.
+    /// A corrupt channel error once the segment, or the segment of the received message, was
+    /// found shrunk under this process by another one (see `sys::sigbus`).
     pub fn got_intact(&self, got: &Got) -> Result<(), Error> {
         match got {
             Got::Ring(_) => self.rx().region().intact(),
@@ -135,6 +129,9 @@ impl Owner {
 
     /// The Python exception for a core error of a send (`sending`) or a receive.
     pub fn error(&self, err: Error, pending: Option<PyErr>, sending: bool) -> PyErr {
+        // A segment shrunk under this process: that is the error, whatever the zero pages it
+        // reads now made the call conclude (a peer gone, an empty ring).
+        let err = self.tx().region().intact().map_or_else(|e| e, |()| err);
         match (self, err) {
             (Owner::Queue(_), Error::Timeout { .. }) if sending => Full::new_err(()),
             (Owner::Queue(_), Error::Timeout { .. }) => Empty::new_err(()),
