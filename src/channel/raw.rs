@@ -52,6 +52,13 @@ impl Region {
         Arc::clone(&self.map)
     }
 
+    /// Whether the segment was not found shrunk under this mapping by another process (see
+    /// [`Region::intact`]): one atomic load.
+    #[inline]
+    pub fn whole(&self) -> bool {
+        !self.map.is_truncated()
+    }
+
     /// A corrupt channel error once the segment was found shrunk under this mapping by another
     /// process (its pages are zeroes from then on, see [`Mapping::guard`]): one atomic load.
     #[inline]

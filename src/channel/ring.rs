@@ -240,11 +240,17 @@ impl Ring {
         self.word32(R_DATA_SLEEPERS).store(0, Ordering::Release);
     }
 
-    /// `result`, unless the segment was found shrunk under this process meanwhile: then that
-    /// error wins, as whatever was read from its zero pages means nothing (one atomic load).
-    #[inline]
-    fn checked<T>(&self, result: Result<T>) -> Result<T> {
-        self.region.intact().and(result)
+    /// Ends an operation that failed, or that ran on a segment found shrunk under this process
+    /// (then that error wins: whatever the zero pages made the operation conclude means
+    /// nothing), releasing the consumers' (`consumer`) or producers' lock.
+    #[cold]
+    fn failed<T>(&self, consumer: bool, result: Result<T>) -> Error {
+        let _ = self.unlock(consumer);
+        match (self.region.intact(), result) {
+            (Err(truncated), _) => truncated,
+            (Ok(()), Err(e)) => e,
+            (Ok(()), Ok(_)) => corrupt("an operation ended without its result"),
+        }
     }
 
     /// Reserves `len` payload bytes (at most [`Ring::max_inline`]), waiting for space as `w` says.
@@ -267,13 +273,11 @@ impl Ring {
                 self.wait_move(R_HEAD, R_SPACE_SLEEPERS, head, w)
                     .map(|()| None)
             });
-            match self.checked(result) {
+            match result {
+                // (publishing checks the segment)
                 Ok(Some(slot)) => return Ok(slot),
-                Ok(None) => {}
-                Err(e) => {
-                    let _ = self.unlock(false);
-                    return Err(e);
-                }
+                Ok(None) if self.region.whole() => {}
+                result => return Err(self.failed(false, result)),
             }
         }
     }
@@ -355,9 +359,8 @@ impl Ring {
         if !self.holds(false) {
             return Err(corrupt("the producers' lock is not this process's"));
         }
-        if let Err(e) = self.region.intact() {
-            let _ = self.unlock(false);
-            return Err(e);
+        if !self.region.whole() {
+            return Err(self.failed(false, Ok(())));
         }
         let len = len.min(slot.len) as u64;
         if slot.skip > 0 {
@@ -403,13 +406,10 @@ impl Ring {
                 self.wait_move(R_TAIL, R_DATA_SLEEPERS, tail, w)
                     .map(|()| None)
             });
-            match self.checked(result) {
-                Ok(Some(msg)) => return Ok(msg),
-                Ok(None) => {}
-                Err(e) => {
-                    let _ = self.unlock(true);
-                    return Err(e);
-                }
+            match result {
+                Ok(Some(msg)) if self.region.whole() => return Ok(msg),
+                Ok(None) if self.region.whole() => {}
+                result => return Err(self.failed(true, result)),
             }
         }
     }
@@ -491,7 +491,10 @@ impl Ring {
         {
             return Err(corrupt("read past the message"));
         }
-        self.region.intact()
+        if !self.region.whole() {
+            return self.region.intact();
+        }
+        Ok(())
     }
 
     /// Frees the message's space, wakes a producer waiting for it, lets the next consumer in.

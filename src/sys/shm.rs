@@ -58,6 +58,14 @@ impl Mapping {
         }
     }
 
+    /// Whether the (watched) segment was found shrunk under this mapping: one atomic load.
+    #[inline]
+    pub fn is_truncated(&self) -> bool {
+        self.guard
+            .as_ref()
+            .is_some_and(|(guard, _)| guard.truncated())
+    }
+
     /// The segment's name once it was found shrunk under this (watched) mapping, whose pages are
     /// zeroes from then on. One atomic load.
     #[inline]

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 const ENTRIES: usize = 4096;
 
 /// One watched range.
+#[derive(Debug)]
 struct Entry {
     /// Taken by a registration (set before the range is written, cleared after it is erased).
     claimed: AtomicBool,
@@ -75,22 +76,21 @@ static HIGH: AtomicUsize = AtomicUsize::new(0);
 /// A watched mapping: its mark, and its entry freed on drop. Drop it before unmapping.
 #[derive(Debug)]
 pub struct Guard {
-    index: usize,
+    entry: &'static Entry,
 }
 
 impl Guard {
     /// Whether the handler replaced the mapping with zero pages (the segment shrank under it).
     #[inline]
     pub fn truncated(&self) -> bool {
-        TABLE[self.index].truncated.load(Ordering::Acquire)
+        self.entry.truncated.load(Ordering::Acquire)
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let entry = &TABLE[self.index];
-        entry.set(0, 0);
-        entry.claimed.store(false, Ordering::Release);
+        self.entry.set(0, 0);
+        self.entry.claimed.store(false, Ordering::Release);
     }
 }
 
@@ -105,9 +105,10 @@ pub fn register(start: *mut u8, len: usize) -> Option<Guard> {
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
     })?;
-    TABLE[index].set(start as usize, len);
+    let entry = &TABLE[index];
+    entry.set(start as usize, len);
     HIGH.fetch_max(index + 1, Ordering::SeqCst);
-    Some(Guard { index })
+    Some(Guard { entry })
 }
 
 /// The entry whose range holds `addr` (async-signal-safe: atomic loads only).
