@@ -217,3 +217,45 @@ def test_a_view_held_across_the_truncation_shows_zeroes_and_its_release_raises(
     assert report["seen"] == bytes(4).hex()
     _check_errors(report["errors"], shm_name)
     child.finish()
+
+
+_CHAINED = """
+import faulthandler, mmap, signal, tempfile
+faulthandler.enable()  # installed before fastipc's handler: fastipc's chains to it
+q = B.Queue(name=ARGS["name"], capacity=4096)
+try:
+    q.put_bytes(b"one")
+    fd = os.open("/dev/shm" + ARGS["name"], os.O_RDWR)
+    os.ftruncate(fd, 0)
+    os.close(fd)
+    try:
+        q.get_bytes()
+        report(truncated="no error")
+    except fastipc.IPCError as exc:
+        report(truncated=str(exc))
+finally:
+    q.unlink()
+# A fault of this process's own that is not fastipc's: a file mapped with Python's mmap, shrunk.
+with tempfile.TemporaryFile() as f:
+    f.write(bytes(4096))
+    f.flush()
+    mm = mmap.mmap(f.fileno(), 4096)
+    os.ftruncate(f.fileno(), 0)
+    report(foreign=True)
+    mm[0]  # SIGBUS: faulthandler reports it, and the process dies of it as before
+report(survived=True)
+"""
+
+
+def test_a_fault_that_is_not_fastipcs_goes_to_the_previous_handler(spawn, shm_name):
+    """fastipc's SIGBUS handler handles faults in its own mappings only (or, in the pure-Python
+    backend, the size check prevents the fault); any other SIGBUS still reaches the handler
+    installed before (here faulthandler's), and the process dies of it as it would have."""
+    import signal
+
+    child = spawn(_CHAINED, args={"name": shm_name})
+    text = child.expect("truncated")["truncated"]
+    assert text.startswith("corrupt channel: the segment " + shm_name), text
+    child.expect("foreign")
+    child.finish(returncode=-signal.SIGBUS)
+    assert "Fatal Python error: Bus error" in child.stderr
