@@ -48,8 +48,8 @@ def attempt(label, call):
     return [label, "no error"]
 
 def open_handle(kind, name):
-    if kind == "queue":
-        q = B.Queue(name=name, capacity=4096)
+    if kind in ("queue", "joinable"):
+        q = (B.Queue if kind == "queue" else B.JoinableQueue)(name=name, capacity=4096)
         return q, q, q.put_bytes, q.get_bytes
     a = B.Channel.create(name, capacity=4096)
     b = B.Channel.open(name)
@@ -59,7 +59,9 @@ def open_handle(kind, name):
 
 def later_calls(kind, tx, rx):
     calls = [("send", lambda: tx.send_bytes(b"x") if kind == "channel" else tx.put_bytes(b"x"))]
-    if kind == "queue":
+    if kind == "joinable":
+        calls += [("task_done", rx.task_done), ("join", lambda: rx.join(timeout=5))]
+    if kind != "channel":
         calls += [
             ("get_bytes", lambda: rx.get_bytes(timeout=5)),
             ("get", lambda: rx.get(timeout=5)),
@@ -102,7 +104,7 @@ def _check_errors(errors: list[list[str]], name: str) -> None:
         assert name in text and "truncated" in text, (label, text)
 
 
-@pytest.mark.parametrize("kind", ["queue", "channel"])
+@pytest.mark.parametrize("kind", ["queue", "joinable", "channel"])
 def test_truncated_between_calls_is_an_ipc_error(spawn, shm_name, kind):
     child = spawn(_BETWEEN_CALLS, args={"name": shm_name, "kind": kind})
     child.expect("ready")

@@ -389,13 +389,19 @@ impl JoinableQueue {
     }
 
     fn task_done(slf: &Bound<'_, Self>) -> PyResult<()> {
-        slf.as_super().get().core()?.task_done().py_err()
+        let core = slf.as_super().get().core()?;
+        let done = core.task_done();
+        // A segment shrunk meanwhile: its zero pages say nothing about the tasks.
+        core.ring().region().intact().py_err()?;
+        done.py_err()
     }
 
     #[pyo3(signature = (timeout=None))]
     fn join(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<bool> {
         let core = slf.as_super().get().core()?;
         let until = Deadline::after(timeout_arg(timeout)?);
-        detached(slf.py(), |check| core.join(until, check))
+        let joined = detached(slf.py(), |check| core.join(until, check));
+        core.ring().region().intact().py_err()?;
+        joined
     }
 }

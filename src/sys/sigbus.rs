@@ -168,10 +168,16 @@ mod handler {
         INSTALLED.load(Ordering::Acquire)
     }
 
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(target_os = "linux")]
     fn errno_location() -> *mut c_int {
         // SAFETY: returns the address of this thread's errno; no argument.
         unsafe { libc::__errno_location() }
+    }
+
+    #[cfg(target_os = "android")]
+    fn errno_location() -> *mut c_int {
+        // SAFETY: returns the address of this thread's errno; no argument.
+        unsafe { libc::__errno() }
     }
 
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -190,11 +196,8 @@ mod handler {
         if info.si_code <= 0 {
             return None; // sent by a process (SI_USER, SI_TKILL, SI_QUEUE): no address
         }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        // SAFETY: for a kernel-generated SIGBUS the union holds the fault's address.
+        // SAFETY: for a kernel-generated SIGBUS the siginfo holds the fault's address.
         let addr = unsafe { info.si_addr() };
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        let addr = info.si_addr;
         Some(addr as usize)
     }
 
