@@ -241,12 +241,14 @@ impl Ring {
     }
 
     /// Ends an operation that failed, or that ran on a segment found shrunk under this process
-    /// (then that error wins: whatever the zero pages made the operation conclude means
-    /// nothing), releasing the consumers' (`consumer`) or producers' lock.
+    /// (then that error wins, but for an interrupt: whatever the zero pages made the operation
+    /// conclude means nothing), releasing the consumers' (`consumer`) or producers' lock.
     #[cold]
     fn failed<T>(&self, consumer: bool, result: Result<T>) -> Error {
         let _ = self.unlock(consumer);
         match (self.region.intact(), result) {
+            // (a signal's exception is not lost: the next call reports the truncation)
+            (_, Err(Error::Interrupted)) => Error::Interrupted,
             (Err(truncated), _) => truncated,
             (Ok(()), Err(e)) => e,
             (Ok(()), Ok(_)) => corrupt("an operation ended without its result"),

@@ -130,8 +130,12 @@ impl Owner {
     /// The Python exception for a core error of a send (`sending`) or a receive.
     pub fn error(&self, err: Error, pending: Option<PyErr>, sending: bool) -> PyErr {
         // A segment shrunk under this process: that is the error, whatever the zero pages it
-        // reads now made the call conclude (a peer gone, an empty ring).
-        let err = self.tx().region().intact().map_or_else(|e| e, |()| err);
+        // reads now made the call conclude (a peer gone, an empty ring); an interrupt's
+        // exception goes first, the next call reports the truncation.
+        let err = match err {
+            Error::Interrupted => err,
+            err => self.tx().region().intact().map_or_else(|e| e, |()| err),
+        };
         match (self, err) {
             (Owner::Queue(_), Error::Timeout { .. }) if sending => Full::new_err(()),
             (Owner::Queue(_), Error::Timeout { .. }) => Empty::new_err(()),
