@@ -120,7 +120,7 @@ _BLOCKED = (
 tx, rx, send, recv = open_handle(ARGS["kind"], ARGS["name"])
 try:
     report(blocking=True)
-    first = attempt("blocked", (lambda: rx.get_bytes(timeout=30)) if ARGS["kind"] == "queue"
+    first = attempt("blocked", (lambda: rx.get(timeout=30)) if ARGS["kind"] == "queue"
                     else (lambda: (rx.settimeout(30), rx.recv_bytes())))
     report(errors=[first] + later_calls(ARGS["kind"], tx, rx))
 finally:
