@@ -176,6 +176,14 @@ impl SharedMemory {
         &self.map
     }
 
+    /// Watches the mapping of a named segment against a truncation by another process (see
+    /// [`Mapping::guard`]); an anonymous segment is sealed against it where the platform can.
+    pub fn guard(&mut self) {
+        if let Some(name) = &self.name {
+            self.map.guard(name);
+        }
+    }
+
     /// The descriptor.
     pub fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()

@@ -763,7 +763,9 @@ class Queue:
     ring (listed by ``fastipc ls``, freed when received or by ``fastipc clean``). ``put`` raises
     ``queue.Full`` and ``get`` ``queue.Empty`` as the stdlib's do. Blocking calls release the GIL,
     honour ``timeout``, and let Ctrl-C through; a timeout or an interrupt never loses or
-    duplicates a message."""
+    duplicates a message. A named queue whose segment another process truncates under this one
+    raises ``IPCError("corrupt channel: the segment NAME was truncated ...")`` from then on, not
+    a SIGBUS (docs/channel.md says what the pure-Python backend cannot promise)."""
 
     def __new__(
         cls,
@@ -857,7 +859,8 @@ class Channel:
 
     When the other end is closed or its process dies (even by SIGKILL), a blocked or later
     receive raises ``EOFError`` once the messages already in the ring are read, and a send raises
-    ``BrokenPipeError``, within 100 ms."""
+    ``BrokenPipeError``, within 100 ms. A named channel whose segment another process truncates
+    under this one raises ``IPCError`` from then on, as a named :class:`Queue` does."""
 
     DEFAULT_CAPACITY: ClassVar[int]
     @classmethod

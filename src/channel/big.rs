@@ -13,8 +13,11 @@ use crate::sys::shm::Mapping;
 pub const MAX_REFERENCE: usize = 8 + 255;
 
 /// A fresh segment of `len` bytes for one big message.
+/// Its mapping is watched against a truncation by another process (see [`Mapping::guard`]).
 pub fn create(len: usize) -> Result<SharedMemory> {
-    SharedMemory::create(None, len.max(1) as u64, 0o600)
+    let mut shm = SharedMemory::create(None, len.max(1) as u64, 0o600)?;
+    shm.guard();
+    Ok(shm)
 }
 
 /// The reference to `shm` holding `len` bytes, as the ring carries it.
@@ -60,12 +63,34 @@ pub fn open(reference: &[u8]) -> Result<(Mapping, usize)> {
     if len > shm.size() {
         return Err(corrupt("the message is longer than its segment"));
     }
-    let (_fd, map, _name) = shm.into_parts();
+    let (_fd, mut map, _name) = shm.into_parts();
+    map.guard(name);
     Ok((map, len))
 }
 
 /// A second mapping of a big message's segment (for a view that outlives the first).
 pub fn map_again(shm: &SharedMemory) -> Result<Mapping> {
-    Mapping::shared(std::os::fd::AsFd::as_fd(&shm.as_fd()), shm.size())
-        .map_err(|e| Error::os(e, "mmap", "big message"))
+    let mut map = Mapping::shared(std::os::fd::AsFd::as_fd(&shm.as_fd()), shm.size())
+        .map_err(|e| Error::os(e, "mmap", "big message"))?;
+    map.guard(shm.describe());
+    Ok(map)
+}
+
+/// A corrupt channel error if the big message's segment was shrunk under `map` (see
+/// [`Mapping::guard`]).
+pub fn intact(map: &Mapping) -> Result<()> {
+    match map.truncated() {
+        None => Ok(()),
+        Some(name) => Err(super::raw::truncated(name, map.len())),
+    }
+}
+
+/// A corrupt channel error if the big message's segment `shm` is now shorter than the `len`
+/// bytes of its message (one `fstat`: checked once, before the reference is published).
+pub fn still_whole(shm: &SharedMemory, len: usize) -> Result<()> {
+    let st = rustix::fs::fstat(shm.as_fd()).map_err(|e| Error::os(e, "fstat", shm.describe()))?;
+    if u64::try_from(st.st_size).unwrap_or(0) < len as u64 {
+        return Err(super::raw::truncated(shm.describe(), shm.size()));
+    }
+    intact(shm.mapping())
 }

@@ -11,7 +11,19 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::{Error, Result};
 use crate::sys::shm::Mapping;
+
+/// The error for the segment `name` (`len` bytes mapped here) shrunk under its mapping.
+#[cold]
+pub fn truncated(name: &str, len: usize) -> Error {
+    Error::Corrupt {
+        what: format!(
+            "the segment {name} was truncated by another process while mapped here ({len} bytes \
+             mapped); its contents are lost, close this handle"
+        ),
+    }
+}
 
 /// A mapped segment shared by the handles of one queue or channel.
 #[derive(Debug, Clone)]
@@ -38,6 +50,23 @@ impl Region {
     /// The mapping, kept alive by whoever clones it (views, reservations).
     pub fn keeper(&self) -> Arc<Mapping> {
         Arc::clone(&self.map)
+    }
+
+    /// Whether the segment was not found shrunk under this mapping by another process (see
+    /// [`Region::intact`]): one atomic load.
+    #[inline]
+    pub fn whole(&self) -> bool {
+        !self.map.is_truncated()
+    }
+
+    /// A corrupt channel error once the segment was found shrunk under this mapping by another
+    /// process (its pages are zeroes from then on, see [`Mapping::guard`]): one atomic load.
+    #[inline]
+    pub fn intact(&self) -> Result<()> {
+        match self.map.truncated() {
+            None => Ok(()),
+            Some(name) => Err(truncated(name, self.map.len())),
+        }
     }
 
     fn check(&self, offset: usize, len: usize, align: usize) -> bool {

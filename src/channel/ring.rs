@@ -257,6 +257,21 @@ impl Ring {
         self.word32(R_DATA_SLEEPERS).store(0, Ordering::Release);
     }
 
+    /// Ends an operation that failed, or that ran on a segment found shrunk under this process
+    /// (then that error wins, but for an interrupt: whatever the zero pages made the operation
+    /// conclude means nothing), releasing the consumers' (`consumer`) or producers' lock.
+    #[cold]
+    fn failed<T>(&self, consumer: bool, result: Result<T>) -> Error {
+        let _ = self.unlock(consumer);
+        match (self.region.intact(), result) {
+            // (a signal's exception is not lost: the next call reports the truncation)
+            (_, Err(Error::Interrupted)) => Error::Interrupted,
+            (Err(truncated), _) => truncated,
+            (Ok(()), Err(e)) => e,
+            (Ok(()), Ok(_)) => corrupt("an operation ended without its result"),
+        }
+    }
+
     /// Reserves `len` payload bytes (at most [`Ring::max_inline`]), waiting for space as `w` says.
     /// The producers' lock stays held: end with [`Ring::publish`] or [`Ring::abort`].
     pub fn reserve(&self, len: usize, w: &mut Waiting<'_>) -> Result<Slot> {
@@ -278,12 +293,10 @@ impl Ring {
                     .map(|()| None)
             });
             match result {
+                // (publishing checks the segment)
                 Ok(Some(slot)) => return Ok(slot),
-                Ok(None) => {}
-                Err(e) => {
-                    let _ = self.unlock(false);
-                    return Err(e);
-                }
+                Ok(None) if self.region.whole() => {}
+                result => return Err(self.failed(false, result)),
             }
         }
     }
@@ -365,6 +378,9 @@ impl Ring {
         if !self.holds(false) {
             return Err(corrupt("the producers' lock is not this process's"));
         }
+        if !self.region.whole() {
+            return Err(self.failed(false, Ok(())));
+        }
         let len = len.min(slot.len) as u64;
         if slot.skip > 0 {
             self.write_header(slot.tail, F_WRAP, 0, 0);
@@ -413,12 +429,9 @@ impl Ring {
                     .map(|()| None)
             });
             match result {
-                Ok(Some(msg)) => return Ok(msg),
-                Ok(None) => {}
-                Err(e) => {
-                    let _ = self.unlock(true);
-                    return Err(e);
-                }
+                Ok(Some(msg)) if self.region.whole() => return Ok(msg),
+                Ok(None) if self.region.whole() => {}
+                result => return Err(self.failed(true, result)),
             }
         }
     }
@@ -499,6 +512,9 @@ impl Ring {
             || !self.region.read(msg.data + offset, dst)
         {
             return Err(corrupt("read past the message"));
+        }
+        if !self.region.whole() {
+            return self.region.intact();
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ use super::raw::Region;
 use super::ring::Ring;
 use crate::error::{Error, Result};
 use crate::shm::SharedMemory;
+use crate::sys::shm::Mapping;
 
 /// A mapped queue or channel segment and its rings.
 #[derive(Debug)]
@@ -39,6 +40,22 @@ fn set_u32(region: &Region, off: usize, value: u32) -> Result<()> {
     Ok(())
 }
 
+/// A named segment's mapping, watched against a truncation by another process (anonymous ones
+/// are memfds sealed against shrinking, except where the platform has no seals).
+fn watched(mut map: Mapping, name: Option<&str>) -> Mapping {
+    let sealed = cfg!(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd"
+    ));
+    match name {
+        Some(name) => map.guard(name),
+        None if !sealed => map.guard("(anonymous segment)"),
+        None => {}
+    }
+    map
+}
+
 impl Segment {
     /// Creates a segment of `kind` with rings of `capacity` bytes: named (`O_EXCL`, `mode`) or an
     /// anonymous sealed memfd.
@@ -56,7 +73,7 @@ impl Segment {
             None => SharedMemory::anonymous(size)?,
         };
         let (fd, map, name) = shm.into_parts();
-        let region = Region::new(map);
+        let region = Region::new(watched(map, name.as_deref()));
         set_u32(&region, OFF_VERSION, LAYOUT_VERSION)?;
         set_u32(&region, OFF_KIND, kind as u32)?;
         set_u64(&region, OFF_CAPACITY, capacity)?;
@@ -100,7 +117,7 @@ impl Segment {
 
     fn adopt(shm: SharedMemory, wait_ready: bool) -> Result<Segment> {
         let (fd, map, name) = shm.into_parts();
-        let region = Region::new(map);
+        let region = Region::new(watched(map, name.as_deref()));
         let too_small = || Error::Corrupt {
             what: "not a fastipc queue or channel (too small)".into(),
         };

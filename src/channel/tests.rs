@@ -179,3 +179,56 @@ fn large_messages_into_an_empty_ring_start_over() {
     }
     assert_eq!(q.ring().count(), 0);
 }
+
+#[test]
+fn a_named_segment_shrunk_under_the_mapping_is_an_error() {
+    let name = format!("/fastipc-test-shrunk-{}", std::process::id());
+    let q = Queue::create(1 << 16, 0, Some(&name), 0o600, false).unwrap();
+    put(&q, b"before", None).unwrap();
+    // Another holder of the segment shrinks it to nothing under our mapping.
+    let fd = rustix::shm::open(
+        name.as_str(),
+        rustix::shm::OFlags::RDWR,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    rustix::fs::ftruncate(&fd, 0).unwrap();
+    crate::shm::unlink(&name).unwrap();
+    // The access faults (SIGBUS); the handler maps zero pages and the ring reports it.
+    for _ in 0..2 {
+        let got = get(&q, Some(Duration::ZERO));
+        let Err(Error::Corrupt { what }) = got else {
+            panic!("not a corrupt channel error: {got:?}");
+        };
+        assert!(what.contains(&name), "{what}");
+        assert!(what.contains("truncated"), "{what}");
+    }
+    assert!(matches!(
+        put(&q, b"after", Some(Duration::ZERO)),
+        Err(Error::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn a_big_message_segment_shrunk_under_both_mappings_is_an_error() {
+    let len = 3 * 4096;
+    let sent = big::create(len).unwrap();
+    sent.mapping().write_at(0, &[7u8; 3 * 4096]).unwrap();
+    let (received, got_len) = big::open(&big::reference(&sent, len)).unwrap();
+    assert_eq!(got_len, len);
+    let name = sent.name().unwrap().to_string();
+    rustix::fs::ftruncate(sent.as_fd(), 0).unwrap();
+    // Both sides fault on their next access; the handler maps zero pages; the checks report it.
+    let mut out = vec![1u8; len];
+    received.read_at(0, &mut out).unwrap();
+    assert!(out.iter().all(|b| *b == 0), "zero pages after the fault");
+    let Err(Error::Corrupt { what }) = big::intact(&received) else {
+        panic!("the receiver's mapping is not marked");
+    };
+    assert!(what.contains(&name), "{what}");
+    sent.mapping().write_at(0, b"more").unwrap();
+    assert!(matches!(
+        big::still_whole(&sent, len),
+        Err(Error::Corrupt { .. })
+    ));
+}

@@ -84,8 +84,11 @@ impl Queue {
         Ok(Owner::Queue(self.core.get(&self.label)?))
     }
 
+    /// The queue; `IPCError` once its segment was found shrunk under this process.
     pub(crate) fn core(&self) -> PyResult<std::sync::Arc<Core>> {
-        self.core.get(&self.label)
+        let core = self.core.get(&self.label)?;
+        core.ring().region().intact().py_err()?;
+        Ok(core)
     }
 
     fn build<'py>(cls: &Bound<'py, PyType>, core: Core) -> PyResult<Bound<'py, PyAny>> {
@@ -289,15 +292,21 @@ impl Queue {
     }
 
     fn qsize(&self) -> PyResult<u64> {
-        Ok(self.core()?.ring().count())
+        let core = self.core()?;
+        let n = core.ring().count();
+        core.ring().region().intact().py_err().map(|()| n)
     }
 
     fn empty(&self) -> PyResult<bool> {
-        Ok(!self.core()?.ring().has_data())
+        let core = self.core()?;
+        let empty = !core.ring().has_data();
+        core.ring().region().intact().py_err().map(|()| empty)
     }
 
     fn full(&self) -> PyResult<bool> {
-        Ok(!self.core()?.ring().has_space(0))
+        let core = self.core()?;
+        let full = !core.ring().has_space(0);
+        core.ring().region().intact().py_err().map(|()| full)
     }
 
     fn fileno(&self) -> PyResult<i32> {
@@ -380,13 +389,19 @@ impl JoinableQueue {
     }
 
     fn task_done(slf: &Bound<'_, Self>) -> PyResult<()> {
-        slf.as_super().get().core()?.task_done().py_err()
+        let core = slf.as_super().get().core()?;
+        let done = core.task_done();
+        // A segment shrunk meanwhile: its zero pages say nothing about the tasks.
+        core.ring().region().intact().py_err()?;
+        done.py_err()
     }
 
     #[pyo3(signature = (timeout=None))]
     fn join(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<bool> {
         let core = slf.as_super().get().core()?;
         let until = Deadline::after(timeout_arg(timeout)?);
-        detached(slf.py(), |check| core.join(until, check))
+        let joined = detached(slf.py(), |check| core.join(until, check));
+        core.ring().region().intact().py_err()?;
+        joined
     }
 }

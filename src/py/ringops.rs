@@ -112,6 +112,15 @@ impl Owner {
         }
     }
 
+    /// A corrupt channel error once the segment, or the segment of the received message, was
+    /// found shrunk under this process by another one (see `sys::sigbus`).
+    pub fn got_intact(&self, got: &Got) -> Result<(), Error> {
+        match got {
+            Got::Ring(_) => self.rx().region().intact(),
+            Got::Big(map, _, _) => big::intact(map),
+        }
+    }
+
     fn what(&self) -> &'static str {
         match self {
             Owner::Queue(_) => "queue",
@@ -121,6 +130,13 @@ impl Owner {
 
     /// The Python exception for a core error of a send (`sending`) or a receive.
     pub fn error(&self, err: Error, pending: Option<PyErr>, sending: bool) -> PyErr {
+        // A segment shrunk under this process: that is the error, whatever the zero pages it
+        // reads now made the call conclude (a peer gone, an empty ring); an interrupt's
+        // exception goes first, the next call reports the truncation.
+        let err = match err {
+            Error::Interrupted => err,
+            err => self.tx().region().intact().map_or_else(|e| e, |()| err),
+        };
         match (self, err) {
             (Owner::Queue(_), Error::Timeout { .. }) if sending => Full::new_err(()),
             (Owner::Queue(_), Error::Timeout { .. }) => Empty::new_err(()),
@@ -256,7 +272,7 @@ impl Owner {
         let Dest::Big(shm) = dest else {
             unreachable!("a big destination")
         };
-        if let Err(err) = written {
+        if let Err(err) = written.and_then(|()| big::still_whole(&shm, total)) {
             big::discard(shm);
             return Err(self.error(err, None, true));
         }
@@ -330,7 +346,8 @@ impl Owner {
             Got::Ring(msg) => self.rx().read(msg, offset, dst),
             Got::Big(map, _, _) => map
                 .read_at(offset, dst)
-                .map_err(|e| Error::os(e, "read", "big message")),
+                .map_err(|e| Error::os(e, "read", "big message"))
+                .and_then(|()| big::intact(map)),
         }
     }
 

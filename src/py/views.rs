@@ -117,8 +117,11 @@ impl MessageView {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(got) = taken {
+            // The segment shrunk while the view was held: what it showed was zeroes.
+            let intact = self.owner.got_intact(&got);
             self.owner.done(got);
             self.owner.local().unhold();
+            intact.map_err(|e| crate::py::errors::to_py(e, None))?;
         }
         Ok(())
     }
@@ -205,8 +208,8 @@ fn finish(
         }
         Some(shm) if publish => {
             let reference = big::reference(&shm, size);
-            let sent = ring
-                .write(&slot, 0, &reference)
+            let sent = big::still_whole(&shm, size)
+                .and_then(|()| ring.write(&slot, 0, &reference))
                 .and_then(|()| ring.publish(slot, reference.len(), crate::channel::layout::F_BIG));
             if sent.is_err() {
                 ring.abort(slot);

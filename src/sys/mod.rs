@@ -14,6 +14,7 @@ pub mod mqueue;
 pub mod mutex;
 pub mod sem;
 pub mod shm;
+pub mod sigbus;
 #[cfg(target_os = "linux")]
 pub mod signalfd;
 pub mod sigpipe;

@@ -11,6 +11,8 @@ use rustix::mm::{MapFlags, ProtFlags};
 pub struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
+    /// Watched for a truncation by another process ([`Mapping::guard`]), and the segment's name.
+    guard: Option<(super::sigbus::Guard, Box<str>)>,
 }
 
 // SAFETY: the mapping is plain memory that any thread may touch; `Mapping` hands out raw pointers
@@ -39,7 +41,39 @@ impl Mapping {
             )?
         };
         let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(Errno::INVAL)?;
-        Ok(Mapping { ptr, len })
+        Ok(Mapping {
+            ptr,
+            len,
+            guard: None,
+        })
+    }
+
+    /// Watches the mapping of the segment `name`, which another process may shrink: an access
+    /// past the new end then reads and writes zero pages instead of raising `SIGBUS`, and
+    /// [`Mapping::truncated`] says so (see [`super::sigbus`]). Call before handing the mapping
+    /// out. Where no handler can be installed, nothing changes.
+    pub fn guard(&mut self, name: &str) {
+        if self.guard.is_none() {
+            self.guard = super::sigbus::register(self.as_ptr(), self.len).map(|g| (g, name.into()));
+        }
+    }
+
+    /// Whether the (watched) segment was found shrunk under this mapping: one atomic load.
+    #[inline]
+    pub fn is_truncated(&self) -> bool {
+        self.guard
+            .as_ref()
+            .is_some_and(|(guard, _)| guard.truncated())
+    }
+
+    /// The segment's name once it was found shrunk under this (watched) mapping, whose pages are
+    /// zeroes from then on. One atomic load.
+    #[inline]
+    pub fn truncated(&self) -> Option<&str> {
+        match &self.guard {
+            Some((guard, name)) if guard.truncated() => Some(name),
+            _ => None,
+        }
     }
 
     /// The first byte.
@@ -87,6 +121,8 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        // Unwatched first: a later mapping at this address is never taken for this one.
+        self.guard = None;
         // SAFETY: `ptr..ptr+len` is exactly the range mmap returned, unmapped once, here; the
         // owners of `Mapping` guarantee that no view of it outlives the value.
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };

@@ -110,6 +110,7 @@ class Segment:
         self._anchor: ctypes.Array[ctypes.c_char] | None = None
         self.base = 0
         self.kind = self.nrings = self.capacity = self.maxsize = 0
+        self.shrunk_to: int | None = None
 
     # -- making and opening ---------------------------------------------------------------
     @classmethod
@@ -204,6 +205,25 @@ class Segment:
         self._anchor = (ctypes.c_char * self.size).from_buffer(self.mm)
         self.base = ctypes.addressof(self._anchor)
 
+    def check_size(self) -> None:
+        """``IPCError`` once a named segment is shorter than its mapping: another process
+        truncated it, and touching the pages past its new end would kill this process with
+        ``SIGBUS``, which Python cannot catch. One ``os.fstat`` per call (anonymous segments are
+        memfds sealed against shrinking: not checked). The check cannot cover a truncation
+        between it and the access that follows (docs/channel-fallback.md)."""
+        if self.name is None:
+            return
+        if self.shrunk_to is None:
+            now = os.fstat(self.fd).st_size
+            if now >= self.size:
+                return
+            self.shrunk_to = now
+        raise IPCError(
+            f"corrupt channel: the segment {self.name} was truncated by another process while "
+            f"mapped here ({self.size} bytes mapped, {self.shrunk_to} left); its contents are "
+            "lost, close this handle"
+        )
+
     @property
     def lock_path(self) -> str:
         """A path whose opening gives a new open file description of the segment."""
@@ -250,6 +270,7 @@ class Ring:
         return self.seg.buf
 
     def read_state(self) -> State:
+        self.seg.check_size()
         buf = self.seg.buf
         (selector,) = _SELECTOR.unpack_from(buf, self.control)
         if selector > 1:
