@@ -32,6 +32,7 @@ mod pipe;
 mod queue;
 mod ringhandle;
 mod ringops;
+mod ringpickle;
 mod sem;
 mod shm;
 mod signals;
