@@ -374,8 +374,9 @@ impl Connection {
     /// Sends a picklable object (for trusted peers only). Sockets, files and connections in
     /// it travel as descriptors with the message.
     fn send(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
-        let (data, handles): (Bound<'_, PyBytes>, Bound<'_, PyAny>) =
-            handles(py)?.call_method1("dumps", (obj,))?.extract()?;
+        let (data, handles): (Bound<'_, PyBytes>, Bound<'_, PyAny>) = handles(py)?
+            .call_method1(pyo3::intern!(py, "dumps"), (obj,))?
+            .extract()?;
         let fds = FdList::extract(Some(&handles))?;
         let borrowed = fds.borrow();
         let stream = self.stream()?;
@@ -392,7 +393,7 @@ impl Connection {
         let (received, fds) = self.receive(py, None)?;
         let data = received.into_py(py);
         Ok(handles(py)?
-            .call_method1("loads", (data, fds::into_raw(fds)))?
+            .call_method1(pyo3::intern!(py, "loads"), (data, fds::into_raw(fds)))?
             .unbind())
     }
 

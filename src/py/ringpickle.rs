@@ -4,7 +4,7 @@
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString};
 
 use crate::channel::layout::F_PICKLED;
 use crate::error::Error;
@@ -110,7 +110,7 @@ fn unpickling_failed(py: Python<'_>, e: PyErr, len: usize) -> PyErr {
     wrapped
 }
 
-fn pickle_fn<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+fn pickle_fn<'py>(py: Python<'py>, name: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyAny>> {
     static PICKLE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
     let module = PICKLE.get_or_try_init(py, || py.import("pickle").map(Bound::unbind))?;
     module.bind(py).getattr(name)
@@ -119,15 +119,18 @@ fn pickle_fn<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
 /// `pickle.dumps(obj, 5)` and its out-of-band buffers (raw memoryviews), or in-band when a buffer
 /// is not contiguous.
 fn dumps(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<(Py<PyBytes>, Vec<Py<PyAny>>)> {
-    let dumps = pickle_fn(py, "dumps")?;
+    let dumps = pickle_fn(py, pyo3::intern!(py, "dumps"))?;
     let list = PyList::empty(py);
     let kwargs = PyDict::new(py);
-    kwargs.set_item("protocol", 5)?;
-    kwargs.set_item("buffer_callback", list.getattr("append")?)?;
+    kwargs.set_item(pyo3::intern!(py, "protocol"), 5)?;
+    kwargs.set_item(
+        pyo3::intern!(py, "buffer_callback"),
+        list.getattr(pyo3::intern!(py, "append"))?,
+    )?;
     let data = dumps.call((obj,), Some(&kwargs))?;
     let mut raws = Vec::with_capacity(list.len());
     for b in list.iter() {
-        if let Ok(raw) = b.call_method0("raw") {
+        if let Ok(raw) = b.call_method0(pyo3::intern!(py, "raw")) {
             raws.push(raw.unbind());
         } else {
             // Not contiguous: in-band after all.
@@ -174,7 +177,7 @@ fn loads(
     frame: Option<&[u8]>,
     total: usize,
 ) -> PyResult<Py<PyAny>> {
-    let loads = pickle_fn(py, "loads")?;
+    let loads = pickle_fn(py, pyo3::intern!(py, "loads"))?;
     let Some(bytes) = frame else {
         return Ok(loads.call1((copy,))?.unbind());
     };
@@ -208,6 +211,6 @@ fn loads(
         1,
     ))?;
     let kwargs = PyDict::new(py);
-    kwargs.set_item("buffers", buffers)?;
+    kwargs.set_item(pyo3::intern!(py, "buffers"), buffers)?;
     Ok(loads.call((data,), Some(&kwargs))?.unbind())
 }

@@ -181,7 +181,7 @@ impl SharedMemory {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(view) = taken {
-            if let Err(err) = view.bind(py).call_method0("release") {
+            if let Err(err) = view.bind(py).call_method0(pyo3::intern!(py, "release")) {
                 *self.view.lock().unwrap_or_else(PoisonError::into_inner) = Some(view);
                 return Err(if err.is_instance_of::<PyBufferError>(py) {
                     PyBufferError::new_err(format!(

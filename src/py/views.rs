@@ -49,7 +49,7 @@ fn view_of(py: Python<'_>, owner: &Owner, got: &Got) -> PyResult<Py<PyMemoryView
 fn release_view(py: Python<'_>, view: &Mutex<Option<Py<PyMemoryView>>>) -> PyResult<()> {
     let taken = view.lock().unwrap_or_else(PoisonError::into_inner).take();
     if let Some(v) = taken {
-        if let Err(err) = v.bind(py).call_method0("release") {
+        if let Err(err) = v.bind(py).call_method0(pyo3::intern!(py, "release")) {
             // Still exported (a slice or an array over it): keep it, and the message, for now.
             *view.lock().unwrap_or_else(PoisonError::into_inner) = Some(v);
             return Err(err);
