@@ -1,11 +1,13 @@
 """Stress fastipc.Lock with kill -9: worker processes take the lock, update shared data in two
 steps (so that a kill between them leaves it half-updated), release, and are killed at random
 moments; after each kill the parent must get the lock within a timeout (a deadlock otherwise),
-repair the data when told the owner died, and start a replacement worker.
+repair the data when told the owner died, and start a replacement worker. The protected
+counter must never fall: a lock that let two holders in, or lost an update's base, would show.
 
     python benches/lock_stress.py --kills 1000 --workers 3
 
-Exit status 0 when every acquire succeeded and the data was consistent after every repair.
+Exit status 0 when every acquire succeeded, the data was consistent after every repair and the
+counter only grew.
 """
 
 from __future__ import annotations
@@ -25,6 +27,16 @@ from fastipc.bench.affinity import allowed_cpus, pin
 # the workers made (any acquirer may be the one told that the owner died)
 PAIR = struct.Struct("<QQ")
 REPAIRS = struct.Struct("<QQ")  # acquires told the owner died, repairs of half-updated data
+
+
+def store(buf: memoryview, at: int, layout: struct.Struct, *values: int) -> None:
+    """Writes `values` with one copy of the packed bytes. Not `layout.pack_into`: it clears
+    the target before it writes each field, so a holder killed in between leaves zeros that
+    no repair can tell from a fresh start (every field of a half-updated pair must be either its
+    old value or its new one)."""
+    buf[at : at + layout.size] = layout.pack(*values)
+
+
 REPAIRS_AT = PAIR.size
 
 
@@ -39,10 +51,10 @@ def worker(lock_name: str, data_name: str, ready_fd: int) -> None:  # pragma: no
             a, b = PAIR.unpack_from(buf)
             if lock.recovered:
                 told, fixed = REPAIRS.unpack_from(buf, REPAIRS_AT)
-                REPAIRS.pack_into(buf, REPAIRS_AT, told + 1, fixed + (a != b))
+                store(buf, REPAIRS_AT, REPAIRS, told + 1, fixed + (a != b))
                 b = a
-            PAIR.pack_into(buf, 0, a + 1, b)
-            PAIR.pack_into(buf, 0, a + 1, b + 1)
+            store(buf, 0, PAIR, a + 1, b)
+            store(buf, 0, PAIR, a + 1, b + 1)
 
 
 def spawn(lock_name: str, data_name: str, cpu: int | None) -> int:
@@ -61,6 +73,23 @@ def spawn(lock_name: str, data_name: str, cpu: int | None) -> int:
     if not ok:
         raise RuntimeError("a worker died before it started")
     return pid
+
+
+def check(buf: memoryview, told: bool, seen: int, kill: int) -> tuple[int, bool] | None:
+    """The parent's look at the data, lock held: the counter and whether it repaired a
+    half-updated pair (`told`: the lock said its owner died); None, with the reason printed,
+    when the counter fell below `seen` or the pair is half-updated without a recovery."""
+    a, b = PAIR.unpack_from(buf)
+    if a < seen:
+        print(f"kill {kill}: the counter fell from {seen} to {a}", file=sys.stderr)
+        return None
+    if a == b:
+        return a, False
+    if not told:
+        print(f"kill {kill}: inconsistent data without a recovery", file=sys.stderr)
+        return None
+    store(buf, 0, PAIR, a, a)
+    return a, True
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -84,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     data = fastipc.SharedMemory(create=True, size=PAIR.size + REPAIRS.size)
     buf = data.buf
     workers: list[int] = []
-    recovered = repaired = deadlocks = 0
+    recovered = repaired = deadlocks = seen = 0
     worst = 0.0
     start = time.monotonic()
     try:
@@ -101,18 +130,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"kill {kill}: no acquire within {args.timeout} s: DEADLOCK", file=sys.stderr)
                 break
             worst = max(worst, time.monotonic() - began)
+            told = lock.recovered
             try:
-                a, b = PAIR.unpack_from(buf)
-                if lock.recovered:
-                    recovered += 1
-                    if a != b:
-                        repaired += 1
-                        PAIR.pack_into(buf, 0, a, a)
-                elif a != b:
-                    print(f"kill {kill}: inconsistent data without a recovery", file=sys.stderr)
-                    return 1
+                checked = check(buf, told, seen, kill)
             finally:
                 lock.release()
+            if checked is None:
+                return 1
+            seen, fixed = checked
+            recovered += told
+            repaired += fixed
             workers.append(spawn(lock.name, data.name, cpus[kill % len(cpus)]))
     finally:
         for pid in workers:
