@@ -113,23 +113,33 @@ class MultiprocessingQueue(PairMechanism):
         return _QueueClient(pair), _QueueEcho(pair)
 
 
-@register
-class FasterFifo(PairMechanism):
-    name = "faster-fifo"
-    summary = "two faster_fifo.Queue: put, get (pickled, a shared-memory ring)"
+class _FasterFifo(PairMechanism):
+    """The faster-fifo rows: two of its queues, one each way."""
+
     family = "optional"
-    counterpart = None
 
     def unavailable(self) -> str | None:
         return missing("faster_fifo", "faster-fifo") or super().unavailable()
 
-    def pair(self, env: Env) -> tuple[Client, Echo]:
+    @staticmethod
+    def queues(env: Env) -> tuple[Any, Any]:
         import faster_fifo  # type: ignore[import-not-found, unused-ignore]
 
         # room for a few messages of the largest size, pickled
         capacity = max(1 << 20, 4 * (env.max_size + 1024))
-        there = faster_fifo.Queue(max_size_bytes=capacity)
-        back = faster_fifo.Queue(max_size_bytes=capacity)
+        return faster_fifo.Queue(max_size_bytes=capacity), faster_fifo.Queue(
+            max_size_bytes=capacity
+        )
+
+
+@register
+class FasterFifo(_FasterFifo):
+    name = "faster-fifo"
+    summary = "two faster_fifo.Queue: put, get (pickled, a shared-memory ring)"
+    counterpart = None
+
+    def pair(self, env: Env) -> tuple[Client, Echo]:
+        there, back = self.queues(env)
 
         def close() -> None:
             for q in (there, back):
@@ -140,20 +150,12 @@ class FasterFifo(PairMechanism):
 
 
 @register
-class FasterFifoMany(PairMechanism):
+class FasterFifoMany(_FasterFifo):
     name = "faster-fifo-many"
     summary = f"two faster_fifo.Queue: put_many, get_many, batches of up to {BATCH} messages"
-    family = "optional"
-
-    def unavailable(self) -> str | None:
-        return missing("faster_fifo", "faster-fifo") or super().unavailable()
 
     def pair(self, env: Env) -> tuple[Client, Echo]:
-        import faster_fifo  # type: ignore[import-not-found, unused-ignore]
-
-        capacity = max(1 << 20, 4 * (env.max_size + 1024))
-        there = faster_fifo.Queue(max_size_bytes=capacity)
-        back = faster_fifo.Queue(max_size_bytes=capacity)
+        there, back = self.queues(env)
         batch = batch_for(env.max_size)
         forever = _Blocking._FOREVER
 
