@@ -8,7 +8,7 @@ use std::sync::atomic::{fence, Ordering};
 use super::layout::{R_CONS_CPU, R_HEAD, R_PROD_CPU, R_TAIL};
 use super::raw::{current_cpu, demote, futex_wait};
 use super::ring::{Ring, HDR};
-use super::wait::{spin_until, spinning_allowed, yield_until, Waiting};
+use super::wait::{busy_wait, spinning_allowed, Waiting, SPIN};
 use crate::error::Result;
 
 /// A peer that answers within this long after a spin gave up counts as active (spin again).
@@ -91,13 +91,7 @@ impl Ring {
         if w.may_busy_wait() && (share || spinning_allowed()) {
             if self.busy_wait_pays() {
                 let start = std::time::Instant::now();
-                let moved = || word.load(Ordering::Acquire) != seen;
-                let answered = if share {
-                    yield_until(moved)
-                } else {
-                    spin_until(moved)
-                };
-                if answered {
+                if busy_wait(share, SPIN, || word.load(Ordering::Acquire) != seen) {
                     self.misses.store(0, Ordering::Relaxed);
                     return Ok(());
                 }

@@ -37,9 +37,14 @@ pub fn spinning_allowed() -> bool {
     })
 }
 
-/// Spins (with the CPU's pause hint) until `done` or [`SPIN`] passes; whether `done` came.
-pub fn spin_until(done: impl FnMut() -> bool) -> bool {
-    spin_for(SPIN, done)
+/// Waits without sleeping until `done`: yields the CPU (see [`yield_until`]) when the peer shares
+/// it (`share`), else spins up to `bound` where spinning may pay; whether `done` came.
+pub fn busy_wait(share: bool, bound: Duration, done: impl FnMut() -> bool) -> bool {
+    if share {
+        yield_until(done)
+    } else {
+        spinning_allowed() && spin_for(bound, done)
+    }
 }
 
 /// Gives the CPU away up to [`YIELDS`] times until `done`; whether `done` came. For a peer that

@@ -43,12 +43,9 @@ impl Ring {
         }
         let tail = self.word(R_TAIL);
         let head = self.word(R_HEAD).load(Ordering::Acquire);
-        let there = || tail.load(Ordering::Acquire) != head;
-        if self.word32(R_PROD_CPU).load(Ordering::Relaxed) == current_cpu() {
-            // The producer shares this CPU: step aside for it rather than spin against it.
-            return super::wait::yield_until(there);
-        }
-        super::wait::spinning_allowed() && super::wait::spin_for(bound, there)
+        // A producer on this CPU is stepped aside for, not spun against.
+        let share = self.word32(R_PROD_CPU).load(Ordering::Relaxed) == current_cpu();
+        super::wait::busy_wait(share, bound, || tail.load(Ordering::Acquire) != head)
     }
 
     /// Wakes every sleeper of this ring (both directions): they re-check what they wait for.
