@@ -86,6 +86,43 @@ pub fn poll_once(fd: BorrowedFd<'_>, ready: Ready, timeout: Duration) -> Result<
     }
 }
 
+/// What ended [`poll_beside`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beside {
+    /// `fd` is readable (or at its end, or failed: the next call on it says which).
+    Ready,
+    /// The other descriptor is readable, or unusable: its owner has work.
+    Other,
+    /// Neither, within the time given (or a signal came: the caller checks).
+    Neither,
+}
+
+/// Waits up to `timeout` for `fd` to be readable, unless `other` becomes readable first (an
+/// event loop's own epoll descriptor: readable once anything it watches is ready). `other`
+/// takes precedence when both are. EINTR counts as [`Beside::Neither`].
+pub fn poll_beside(
+    fd: BorrowedFd<'_>,
+    other: BorrowedFd<'_>,
+    timeout: Duration,
+) -> Result<Beside, Errno> {
+    let mut fds = [
+        PollFd::from_borrowed_fd(fd, PollFlags::IN),
+        PollFd::from_borrowed_fd(other, PollFlags::IN),
+    ];
+    let spec = rustix::time::Timespec {
+        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    match poll(&mut fds, Some(&spec)) {
+        Ok(0) | Err(Errno::INTR) => Ok(Beside::Neither),
+        // Any event on `other` (readable, or POLLNVAL/POLLERR for a number that is no longer a
+        // usable descriptor) hands the wait back to its owner.
+        Ok(_) if !fds[1].revents().is_empty() => Ok(Beside::Other),
+        Ok(_) => Ok(Beside::Ready),
+        Err(e) => Err(e),
+    }
+}
+
 /// How an operation is bounded in time.
 pub struct Wait<'a> {
     /// When to give up.

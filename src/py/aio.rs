@@ -11,6 +11,7 @@
 //! receive buffer. So a caller that stops between calls (a cancelled task) loses nothing, and
 //! the next receive continues the same message.
 
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
@@ -24,8 +25,9 @@ use crate::frame;
 use crate::py::buffer::{Buffer, Fresh};
 use crate::py::connection::slice_arg;
 use crate::py::errors::IntoPy;
+use crate::py::fds::with_borrowed;
 use crate::socket::{Incoming, Kind, Stream};
-use crate::wait::{poll_once, Ready};
+use crate::wait::{poll_beside, poll_once, Beside, Ready};
 
 /// What `try_send` did: nothing (the buffer was full), part of the frame (the rest is kept,
 /// for `send_more`), or all of it.
@@ -41,6 +43,24 @@ pub struct AioState {
     wrapped: AtomicBool,
     tx: Mutex<Option<PendingTx>>,
     rx: Mutex<Option<PendingRx>>,
+}
+
+/// An event loop with nothing else to do, which a receive may wait in the stead of.
+///
+/// An asyncio loop whose ready queue is empty would next sleep in `epoll_wait` until one of its
+/// descriptors is ready or its next timer is due. A receive whose message has not arrived waits
+/// here instead, for its socket and for the loop's epoll descriptor together, with the GIL
+/// released, for at most `limit` (up to the next timer, see `fastipc/aio/_ready.py`). If its
+/// message comes first, it returns it without the loop's two passes (the wake-up and the task's
+/// step); if anything else the loop watches becomes ready (or a signal, or a thread's
+/// `call_soon_threadsafe`), it gives the wait back to the loop at once. The socket is not
+/// watched by the loop meanwhile, so the loop's descriptor is readable only for others' work.
+#[derive(Clone, Copy)]
+pub struct Idle<'a> {
+    /// The loop's epoll (or kqueue) descriptor.
+    pub loop_fd: BorrowedFd<'a>,
+    /// The longest wait here.
+    pub limit: Duration,
 }
 
 /// The rest of a frame whose first bytes went.
@@ -168,8 +188,40 @@ impl AioState {
     }
 
     /// One attempt at receiving a message: `None` when it is not all there yet (what arrived
-    /// is kept for the next attempt).
+    /// is kept for the next attempt). With `idle` (the event loop has nothing else to do), a
+    /// message not there yet is waited for here, beside the loop's own descriptor (see
+    /// [`Idle`]).
     pub fn try_recv(
+        &self,
+        py: Python<'_>,
+        stream: &Stream,
+        limit: Option<u64>,
+        idle: Option<Idle<'_>>,
+    ) -> PyResult<Option<Message>> {
+        let Some(idle) = idle else {
+            return self.try_recv_once(py, stream, limit);
+        };
+        let until = Instant::now() + idle.limit;
+        // The poll comes first: it returns at once if the socket is readable, and spares a
+        // receive that would fail when (as in a conversation) the message is still to come.
+        loop {
+            // A signal that came while this thread ran is handled before it sleeps.
+            py.check_signals()?;
+            let left = until.saturating_duration_since(Instant::now());
+            let fd = stream.as_fd();
+            match py.detach(|| poll_beside(fd, idle.loop_fd, left)) {
+                Ok(Beside::Ready) => {}
+                // The loop has work, the time is up, a signal came, or the poll failed: one
+                // attempt (which reports a broken connection), then the loop waits.
+                _ => return self.try_recv_once(py, stream, limit),
+            }
+            if let Some(message) = self.try_recv_once(py, stream, limit)? {
+                return Ok(Some(message));
+            }
+        }
+    }
+
+    fn try_recv_once(
         &self,
         py: Python<'_>,
         stream: &Stream,
@@ -238,6 +290,24 @@ pub fn try_send_arg(
     let view = Buffer::readable(buf)?;
     let data = slice_arg(view.as_slice(), offset, size)?;
     state.try_send(py, stream, buf, data, start, fds)
+}
+
+/// [`AioState::try_recv`], idle (`loop_fd` not negative) for up to `idle_for` seconds.
+pub fn try_recv_arg(
+    py: Python<'_>,
+    state: &AioState,
+    stream: &Stream,
+    limit: Option<u64>,
+    (loop_fd, idle_for): (RawFd, f64),
+) -> PyResult<Option<Message>> {
+    let limit_idle = Duration::try_from_secs_f64(idle_for).unwrap_or(Duration::ZERO);
+    with_borrowed(loop_fd, |loop_fd| {
+        let idle = loop_fd.map(|loop_fd| Idle {
+            loop_fd,
+            limit: limit_idle,
+        });
+        state.try_recv(py, stream, limit, idle)
+    })
 }
 
 /// Once a frame has started (its first bytes sent, or a large message's header received), how

@@ -1,5 +1,6 @@
 //! `fastipc.Connection`: a connected stream or seqpacket socket.
 
+use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyMemoryError, PyValueError};
@@ -508,17 +509,20 @@ impl Connection {
     }
 
     /// `fastipc.aio`: one attempt at receiving a message and its descriptors (`maxfds`: None
-    /// closes them); None when it is not all there yet.
-    #[pyo3(signature = (maxlength=None, maxfds=None))]
+    /// closes them); None when it is not all there yet. With `loop_fd`, the idle event loop's
+    /// descriptor, it waits up to `idle_for` seconds beside it (`aio::Idle`).
+    #[pyo3(signature = (maxlength=None, maxfds=None, loop_fd=-1, idle_for=0.0))]
     fn _aio_try_recv(
         &self,
         py: Python<'_>,
         maxlength: Option<i64>,
         maxfds: Option<usize>,
+        loop_fd: RawFd,
+        idle_for: f64,
     ) -> PyResult<Option<Py<PyAny>>> {
         let limit = limit_arg(maxlength)?;
         let stream = self.any_stream()?;
-        let result = self.aio.try_recv(py, &stream, limit);
+        let result = aio::try_recv_arg(py, &self.aio, &stream, limit, (loop_fd, idle_for));
         let Some((bytes, fds)) = self.close_if_lost(py, result)? else {
             return Ok(None);
         };

@@ -71,6 +71,19 @@ impl FdList {
     }
 }
 
+/// Runs `f` with `raw`, a descriptor number that the caller keeps open for the call (an event
+/// loop's own, for `fastipc.aio`'s idle waits), borrowed; a negative number is none.
+pub fn with_borrowed<R>(raw: RawFd, f: impl FnOnce(Option<BorrowedFd<'_>>) -> R) -> R {
+    if raw < 0 {
+        return f(None);
+    }
+    // SAFETY: only polled for the duration of `f`, never closed or read. The caller keeps it
+    // open (the running loop's descriptor); a number that is not open makes poll report
+    // POLLNVAL on it, which the idle wait takes as "the loop has work".
+    let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+    f(Some(fd))
+}
+
 /// Hands received descriptors to Python: the caller owns them from now on.
 pub fn into_raw(fds: Vec<OwnedFd>) -> Vec<RawFd> {
     fds.into_iter().map(IntoRawFd::into_raw_fd).collect()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._closing import closed_error
 from ._fds import close_all, rights, truncated
-from ._platform import MSG_NOSIGNAL, wait_fd
+from ._platform import MSG_NOSIGNAL, wait_beside, wait_fd
 from ._reader import HDR, NO_FDS, WOULDBLOCK
 
 if TYPE_CHECKING:
@@ -215,7 +215,11 @@ class AsyncEntry:
         return True
 
     def _aio_try_recv(
-        self, maxlength: int | None = None, maxfds: int | None = None
+        self,
+        maxlength: int | None = None,
+        maxfds: int | None = None,
+        loop_fd: int = -1,
+        idle_for: float = 0.0,
     ) -> bytes | tuple[bytes, list[int]] | None:
         if maxlength is not None and maxlength < 0:
             raise ValueError("negative maxlength")
@@ -223,7 +227,7 @@ class AsyncEntry:
             raise OverflowError("can't convert negative int to unsigned")
         if self._closed:
             raise closed_error(self._address)
-        msg = self._recv_flowing(maxlength)
+        msg = self._recv_idle(maxlength, loop_fd, idle_for)
         if msg is None:
             return None
         fds = self._take_fds()
@@ -235,6 +239,23 @@ class AsyncEntry:
             close_all(fds)
             raise truncated(f"{self._address}: {len(fds)} descriptors, maxfds={maxfds}")
         return data, fds
+
+    def _recv_idle(
+        self, maxlength: int | None, loop_fd: int, idle_for: float
+    ) -> bytes | bytearray | None:
+        """A whole message, or None. With ``loop_fd`` (an idle event loop's own descriptor), a
+        message not there yet is waited for beside it, up to ``idle_for`` seconds (as
+        ``AioState::try_recv`` in ``src/py/aio.rs``)."""
+        if loop_fd < 0:
+            return self._recv_flowing(maxlength)
+        until = time.monotonic() + idle_for
+        fd = self._sock.fileno()
+        while True:
+            if not wait_beside(fd, loop_fd, until - time.monotonic()):
+                return self._recv_flowing(maxlength)
+            msg = self._recv_flowing(maxlength)
+            if msg is not None:
+                return msg
 
     def _recv_flowing(self, maxlength: int | None) -> bytes | bytearray | None:
         """A whole message, or None. A large message part way in is read on while it keeps

@@ -43,7 +43,13 @@ class _Raw(Protocol):
         fds: Iterable[object] | None = None,
     ) -> int: ...
     def _aio_send_more(self) -> bool: ...
-    def _aio_try_recv(self, maxlength: int | None = None, maxfds: int | None = None) -> Any: ...
+    def _aio_try_recv(
+        self,
+        maxlength: int | None = None,
+        maxfds: int | None = None,
+        loop_fd: int = -1,
+        idle_for: float = 0.0,
+    ) -> Any: ...
     def fileno(self) -> int: ...
     def peer_credentials(self) -> Credentials: ...
     def peer_pidfd(self) -> int: ...
@@ -231,11 +237,13 @@ class Connection(AsyncClosing):
         if not turns.take():
             await turns.wait()
         try:
-            # A message already there needs no wait. Cancelled while waiting, nothing was
-            # consumed: what arrived of a message stays in the connection for the next receive.
+            # A message already there needs no wait; on an idle loop, it is waited for in the
+            # loop's stead (Readiness.idle). Cancelled while waiting, nothing was consumed: what
+            # arrived of a message stays in the connection for the next receive.
             raw = self._raw
-            while (got := raw._aio_try_recv(maxlength, maxfds)) is None:
-                await self._readable.wait()
+            readable = self._readable
+            while (got := raw._aio_try_recv(maxlength, maxfds, *readable.idle())) is None:
+                await readable.wait()
             return got
         finally:
             turns.done()

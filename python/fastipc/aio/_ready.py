@@ -11,6 +11,15 @@ and the report reaches the callback after the task has taken it (and is perhaps 
 again). That report is checked with one ``poll`` of the descriptor, which costs far less than
 the loop iteration a spurious wake-up would (the task's step, its non-blocking call, its wait
 again). uvloop runs the woken task before it polls again: nothing to check there.
+
+A task about to wait on a loop that has nothing else to do may wait in the loop's stead
+(:meth:`Readiness.idle`): for its descriptor and the loop's own epoll (or kqueue) descriptor
+together, in one call with the GIL released, until the loop's next timer and at most
+:data:`IDLE_MAX`. Its data coming first, the task goes on without the loop's two passes (the
+wake-up, then the task's step); anything else the loop watches becoming ready (another
+descriptor, a signal, a thread's ``call_soon_threadsafe``) gives the wait back to the loop at
+once. This needs the loop's internals (its ready queue and timers), so it is done on asyncio's
+own selector loops only; elsewhere (uvloop) tasks wait in the loop.
 """
 
 from __future__ import annotations
@@ -19,18 +28,40 @@ import asyncio
 import collections
 import contextlib
 import select
-from collections.abc import Callable
-from typing import TypeVar
+import selectors
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["WOULD_WAIT", "Readiness", "Turns", "attempt", "retry_after"]
+__all__ = ["IDLE_MAX", "WOULD_WAIT", "Readiness", "Turns", "attempt", "retry_after"]
+
+#: The longest a task waits in an idle loop's stead (:meth:`Readiness.idle`) before it waits in
+#: the loop: under asyncio's slow-callback threshold (0.1 s, in debug mode).
+IDLE_MAX = 0.05
+#: The selectors whose descriptor is readable while any descriptor they watch is ready.
+_POLLABLE_SELECTORS = tuple(
+    getattr(selectors, name)
+    for name in ("EpollSelector", "KqueueSelector", "DevpollSelector")
+    if hasattr(selectors, name)
+)
+_NOT_IDLE: tuple[()] = ()
 
 
 class Readiness:
     """Readiness of one descriptor in one direction (``write``: writable, else readable)."""
 
-    __slots__ = ("_fd", "_future", "_loop", "_poll", "_stale", "_woke", "_write")
+    __slots__ = (
+        "_fd",
+        "_future",
+        "_idle_fd",
+        "_idle_loop",
+        "_loop",
+        "_poll",
+        "_stale",
+        "_woke",
+        "_write",
+    )
 
     def __init__(self, fd: int, *, write: bool) -> None:
         self._fd = fd
@@ -41,6 +72,36 @@ class Readiness:
         self._woke = False
         self._stale = False
         self._poll: select.poll | None = None
+        # The loop last asked about in idle() and its descriptor (-1: it has none to wait on).
+        self._idle_loop: asyncio.AbstractEventLoop | None = None
+        self._idle_fd = -1
+
+    def idle(self) -> tuple[int, float] | tuple[()]:
+        """``(loop_fd, seconds)`` if the running loop has nothing else to do: the task may wait
+        for this descriptor in the loop's stead, beside ``loop_fd``, for up to ``seconds``
+        (see the module's text); else ``()``. The loop stops watching this descriptor (it
+        would make ``loop_fd`` readable for the task's own data)."""
+        loop: Any = asyncio.get_running_loop()
+        if loop is not self._idle_loop:
+            self._idle_loop = loop
+            self._idle_fd = _loop_fd(loop)
+        fd = self._idle_fd
+        if fd < 0 or loop._stopping or (loop._ready and not self._only_mine(loop._ready)):
+            return _NOT_IDLE
+        seconds = IDLE_MAX
+        if loop._scheduled:
+            seconds = min(seconds, loop._scheduled[0]._when - loop.time())
+            if seconds <= 0:
+                return _NOT_IDLE
+        if self._loop is not None:
+            self.close()
+        return fd, seconds
+
+    def _only_mine(self, handles: Iterable[Any]) -> bool:
+        """Whether the loop's ready callbacks are all cancelled or this descriptor's own report
+        (stale, or about to be dropped)."""
+        mine = self._ready
+        return all(handle._cancelled or handle._callback == mine for handle in handles)
 
     def wait(self) -> asyncio.Future[None]:
         """A future done once the descriptor may be ready (spurious wake-ups are allowed: the
@@ -100,6 +161,23 @@ class Readiness:
                 loop.remove_writer(self._fd)
             else:
                 loop.remove_reader(self._fd)
+
+
+def _loop_fd(loop: asyncio.AbstractEventLoop) -> int:
+    """The descriptor of an asyncio selector loop's selector, readable while anything the loop
+    watches is ready; -1 for other loops (uvloop) and selectors without one."""
+    if not isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+        return -1
+    if not all(hasattr(loop, name) for name in ("_ready", "_scheduled", "_stopping")):
+        return -1
+    selector = getattr(loop, "_selector", None)
+    if not isinstance(selector, _POLLABLE_SELECTORS):
+        return -1
+    try:
+        fd: int = selector.fileno()
+    except (AttributeError, OSError, ValueError):
+        return -1
+    return fd
 
 
 class Turns:
