@@ -127,17 +127,22 @@ class _Peer:
 
 # -- round trips --------------------------------------------------------------------------------
 
-Exchange = Callable[[bytes], Awaitable[object]]
+Send = Callable[[bytes], Awaitable[object]]
+Receive = Callable[[], Awaitable[object]]
 
 
-async def _timed(exchange: Exchange, payload: bytes, rounds: int) -> list[int]:
+async def _timed(send: Send, receive: Receive, payload: bytes, rounds: int) -> list[int]:
+    """Times ``rounds`` round trips, each awaiting ``send(payload)`` then ``receive()``
+    directly, as the blocking row calls its send and receive."""
     for _ in range(max(rounds // 10, 10)):
-        await exchange(payload)
+        await send(payload)
+        await receive()
     clock = time.perf_counter_ns
     times = []
     for _ in range(rounds):
         t0 = clock()
-        await exchange(payload)
+        await send(payload)
+        await receive()
         times.append(clock() - t0)
     return times
 
@@ -146,13 +151,8 @@ async def _client_fastipc(path: str, payload: bytes, rounds: int) -> list[int]:
     from fastipc import aio
 
     conn = await aio.connect(f"unix:{path}", max_message=len(payload) + 16)
-
-    async def exchange(data: bytes) -> bytes:
-        await conn.send_bytes(data)
-        return await conn.recv_bytes()
-
     try:
-        return await _timed(exchange, payload, rounds)
+        return await _timed(conn.send_bytes, conn.recv_bytes, payload, rounds)
     finally:
         conn.close()
 
@@ -161,14 +161,16 @@ async def _client_streams(path: str, payload: bytes, rounds: int) -> list[int]:
     reader, writer = await asyncio.open_unix_connection(path, limit=len(payload) + 8)
     head = _HDR.pack(len(payload))
 
-    async def exchange(data: bytes) -> bytes:
+    async def send(data: bytes) -> None:
         writer.write(head + data)
         await writer.drain()
+
+    async def receive() -> bytes:
         size = _HDR.unpack(await reader.readexactly(4))[0]
         return await reader.readexactly(size)
 
     try:
-        return await _timed(exchange, payload, rounds)
+        return await _timed(send, receive, payload, rounds)
     finally:
         writer.close()
         await writer.wait_closed()
@@ -182,12 +184,12 @@ async def _client_zmq(path: str, payload: bytes, rounds: int) -> list[int]:
     sock = ctx.socket(zmq.PAIR)
     sock.connect(f"ipc://{path}")
 
-    async def exchange(data: bytes) -> object:
-        await sock.send(data)
-        return await sock.recv(copy=False)
+    def receive() -> Awaitable[object]:
+        result: Awaitable[object] = sock.recv(copy=False)
+        return result
 
     try:
-        return await _timed(exchange, payload, rounds)
+        return await _timed(sock.send, receive, payload, rounds)
     finally:
         await sock.send(b"")
         sock.close(linger=1000)
