@@ -1,6 +1,5 @@
 //! `fastipc.Connection`: a connected stream or seqpacket socket.
 
-use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyMemoryError, PyValueError};
@@ -27,7 +26,7 @@ pub struct Connection {
     kind: Kind,
     max_message: u64,
     /// The state `fastipc.aio` keeps between its non-blocking attempts.
-    aio: AioState,
+    pub(crate) aio: AioState,
 }
 
 /// A received message, before it becomes a Python object.
@@ -59,7 +58,7 @@ fn handles(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
         .map(|m| m.bind(py))
 }
 
-fn limit_arg(maxlength: Option<i64>) -> PyResult<Option<u64>> {
+pub(crate) fn limit_arg(maxlength: Option<i64>) -> PyResult<Option<u64>> {
     maxlength
         .map(|n| u64::try_from(n).map_err(|_| PyValueError::new_err("negative maxlength")))
         .transpose()
@@ -85,12 +84,12 @@ impl Connection {
     }
 
     /// The stream for a call that never blocks.
-    fn any_stream(&self) -> PyResult<Arc<Stream>> {
+    pub(crate) fn any_stream(&self) -> PyResult<Arc<Stream>> {
         self.inner.get(&self.address)
     }
 
     /// More descriptors than `maxfds`: all are closed, and the error says so.
-    fn check_maxfds(&self, fds: &[std::os::fd::OwnedFd], maxfds: usize) -> PyResult<()> {
+    pub(crate) fn check_maxfds(&self, fds: &[std::os::fd::OwnedFd], maxfds: usize) -> PyResult<()> {
         if fds.len() > maxfds {
             return Err(crate::py::errors::to_py(
                 Error::FdsTruncated {
@@ -138,7 +137,7 @@ impl Connection {
     /// prefix (`EBADMSG`), or a message that could not be allocated (its header is consumed:
     /// the payload would be read as frames). A seqpacket socket keeps its packet boundaries and
     /// stays open.
-    fn close_if_lost<T>(&self, py: Python<'_>, result: PyResult<T>) -> PyResult<T> {
+    pub(crate) fn close_if_lost<T>(&self, py: Python<'_>, result: PyResult<T>) -> PyResult<T> {
         if let Err(err) = &result {
             if self.kind == Kind::Stream && stream_lost(py, err) {
                 self.inner.close();
@@ -489,7 +488,7 @@ impl Connection {
 
     /// `fastipc.aio`: one attempt at sending a frame, never waiting: 0 if nothing went, 1 if
     /// part of it did (the rest goes by `_aio_send_more`), 2 if all of it did.
-    #[pyo3(signature = (buf, offset=0, size=None, *, fds=None))]
+    #[pyo3(signature = (buf, offset=0, size=None, fds=None))]
     fn _aio_try_send(
         &self,
         py: Python<'_>,
@@ -498,9 +497,7 @@ impl Connection {
         size: Option<isize>,
         fds: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u8> {
-        let fds = FdList::extract(fds)?;
-        let stream = self.any_stream()?;
-        aio::try_send_arg(py, &self.aio, &stream, buf, (offset, size), &fds.borrow())
+        self.aio_try_send(py, buf, (offset, size), fds)
     }
 
     /// `fastipc.aio`: one attempt at sending the rest of a frame; whether none is left.
@@ -509,29 +506,17 @@ impl Connection {
     }
 
     /// `fastipc.aio`: one attempt at receiving a message and its descriptors (`maxfds`: None
-    /// closes them); None when it is not all there yet. With `loop_fd`, the idle event loop's
-    /// descriptor, it waits up to `idle_for` seconds beside it (`aio::Idle`).
-    #[pyo3(signature = (maxlength=None, maxfds=None, loop_fd=-1, idle_for=0.0))]
+    /// closes them); None when it is not all there yet. With `readable` (the connection's
+    /// `Readiness`), it waits in an idle loop's stead (`aio::Idle`).
+    #[pyo3(signature = (maxlength=None, maxfds=None, readable=None))]
     fn _aio_try_recv(
         &self,
         py: Python<'_>,
         maxlength: Option<i64>,
         maxfds: Option<usize>,
-        loop_fd: RawFd,
-        idle_for: f64,
+        readable: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Option<Py<PyAny>>> {
-        let limit = limit_arg(maxlength)?;
-        let stream = self.any_stream()?;
-        let result = aio::try_recv_arg(py, &self.aio, &stream, limit, (loop_fd, idle_for));
-        let Some((bytes, fds)) = self.close_if_lost(py, result)? else {
-            return Ok(None);
-        };
-        let Some(maxfds) = maxfds else {
-            return Ok(Some(bytes.into_any()));
-        };
-        self.check_maxfds(&fds, maxfds)?;
-        let pair = (bytes, fds::into_raw(fds)).into_pyobject(py)?;
-        Ok(Some(pair.into_any().unbind()))
+        self.aio_try_recv(py, maxlength, maxfds, readable)
     }
 
     /// Closes the socket. Idempotent.

@@ -25,6 +25,8 @@ from ._reader import HDR, NO_FDS, WOULDBLOCK
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
+    from ..aio._ready import Readiness
+
 __all__ = ["SENT_ALL", "SENT_NOTHING", "SENT_PART", "AsyncEntry", "refuse_blocking"]
 
 SENT_NOTHING, SENT_PART, SENT_ALL = 0, 1, 2
@@ -141,7 +143,6 @@ class AsyncEntry:
         buf: Buffer,
         offset: int = 0,
         size: int | None = None,
-        *,
         fds: Iterable[object] | None = None,
     ) -> int:
         from ._conn import _payload
@@ -218,8 +219,7 @@ class AsyncEntry:
         self,
         maxlength: int | None = None,
         maxfds: int | None = None,
-        loop_fd: int = -1,
-        idle_for: float = 0.0,
+        readable: Readiness | None = None,
     ) -> bytes | tuple[bytes, list[int]] | None:
         if maxlength is not None and maxlength < 0:
             raise ValueError("negative maxlength")
@@ -227,6 +227,7 @@ class AsyncEntry:
             raise OverflowError("can't convert negative int to unsigned")
         if self._closed:
             raise closed_error(self._address)
+        loop_fd, idle_for = (readable.idle() if readable is not None else ()) or (-1, 0.0)
         msg = self._recv_idle(maxlength, loop_fd, idle_for)
         if msg is None:
             return None

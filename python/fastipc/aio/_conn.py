@@ -39,7 +39,6 @@ class _Raw(Protocol):
         buf: Buffer,
         offset: int = 0,
         size: int | None = None,
-        *,
         fds: Iterable[object] | None = None,
     ) -> int: ...
     def _aio_send_more(self) -> bool: ...
@@ -47,8 +46,7 @@ class _Raw(Protocol):
         self,
         maxlength: int | None = None,
         maxfds: int | None = None,
-        loop_fd: int = -1,
-        idle_for: float = 0.0,
+        readable: Readiness | None = None,
     ) -> Any: ...
     def fileno(self) -> int: ...
     def peer_credentials(self) -> Credentials: ...
@@ -156,27 +154,47 @@ class Connection(AsyncClosing):
     ) -> None:
         """Sends one message (``buf[offset:offset+size]``) with ``fds`` attached, waiting
         without blocking the loop while the socket's buffer is full."""
-        raw = self._raw
         if self._senders == 0 and self._background is None:
-            # Nobody else sending: one attempt first, which is all a message usually needs. If
-            # more is needed, the lock is free (nobody holds it or waits for it) and taken at
-            # once, before anyone else can start.
-            state = raw._aio_try_send(buf, offset, size, fds=fds)
-            if state == _SENT_ALL:
-                return
-            self._senders += 1
-            try:
-                async with self._send_lock:
-                    await self._send_rest(state, buf, offset, size, fds)
-            finally:
-                self._senders -= 1
+            # Nobody else sending: one attempt first, which is all a message usually needs.
+            state = self._raw._aio_try_send(buf, offset, size, fds)
+            if state != _SENT_ALL:
+                await self._send_after(state, buf, offset, size, fds)
             return
+        await self._send_queued(buf, offset, size, fds)
+
+    async def _send_after(
+        self,
+        state: int,
+        buf: Buffer,
+        offset: int,
+        size: int | None,
+        fds: Iterable[object] | None,
+    ) -> None:
+        """Finishes a send whose first attempt, made with nobody else sending, did ``state``.
+        Nobody holds the lock or waits for it: it is taken at once, before anyone else can
+        start."""
+        self._senders += 1
+        try:
+            async with self._send_lock:
+                await self._send_rest(state, buf, offset, size, fds)
+        finally:
+            self._senders -= 1
+
+    async def _send_queued(
+        self,
+        buf: Buffer,
+        offset: int,
+        size: int | None,
+        fds: Iterable[object] | None,
+    ) -> None:
+        """A send behind others (or behind a cancelled send's frame finishing in the
+        background): its turn at the lock, then its attempts."""
         self._senders += 1
         try:
             async with self._send_lock:
                 if self._background is not None:
                     await self._after_background()
-                state = raw._aio_try_send(buf, offset, size, fds=fds)
+                state = self._raw._aio_try_send(buf, offset, size, fds)
                 await self._send_rest(state, buf, offset, size, fds)
         finally:
             self._senders -= 1
@@ -194,7 +212,7 @@ class Connection(AsyncClosing):
         while state == _SENT_NOTHING:
             # Cancelled here, nothing of this message went.
             await self._writable.wait()
-            state = raw._aio_try_send(buf, offset, size, fds=fds)
+            state = raw._aio_try_send(buf, offset, size, fds)
         if state == _SENT_PART:
             await self._finish_frame()
 
@@ -232,17 +250,22 @@ class Connection(AsyncClosing):
 
     # -- receiving ----------------------------------------------------------------------------
 
-    async def _receive(self, maxlength: int | None, maxfds: int | None) -> Any:
+    async def _receive(self, maxlength: int | None, maxfds: int | None, tried: bool = False) -> Any:
+        """A receive; ``tried``: its first attempt was just made (by :meth:`recv_bytes`, with no
+        other task receiving), so it starts by waiting."""
         turns = self._receivers
         if not turns.take():
             await turns.wait()
+            tried = False
         try:
             # A message already there needs no wait; on an idle loop, it is waited for in the
             # loop's stead (Readiness.idle). Cancelled while waiting, nothing was consumed: what
             # arrived of a message stays in the connection for the next receive.
             raw = self._raw
             readable = self._readable
-            while (got := raw._aio_try_recv(maxlength, maxfds, *readable.idle())) is None:
+            if tried:
+                await readable.wait()
+            while (got := raw._aio_try_recv(maxlength, maxfds, readable)) is None:
                 await readable.wait()
             return got
         finally:
@@ -251,8 +274,14 @@ class Connection(AsyncClosing):
     async def recv_bytes(self, maxlength: int | None = None) -> bytes:
         """Receives one whole message. ``EOFError`` at the end of the stream,
         ``MessageTooLarge`` over ``maxlength`` or the connection's ``max_message``."""
-        data: bytes = await self._receive(maxlength, None)
-        return data
+        if self._receivers.busy:
+            data: bytes = await self._receive(maxlength, None)
+            return data
+        # No other task receiving: the first attempt here (see _receive).
+        got: bytes | None = self._raw._aio_try_recv(maxlength, None, self._readable)
+        if got is None:
+            got = await self._receive(maxlength, None, True)
+        return got
 
     async def recv_bytes_and_fds(
         self, maxlength: int | None = None, *, maxfds: int = SCM_MAX_FD

@@ -30,6 +30,7 @@ import contextlib
 import select
 import selectors
 from collections.abc import Callable, Iterable
+from threading import get_ident
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -81,11 +82,14 @@ class Readiness:
         for this descriptor in the loop's stead, beside ``loop_fd``, for up to ``seconds``
         (see the module's text); else ``()``. The loop stops watching this descriptor (it
         would make ``loop_fd`` readable for the task's own data)."""
-        loop: Any = asyncio.get_running_loop()
-        if loop is not self._idle_loop:
-            self._idle_loop = loop
-            self._idle_fd = _loop_fd(loop)
+        loop: Any = self._idle_loop
         fd = self._idle_fd
+        # The loop asked about last time, if it is running in this thread, is the running loop
+        # (a thread runs one loop at a time). Asking asyncio costs a system call (getpid, in
+        # get_running_loop) that, after a large copy, is a good part of a small message's time.
+        if loop is None or (fd >= 0 and loop._thread_id != get_ident()):
+            loop = self._idle_loop = asyncio.get_running_loop()
+            fd = self._idle_fd = _loop_fd(loop)
         if fd < 0 or loop._stopping or (loop._ready and not self._only_mine(loop._ready)):
             return _NOT_IDLE
         seconds = IDLE_MAX
@@ -109,6 +113,8 @@ class Readiness:
         leaves nothing behind. (A future rather than a coroutine: no frame of its own.)"""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
+            if loop is not self._idle_loop:
+                self._idle_loop = None  # idle() asks again
             self.close()
             if self._write:
                 loop.add_writer(self._fd, self._ready)
@@ -168,7 +174,7 @@ def _loop_fd(loop: asyncio.AbstractEventLoop) -> int:
     watches is ready; -1 for other loops (uvloop) and selectors without one."""
     if not isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
         return -1
-    if not all(hasattr(loop, name) for name in ("_ready", "_scheduled", "_stopping")):
+    if not all(hasattr(loop, a) for a in ("_ready", "_scheduled", "_stopping", "_thread_id")):
         return -1
     selector = getattr(loop, "_selector", None)
     if not isinstance(selector, _POLLABLE_SELECTORS):
@@ -184,18 +190,19 @@ class Turns:
     """Tasks taking turns, first come first served: an ``asyncio.Lock`` that costs nothing
     (no coroutine, no future) when nobody else wants a turn."""
 
-    __slots__ = ("_busy", "_waiting")
+    __slots__ = ("_waiting", "busy")
 
     def __init__(self) -> None:
-        self._busy = False
+        #: Whether a task has the turn (or one is handed over to a waiting task).
+        self.busy = False
         self._waiting: collections.deque[asyncio.Future[None]] | None = None
 
     def take(self) -> bool:
         """Takes the turn now if nobody has it or waits for it (then :meth:`done` must
         follow)."""
-        if self._busy:
+        if self.busy:
             return False
-        self._busy = True
+        self.busy = True
         return True
 
     async def wait(self) -> None:
@@ -220,7 +227,7 @@ class Turns:
             if not future.done():
                 future.set_result(None)
                 return
-        self._busy = False
+        self.busy = False
 
 
 async def retry_after(delay: float) -> None:

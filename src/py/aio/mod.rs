@@ -10,8 +10,16 @@
 //! the `bytes` object it will be. A small frame that is part way in stays in the connection's
 //! receive buffer. So a caller that stops between calls (a cancelled task) loses nothing, and
 //! the next receive continues the same message.
+//!
+//! `conn` has `Connection`'s entry points for `fastipc.aio`, and `idle` the wait in an idle
+//! event loop's stead.
 
-use std::os::fd::{BorrowedFd, RawFd};
+mod conn;
+mod idle;
+
+pub use idle::{Idle, LoopView};
+
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
@@ -25,7 +33,6 @@ use crate::frame;
 use crate::py::buffer::{Buffer, Fresh};
 use crate::py::connection::slice_arg;
 use crate::py::errors::IntoPy;
-use crate::py::fds::with_borrowed;
 use crate::socket::{Incoming, Kind, Stream};
 use crate::wait::{poll_beside, poll_once, Beside, Ready};
 
@@ -43,24 +50,8 @@ pub struct AioState {
     wrapped: AtomicBool,
     tx: Mutex<Option<PendingTx>>,
     rx: Mutex<Option<PendingRx>>,
-}
-
-/// An event loop with nothing else to do, which a receive may wait in the stead of.
-///
-/// An asyncio loop whose ready queue is empty would next sleep in `epoll_wait` until one of its
-/// descriptors is ready or its next timer is due. A receive whose message has not arrived waits
-/// here instead, for its socket and for the loop's epoll descriptor together, with the GIL
-/// released, for at most `limit` (up to the next timer, see `fastipc/aio/_ready.py`). If its
-/// message comes first, it returns it without the loop's two passes (the wake-up and the task's
-/// step); if anything else the loop watches becomes ready (or a signal, or a thread's
-/// `call_soon_threadsafe`), it gives the wait back to the loop at once. The socket is not
-/// watched by the loop meanwhile, so the loop's descriptor is readable only for others' work.
-#[derive(Clone, Copy)]
-pub struct Idle<'a> {
-    /// The loop's epoll (or kqueue) descriptor.
-    pub loop_fd: BorrowedFd<'a>,
-    /// The longest wait here.
-    pub limit: Duration,
+    /// The event loop the receives last ran on (see [`LoopView::idle`]).
+    view: Mutex<Option<LoopView>>,
 }
 
 /// The rest of a frame whose first bytes went.
@@ -83,6 +74,18 @@ struct PendingRx {
 pub type Message = (Py<PyBytes>, Vec<std::os::fd::OwnedFd>);
 
 impl AioState {
+    /// `readable.idle()`, its common case answered without running Python (see
+    /// [`LoopView::idle`]). Not idle while another thread asks for this connection.
+    pub fn idle(&self, py: Python<'_>, readable: &Bound<'_, PyAny>) -> PyResult<(RawFd, f64)> {
+        match self.view.try_lock() {
+            Ok(mut view) => LoopView::idle(py, &mut view, readable),
+            Err(TryLockError::Poisoned(poisoned)) => {
+                LoopView::idle(py, &mut poisoned.into_inner(), readable)
+            }
+            Err(TryLockError::WouldBlock) => Ok(idle::NOT_IDLE),
+        }
+    }
+
     /// Whether `fastipc.aio` holds the connection (its blocking calls refuse).
     pub fn is_wrapped(&self) -> bool {
         self.wrapped.load(Ordering::Acquire)
@@ -290,24 +293,6 @@ pub fn try_send_arg(
     let view = Buffer::readable(buf)?;
     let data = slice_arg(view.as_slice(), offset, size)?;
     state.try_send(py, stream, buf, data, start, fds)
-}
-
-/// [`AioState::try_recv`], idle (`loop_fd` not negative) for up to `idle_for` seconds.
-pub fn try_recv_arg(
-    py: Python<'_>,
-    state: &AioState,
-    stream: &Stream,
-    limit: Option<u64>,
-    (loop_fd, idle_for): (RawFd, f64),
-) -> PyResult<Option<Message>> {
-    let limit_idle = Duration::try_from_secs_f64(idle_for).unwrap_or(Duration::ZERO);
-    with_borrowed(loop_fd, |loop_fd| {
-        let idle = loop_fd.map(|loop_fd| Idle {
-            loop_fd,
-            limit: limit_idle,
-        });
-        state.try_recv(py, stream, limit, idle)
-    })
 }
 
 /// Once a frame has started (its first bytes sent, or a large message's header received), how
