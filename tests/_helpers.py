@@ -291,8 +291,24 @@ def wchan(pid: int, tid: int | None = None) -> str:
 #: System call numbers, by machine, of the waits the tests look for in
 #: ``/proc/PID/task/TID/syscall`` (whose first field is the number of the call the thread is in).
 SYSCALL_NUMBERS: dict[str, dict[str, int]] = {
-    "x86_64": {"futex": 202, "nanosleep": 35, "clock_nanosleep": 230},
-    "aarch64": {"futex": 98, "nanosleep": 101, "clock_nanosleep": 115},
+    "x86_64": {
+        "futex": 202,
+        "nanosleep": 35,
+        "clock_nanosleep": 230,
+        "poll": 7,
+        "ppoll": 271,
+        "epoll_wait": 232,
+        "epoll_pwait": 281,
+        "epoll_pwait2": 441,
+    },
+    "aarch64": {
+        "futex": 98,
+        "nanosleep": 101,
+        "clock_nanosleep": 115,
+        "ppoll": 73,
+        "epoll_pwait": 22,
+        "epoll_pwait2": 441,
+    },
 }
 
 #: The sleeps of a polling wait: Python's ``time.sleep`` and Rust's ``std::thread::sleep`` (both
