@@ -158,43 +158,29 @@ class Connection(AsyncClosing):
             # Nobody else sending: one attempt first, which is all a message usually needs.
             state = self._raw._aio_try_send(buf, offset, size, fds)
             if state != _SENT_ALL:
-                await self._send_after(state, buf, offset, size, fds)
+                await self._send_locked(state, buf, offset, size, fds)
             return
-        await self._send_queued(buf, offset, size, fds)
+        await self._send_locked(None, buf, offset, size, fds)
 
-    async def _send_after(
+    async def _send_locked(
         self,
-        state: int,
+        state: int | None,
         buf: Buffer,
         offset: int,
         size: int | None,
         fds: Iterable[object] | None,
     ) -> None:
-        """Finishes a send whose first attempt, made with nobody else sending, did ``state``.
-        Nobody holds the lock or waits for it: it is taken at once, before anyone else can
-        start."""
+        """The rest of a send, under the send lock: after a first attempt that did ``state``
+        (made with nobody else sending, so nobody holds the lock or waits for it: it is taken at
+        once, before anyone else can start), or from the start (``state`` None) behind other
+        senders or a cancelled send's frame finishing in the background."""
         self._senders += 1
         try:
             async with self._send_lock:
-                await self._send_rest(state, buf, offset, size, fds)
-        finally:
-            self._senders -= 1
-
-    async def _send_queued(
-        self,
-        buf: Buffer,
-        offset: int,
-        size: int | None,
-        fds: Iterable[object] | None,
-    ) -> None:
-        """A send behind others (or behind a cancelled send's frame finishing in the
-        background): its turn at the lock, then its attempts."""
-        self._senders += 1
-        try:
-            async with self._send_lock:
-                if self._background is not None:
-                    await self._after_background()
-                state = self._raw._aio_try_send(buf, offset, size, fds)
+                if state is None:
+                    if self._background is not None:
+                        await self._after_background()
+                    state = self._raw._aio_try_send(buf, offset, size, fds)
                 await self._send_rest(state, buf, offset, size, fds)
         finally:
             self._senders -= 1
