@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import select
 import selectors
 from collections.abc import Callable, Iterable
@@ -57,6 +58,7 @@ _POLLABLE_SELECTORS = tuple(
     if hasattr(selectors, name)
 )
 _NOT_IDLE: tuple[()] = ()
+_yield_cpu: Callable[[], None] = getattr(os, "sched_yield", lambda: None)
 
 
 class Readiness:
@@ -309,6 +311,12 @@ async def attempt(
             may_idle = False
             if wait_idle(readiness, step):
                 continue
+        elif idle:
+            # Waited idle, then found nothing: a queue's or channel's descriptor may say ready
+            # a moment after the take that emptied the ring (its thread, woken by that take,
+            # clears it). On a busy CPU the task would go round the loop until that thread
+            # runs (up to a scheduler tick): it offers it the CPU first.
+            _yield_cpu()
         may_idle = idle
         if step is None:
             await readiness.wait()
