@@ -158,10 +158,10 @@ def main() -> None:
         _child(args)
         return
     times = _parent(args)
-    idle = "without" if args.no_idle else "with"
+    how = ", idle wait off" if args.no_idle else ""
     print(
-        f"{args.kind} 64 B round trip, {idle} the idle wait: median {statistics.median(times):.2f}"
-        f" us ({', '.join(f'{t:.2f}' for t in times)})"
+        f"{args.kind} 64 B round trip{how}: median {statistics.median(times):.2f} us"
+        f" ({', '.join(f'{t:.2f}' for t in times)})"
     )
 
 
