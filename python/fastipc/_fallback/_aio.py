@@ -17,9 +17,10 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from .._poll import wait_beside
 from ._closing import closed_error
 from ._fds import close_all, rights, truncated
-from ._platform import MSG_NOSIGNAL, wait_beside, wait_fd
+from ._platform import MSG_NOSIGNAL, wait_fd
 from ._reader import HDR, NO_FDS, WOULDBLOCK
 
 if TYPE_CHECKING:

@@ -152,16 +152,6 @@ if hasattr(select, "poll"):
         ms = None if timeout is None else max(0, math.ceil(timeout * 1000))
         return bool(poller.poll(ms))
 
-    def wait_beside(fd: int, other: int, timeout: float) -> bool:
-        """Waits up to ``timeout`` for ``fd`` to be readable, unless ``other`` (an event loop's
-        own descriptor) becomes readable, or unusable, first: whether ``fd`` is readable and
-        ``other`` is not (as ``poll_beside`` in ``src/wait.rs``)."""
-        poller = select.poll()
-        poller.register(fd, _POLLIN)
-        poller.register(other, _POLLIN)
-        events = poller.poll(max(0, math.ceil(timeout * 1000)))
-        return bool(events) and all(ready == fd for ready, _ in events)
-
     def poll_hup(fd: int) -> bool:
         """Whether the peer has hung up (used to tell end of file from an empty packet)."""
         poller = select.poll()
@@ -183,9 +173,6 @@ else:  # pragma: no cover - Windows
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
-
-    def wait_beside(fd: int, other: int, timeout: float) -> bool:
-        return False  # no event loop here has a descriptor to wait beside
 
     def poll_hup(fd: int) -> bool:
         return False

@@ -23,7 +23,7 @@ import fastipc
 
 from .._errors import TruncatedMessage
 from ._closing import AsyncClosing
-from ._ready import Readiness
+from ._ready import Readiness, wait_idle
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -127,8 +127,12 @@ class PipeReader(_End):
         if n == 0:
             self._check()
             return b""
+        idled = False
         while (data := self._read(n)) is None:
-            await self._ready.wait()
+            # Once per step of the task: in an idle loop's stead, then in the loop.
+            idled = not idled and wait_idle(self._ready)
+            if not idled:
+                await self._ready.wait()
         return data
 
     async def readinto(self, buffer: Buffer, nbytes: int = 0) -> int:
@@ -151,16 +155,18 @@ class PipeReader(_End):
         if n < 0:
             raise ValueError("negative size")
         self._check()
+        idled = False  # as in read()
         while len(self._held) < n:
             try:
                 data = os.read(self._fd, min(n - len(self._held), _MAX_READ))
             except _WOULD_WAIT:
-                await self._ready.wait()
+                data = None
+            if data is None or (not data and self._unconnected and not _hung_up(self._fd)):
+                idled = not idled and wait_idle(self._ready)
+                if not idled:
+                    await self._ready.wait()
                 continue
             if not data:
-                if self._unconnected and not _hung_up(self._fd):
-                    await self._ready.wait()
-                    continue
                 got, self._held = len(self._held), bytearray()
                 if got == 0:
                     raise EOFError(f"end of file ({self._name})")

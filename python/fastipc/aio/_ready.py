@@ -27,15 +27,26 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import select
 import selectors
 from collections.abc import Callable, Iterable
 from threading import get_ident
 from typing import Any, TypeVar
 
+from .._poll import wait_beside
+
 T = TypeVar("T")
 
-__all__ = ["IDLE_MAX", "WOULD_WAIT", "Readiness", "Turns", "attempt", "retry_after"]
+__all__ = [
+    "IDLE_MAX",
+    "WOULD_WAIT",
+    "Readiness",
+    "Turns",
+    "attempt",
+    "retry_after",
+    "wait_idle",
+]
 
 #: The longest a task waits in an idle loop's stead (:meth:`Readiness.idle`) before it waits in
 #: the loop: under asyncio's slow-callback threshold (0.1 s, in debug mode).
@@ -47,6 +58,7 @@ _POLLABLE_SELECTORS = tuple(
     if hasattr(selectors, name)
 )
 _NOT_IDLE: tuple[()] = ()
+_yield_cpu: Callable[[], None] = getattr(os, "sched_yield", lambda: None)
 
 
 class Readiness:
@@ -240,6 +252,28 @@ async def retry_after(delay: float) -> None:
 WOULD_WAIT = (TimeoutError, BlockingIOError, InterruptedError)
 
 
+def wait_idle(readiness: Readiness, limit: float | None = None) -> bool:
+    """For a task about to wait for ``readiness`` (a readable descriptor), on a loop with
+    nothing else to do (:meth:`Readiness.idle`): waits for the descriptor in the loop's stead,
+    beside the loop's own descriptor, until the loop's next timer, at most :data:`IDLE_MAX` and
+    at most ``limit`` seconds. Whether it waited: the task then tries its call once more, and
+    waits in the loop if that would wait again (one idle wait per step of the task). False
+    (nothing waited) for a writable descriptor and on a loop that is not idle."""
+    if readiness._write:
+        return False
+    idle = readiness.idle()
+    if not idle:
+        return False
+    loop_fd, seconds = idle
+    if limit is not None and limit < seconds:
+        seconds = limit
+    if seconds <= 0:
+        return False
+    with contextlib.suppress(OSError):  # the task's own call reports a closed descriptor
+        wait_beside(readiness._fd, loop_fd, seconds)
+    return True
+
+
 async def attempt(
     op: Callable[[], T],
     readiness: Readiness,
@@ -247,13 +281,18 @@ async def attempt(
     would_wait: tuple[type[BaseException], ...] = WOULD_WAIT,
     timeout: float | None = None,
     recheck: float | None = None,
+    idle: bool = True,
 ) -> T:
     """``op()`` (a call that never waits) once it succeeds, waiting for ``readiness`` between
     attempts; ``would_wait`` are what ``op`` raises instead of waiting. Cancelled between
     attempts, nothing was done. With ``timeout``, what ``op`` raised last is raised once that
     many seconds have passed; with ``recheck``, ``op`` is tried again at least that often even
-    if the descriptor says nothing (for what it cannot report, such as a peer's death)."""
+    if the descriptor says nothing (for what it cannot report, such as a peer's death). A
+    readable descriptor is first waited for in an idle loop's stead (:func:`wait_idle`), once
+    per step of the task, for no longer than either; ``idle=False``: never (a readable
+    descriptor that reports room rather than data)."""
     deadline: float | None = None
+    may_idle = idle
     while True:
         try:
             return op()
@@ -264,13 +303,24 @@ async def attempt(
                     deadline = now + max(0.0, timeout)
                 if deadline <= now:
                     raise
-        if deadline is None and recheck is None:
-            await readiness.wait()
-            continue
         step = recheck
         if deadline is not None:
             left = deadline - asyncio.get_running_loop().time()
             step = left if step is None else min(step, left)
+        if may_idle:
+            may_idle = False
+            if wait_idle(readiness, step):
+                continue
+        elif idle:
+            # Waited idle, then found nothing: a queue's or channel's descriptor may say ready
+            # a moment after the take that emptied the ring (its thread, woken by that take,
+            # clears it). On a busy CPU the task would go round the loop until that thread
+            # runs (up to a scheduler tick): it offers it the CPU first.
+            _yield_cpu()
+        may_idle = idle
+        if step is None:
+            await readiness.wait()
+            continue
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(step):
                 await readiness.wait()

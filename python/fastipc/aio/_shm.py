@@ -44,6 +44,14 @@ async def _attempt(op: Callable[[], T], readiness: Readiness, timeout: float | N
     return await attempt(op, readiness, would_wait=_WOULD_WAIT, timeout=timeout, recheck=SLICE)
 
 
+async def _attempt_space(op: Callable[[], T], readiness: Readiness, timeout: float | None) -> T:
+    """:func:`_attempt` of the calls that wait for room in the ring: in the loop only (the idle
+    wait is for receives)."""
+    return await attempt(
+        op, readiness, would_wait=_WOULD_WAIT, timeout=timeout, recheck=SLICE, idle=False
+    )
+
+
 class _Watched(AsyncClosing):
     """The two readiness registrations of a queue or channel end, made on first wait."""
 
@@ -103,7 +111,7 @@ class Queue(_Watched):
         return self._q
 
     async def put(self, obj: object, timeout: float | None = None) -> None:
-        await _attempt(lambda: self._q.put_nowait(obj), self._space, timeout)
+        await _attempt_space(lambda: self._q.put_nowait(obj), self._space, timeout)
 
     async def get(self, timeout: float | None = None) -> Any:
         return await _attempt(self._q.get_nowait, self._messages, timeout)
@@ -115,7 +123,7 @@ class Queue(_Watched):
         return self._q.get_nowait()
 
     async def put_bytes(self, buf: Buffer, timeout: float | None = None) -> None:
-        await _attempt(lambda: self._q.put_bytes(buf, block=False), self._space, timeout)
+        await _attempt_space(lambda: self._q.put_bytes(buf, block=False), self._space, timeout)
 
     async def get_bytes(self, timeout: float | None = None) -> bytes:
         return await _attempt(lambda: self._q.get_bytes(block=False), self._messages, timeout)
@@ -156,7 +164,7 @@ class Queue(_Watched):
     async def reserve(self, n: int, timeout: float | None = None) -> fastipc.Reservation:
         """``n`` bytes reserved in the ring, once there is room: use the result as the blocking
         ``reserve``'s (``with reservation as memory:``)."""
-        return await _attempt(lambda: self._q.reserve(n, block=False), self._space, timeout)
+        return await _attempt_space(lambda: self._q.reserve(n, block=False), self._space, timeout)
 
     def unlink(self) -> None:
         """Removes the name of a named queue (:meth:`fastipc.Queue.unlink`)."""
@@ -244,7 +252,7 @@ class Channel(_Watched):
     async def send_bytes(
         self, buf: Buffer, offset: int = 0, size: int | None = None, *, timeout: float | None = None
     ) -> None:
-        await _attempt(lambda: self._end.send_bytes(buf, offset, size), self._space, timeout)
+        await _attempt_space(lambda: self._end.send_bytes(buf, offset, size), self._space, timeout)
 
     async def recv_bytes(
         self, maxlength: int | None = None, *, timeout: float | None = None
@@ -259,7 +267,7 @@ class Channel(_Watched):
         )
 
     async def send(self, obj: object, *, timeout: float | None = None) -> None:
-        await _attempt(lambda: self._end.send(obj), self._space, timeout)
+        await _attempt_space(lambda: self._end.send(obj), self._space, timeout)
 
     async def recv(self, *, timeout: float | None = None) -> Any:
         return await _attempt(self._end.recv, self._messages, timeout)
@@ -268,7 +276,7 @@ class Channel(_Watched):
         return await _attempt(lambda: self._end.get_view(timeout=0.0), self._messages, timeout)
 
     async def reserve(self, n: int, timeout: float | None = None) -> fastipc.Reservation:
-        return await _attempt(lambda: self._end.reserve(n, timeout=0.0), self._space, timeout)
+        return await _attempt_space(lambda: self._end.reserve(n, timeout=0.0), self._space, timeout)
 
     def unlink(self) -> None:
         """Removes the name of a named channel (:meth:`fastipc.Channel.unlink`)."""
