@@ -476,6 +476,81 @@ def test_receive_on_stopping_loop_does_not_wait_idle(aio, backend, loop_name, lo
         assert loop.run_until_complete(asyncio.wait_for(receive, GUARD)) == b"after the stop"
 
 
+# -- later receives on the same connection -------------------------------------------------
+# The extension remembers the loop a connection's receives found idle and answers later ones
+# from the loop's attributes (src/py/aio/idle.rs): each of them checks the loop again.
+
+
+def test_later_receive_lets_a_ready_task_run(aio, backend, run, long_idle):
+    async def main() -> list[object]:
+        peer, mine = backend.socketpair()
+        conn = aio.Connection.from_connection(mine)
+        with peer, conn:
+            order: list[object] = []
+            peer.send_bytes(b"first")
+            order.append(await conn.recv_bytes())
+
+            async def ready() -> None:
+                order.append("ready task")
+                peer.send_bytes(b"sent by the ready task")
+
+            task = asyncio.create_task(ready())
+            order.append(await conn.recv_bytes())
+            await task
+            return order
+
+    assert run(bounded(main())) == [b"first", "ready task", b"sent by the ready task"]
+
+
+def test_later_receive_on_stopping_loop_does_not_wait_idle(aio, backend, loop_name, long_idle):
+    with _loop_and_pair(aio, backend, loop_name) as (loop, peer, conn):
+        peer.send_bytes(b"first")
+        assert loop.run_until_complete(asyncio.wait_for(conn.recv_bytes(), GUARD)) == b"first"
+        loop.call_soon(loop.stop)
+        receive = loop.create_task(conn.recv_bytes())  # its first step comes after the stop
+        _run_forever_bounded(loop)
+        assert not receive.done()
+        peer.send_bytes(b"after the stop")
+        assert loop.run_until_complete(asyncio.wait_for(receive, GUARD)) == b"after the stop"
+
+
+def test_extension_answers_later_idle_checks_itself(backend_name, aio, backend, run):
+    """After the first, the extension's receives answer the idle check themselves rather than
+    asking ``Readiness.idle()`` each time, with a timer set (``bounded``'s) and a cancelled
+    callback left in the ready queue (by a task that has not yielded since), which are the
+    common case (the pure-Python backend always asks it)."""
+    if backend_name != "rust":
+        pytest.skip("the pure-Python backend asks Readiness.idle() for every receive")
+    asked = 0
+    real = _ready.Readiness.idle
+
+    def counting(readiness: _ready.Readiness) -> Any:
+        nonlocal asked
+        asked += 1
+        return real(readiness)
+
+    async def main() -> list[bytes]:
+        peer, mine = backend.socketpair()
+        conn = aio.Connection.from_connection(mine)
+        echo = threading.Thread(
+            target=lambda: [peer.send_bytes(peer.recv_bytes()) for _ in range(50)]
+        )
+        with peer, conn:
+            echo.start()
+            asyncio.get_running_loop().call_soon(lambda: None).cancel()
+            got = []
+            for i in range(50):
+                await conn.send_bytes(pattern(64, i))
+                got.append(await conn.recv_bytes())
+            echo.join()
+            return got
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_ready.Readiness, "idle", counting)
+        assert run(bounded(main())) == [pattern(64, i) for i in range(50)]
+    assert asked == 1
+
+
 # -- a large message arriving in pieces ------------------------------------------------------
 
 PIECES_CHILD = """

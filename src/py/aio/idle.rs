@@ -47,35 +47,51 @@ pub const NOT_IDLE: (RawFd, f64) = (-1, 0.0);
 
 /// What [`LoopView::idle`] remembers of the loop a connection's receives last ran on.
 pub struct LoopView {
-    /// The loop's `__dict__` (`None` for a loop without one, such as uvloop's, which has no
-    /// descriptor to wait beside).
+    /// The loop's `__dict__` (`None` for a loop without a descriptor to wait beside, such as uvloop).
     dict: Option<Py<PyDict>>,
     /// Its selector's descriptor, negative if it has none.
     fd: RawFd,
+    /// Whether its `time()` is asyncio's own (`time.monotonic()`), so that its timers can be
+    /// compared with the monotonic clock here.
+    monotonic: bool,
     /// `threading.get_ident()` of the thread it was seen running in, and that thread.
     ident: Py<PyAny>,
     thread: ThreadId,
+}
+
+/// What [`LoopView::quick`] found.
+enum Quick {
+    /// The answer.
+    Answer((RawFd, f64)),
+    /// A case for `Readiness.idle()`; `same`: the loop is the one seen last time (it runs in
+    /// this thread: a thread runs one loop at a time).
+    Ask { same: bool },
 }
 
 impl LoopView {
     /// `readable.idle()` (a `fastipc.aio._ready.Readiness`) as `(loop_fd, seconds)`, its common
     /// case answered here, reading the loop's `__dict__` rather than running Python: the loop
     /// seen last time is running in this thread (its `_thread_id` is this thread's, as asyncio
-    /// sets it while the loop runs), has nothing ready, no timer, is not stopping, and does not
-    /// watch `readable`'s descriptor. Anything else is asked of `Readiness.idle()`, and what it
-    /// found is remembered in `view` for the next time.
+    /// sets it while the loop runs), has nothing ready but cancelled callbacks, is not stopping,
+    /// does not watch `readable`'s descriptor, and its next timer (if its clock is asyncio's
+    /// own) is not due. Anything else is asked of `Readiness.idle()`, and the loop it found is
+    /// remembered in `view` for the next time.
     pub fn idle(
         py: Python<'_>,
         view: &mut Option<LoopView>,
         readable: &Bound<'_, PyAny>,
     ) -> PyResult<(RawFd, f64)> {
-        if let Some(known) = view.as_ref() {
-            if let Some(answer) = known.quick(py, readable)? {
-                return Ok(answer);
-            }
-        }
+        let same = match view.as_ref() {
+            Some(known) => match known.quick(py, readable)? {
+                Quick::Answer(answer) => return Ok(answer),
+                Quick::Ask { same } => same,
+            },
+            None => false,
+        };
         let answer = readable.call_method0(intern!(py, "idle"))?;
-        *view = LoopView::of(py, readable)?;
+        if !same {
+            *view = LoopView::of(py, readable)?;
+        }
         if answer.len()? == 0 {
             return Ok(NOT_IDLE);
         }
@@ -83,34 +99,51 @@ impl LoopView {
     }
 
     /// The answer without Python, if the common case holds.
-    fn quick(&self, py: Python<'_>, readable: &Bound<'_, PyAny>) -> PyResult<Option<(RawFd, f64)>> {
+    fn quick(&self, py: Python<'_>, readable: &Bound<'_, PyAny>) -> PyResult<Quick> {
         let Some(dict) = &self.dict else {
             // No descriptor to wait beside (uvloop): never idle, as Readiness.idle() answers.
-            return Ok(Some(NOT_IDLE));
+            return Ok(Quick::Answer(NOT_IDLE));
         };
         let dict = dict.bind(py);
         let running = std::thread::current().id() == self.thread
             && match dict.get_item(intern!(py, "_thread_id"))? {
-                Some(ident) => ident.eq(&self.ident)?,
+                Some(ident) => ident.is(&self.ident) || ident.eq(&self.ident)?,
                 None => false,
             };
         if !running {
-            return Ok(None);
+            return Ok(Quick::Ask { same: false });
         }
-        let empty = |name: &Bound<'_, PyString>| -> PyResult<bool> {
+        let ask = Quick::Ask { same: true };
+        let falsy = |name: &Bound<'_, PyString>| -> PyResult<bool> {
             Ok(match dict.get_item(name)? {
                 Some(value) => !value.is_truthy()?,
                 None => false,
             })
         };
-        if empty(intern!(py, "_stopping"))?
-            && empty(intern!(py, "_ready"))?
-            && empty(intern!(py, "_scheduled"))?
-            && readable.getattr(intern!(py, "_loop"))?.is_none()
+        if !falsy(intern!(py, "_stopping"))?
+            || !all_cancelled(py, dict.get_item(intern!(py, "_ready"))?)?
+            || !readable.getattr(intern!(py, "_loop"))?.is_none()
         {
-            return Ok(Some((self.fd, idle_max(py)?)));
+            return Ok(ask);
         }
-        Ok(None)
+        let mut seconds = idle_max(py)?;
+        let Some(timers) = dict.get_item(intern!(py, "_scheduled"))? else {
+            return Ok(ask);
+        };
+        if timers.is_truthy()? {
+            if !self.monotonic {
+                return Ok(ask);
+            }
+            let when: f64 = timers
+                .get_item(0)?
+                .getattr(intern!(py, "_when"))?
+                .extract()?;
+            seconds = seconds.min(when - monotonic_now());
+            if seconds <= 0.0 {
+                return Ok(Quick::Answer(NOT_IDLE));
+            }
+        }
+        Ok(Quick::Answer((self.fd, seconds)))
     }
 
     /// What `readable.idle()` just found: its loop and that loop's descriptor.
@@ -130,13 +163,51 @@ impl LoopView {
                     .unbind(),
             )
         };
+        let time = running.get_type().getattr(intern!(py, "time"))?;
+        let monotonic = time.is(asyncio_time(py)?);
         Ok(Some(LoopView {
             dict,
             fd,
+            monotonic,
             ident: get_ident(py)?.unbind(),
             thread: std::thread::current().id(),
         }))
     }
+}
+
+/// `time.monotonic()`, as asyncio's loops read their clock.
+fn monotonic_now() -> f64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    #[allow(clippy::cast_precision_loss)] // seconds since boot: exact in an f64's 53 bits
+    let seconds = now.tv_sec as f64;
+    seconds + f64::from(u32::try_from(now.tv_nsec).unwrap_or(0)) * 1e-9
+}
+
+/// `asyncio.base_events.BaseEventLoop.time`, asyncio's own clock.
+fn asyncio_time(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static TIME: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    TIME.get_or_try_init(py, || {
+        let base = py.import("asyncio.base_events")?.getattr("BaseEventLoop")?;
+        Ok::<_, PyErr>(base.getattr("time")?.unbind())
+    })
+    .map(|time| time.bind(py))
+}
+
+/// Whether the loop's ready queue holds nothing but cancelled callbacks (which a loop pass
+/// would drop: a task that never yields leaves there the ones cancelled while it ran).
+fn all_cancelled(py: Python<'_>, ready: Option<Bound<'_, PyAny>>) -> PyResult<bool> {
+    let Some(ready) = ready else {
+        return Ok(false);
+    };
+    if !ready.is_truthy()? {
+        return Ok(true);
+    }
+    for handle in ready.try_iter()? {
+        if !handle?.getattr(intern!(py, "_cancelled"))?.is_truthy()? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// `threading.get_ident()`.
