@@ -124,7 +124,14 @@ def _head(size: int) -> bytes:
 # -- what else the loop has to do ends the idle wait -----------------------------------------
 
 
-def test_ready_task_runs_before_receive_waits(aio, backend, run, long_idle):
+#: Whether a message was received on the connection before: the extension remembers the loop a
+#: connection's receives found idle and answers later checks from the loop's attributes
+#: (src/py/aio/idle.rs), and each of them must check the loop again.
+EARLIER = pytest.mark.parametrize("earlier", [False, True], ids=["first", "later"])
+
+
+@EARLIER
+def test_ready_task_runs_before_receive_waits(aio, backend, run, long_idle, earlier):
     """A receive that starts with another task ready does not wait idle: that task runs."""
 
     async def main() -> list[object]:
@@ -132,6 +139,9 @@ def test_ready_task_runs_before_receive_waits(aio, backend, run, long_idle):
         conn = aio.Connection.from_connection(mine)
         with peer, conn:
             order: list[object] = []
+            if earlier:
+                peer.send_bytes(b"first")
+                order.append(await conn.recv_bytes())
 
             async def ready() -> None:
                 order.append("ready task")
@@ -142,7 +152,8 @@ def test_ready_task_runs_before_receive_waits(aio, backend, run, long_idle):
             await task
             return order
 
-    assert run(bounded(main())) == ["ready task", b"sent by the ready task"]
+    first = [b"first"] if earlier else []
+    assert run(bounded(main())) == [*first, "ready task", b"sent by the ready task"]
 
 
 def test_timer_due_during_idle_wait_fires(aio, backend, run, long_idle):
@@ -370,15 +381,12 @@ def test_cancelled_by_another_task_during_idle_wait(aio, backend, run, loop_name
 CTRL_C_CHILD = """
 import asyncio, threading, time
 from fastipc import aio
-from fastipc.aio import _ready
+from fastipc.aio import _ready, _shm
 
-_ready.IDLE_MAX = 30.0
+_ready.IDLE_MAX = _shm.SLICE = 30.0
 
 async def main():
-    a, b = aio.socketpair()
-    with a, b:
-        report(blocking=1, tid=threading.get_native_id())
-        await b.recv_bytes()
+BODY
 
 factory = None
 if ARGS["loop"] == "uvloop":
@@ -394,10 +402,11 @@ report(clean=1)
 """
 
 
-def test_ctrl_c_during_idle_wait(backend, loop_name, spawn):
-    """SIGINT to a process whose ``asyncio.run`` main task waits idle in ``recv_bytes`` ends it
-    with KeyboardInterrupt at once (IDLE_MAX is 30 s there)."""
-    child = spawn(CTRL_C_CHILD, args={"loop": loop_name})
+def ctrl_c_ends_idle_wait(spawn: Any, loop_name: str, body: str) -> None:
+    """SIGINT to a child whose ``asyncio.run`` main task runs ``body`` (which reports
+    ``blocking`` and then waits in a receive, idle on the default loop, the bounds 30 s there)
+    ends it with KeyboardInterrupt at once."""
+    child = spawn(CTRL_C_CHILD.replace("BODY", body), args={"loop": loop_name})
     tid = child.expect("blocking")["tid"]
     wait_blocked_in_kernel(child.pid, tid, syscalls=WAITS[loop_name])
     sent = time.monotonic()
@@ -408,6 +417,17 @@ def test_ctrl_c_during_idle_wait(backend, loop_name, spawn):
     assert 0 <= delay < 0.5, f"KeyboardInterrupt {delay * 1000:.0f} ms after SIGINT"
     assert child.expect("clean") == {"clean": 1}
     child.finish()
+
+
+def test_ctrl_c_during_idle_wait(backend, loop_name, spawn):
+    """Ctrl-C while ``recv_bytes`` waits idle."""
+    body = """
+    a, b = aio.socketpair()
+    with a, b:
+        report(blocking=1, tid=threading.get_native_id())
+        await b.recv_bytes()
+"""
+    ctrl_c_ends_idle_wait(spawn, loop_name, body)
 
 
 # -- loop.stop() -----------------------------------------------------------------------------
@@ -464,54 +484,24 @@ def test_stop_from_thread_during_idle_wait(aio, backend, loop_name, long_idle):
         assert loop.run_until_complete(asyncio.wait_for(receive, GUARD)) == b"after the stop"
 
 
-def test_receive_on_stopping_loop_does_not_wait_idle(aio, backend, loop_name, long_idle):
+@EARLIER
+def test_receive_on_stopping_loop_does_not_wait_idle(aio, backend, loop_name, long_idle, earlier):
     """A receive that starts in the loop pass that ``loop.stop()`` ends does not wait: the pass
     ends at once, and the receive gets its message when the loop runs again."""
     with _loop_and_pair(aio, backend, loop_name) as (loop, peer, conn):
-        loop.call_soon(loop.stop)
-        receive = loop.create_task(conn.recv_bytes())  # its first step comes after the stop
-        _run_forever_bounded(loop)
-        assert not receive.done()
-        peer.send_bytes(b"after the stop")
-        assert loop.run_until_complete(asyncio.wait_for(receive, GUARD)) == b"after the stop"
-
-
-# -- later receives on the same connection -------------------------------------------------
-# The extension remembers the loop a connection's receives found idle and answers later ones
-# from the loop's attributes (src/py/aio/idle.rs): each of them checks the loop again.
-
-
-def test_later_receive_lets_a_ready_task_run(aio, backend, run, long_idle):
-    async def main() -> list[object]:
-        peer, mine = backend.socketpair()
-        conn = aio.Connection.from_connection(mine)
-        with peer, conn:
-            order: list[object] = []
+        if earlier:
             peer.send_bytes(b"first")
-            order.append(await conn.recv_bytes())
-
-            async def ready() -> None:
-                order.append("ready task")
-                peer.send_bytes(b"sent by the ready task")
-
-            task = asyncio.create_task(ready())
-            order.append(await conn.recv_bytes())
-            await task
-            return order
-
-    assert run(bounded(main())) == [b"first", "ready task", b"sent by the ready task"]
-
-
-def test_later_receive_on_stopping_loop_does_not_wait_idle(aio, backend, loop_name, long_idle):
-    with _loop_and_pair(aio, backend, loop_name) as (loop, peer, conn):
-        peer.send_bytes(b"first")
-        assert loop.run_until_complete(asyncio.wait_for(conn.recv_bytes(), GUARD)) == b"first"
+            received = loop.run_until_complete(asyncio.wait_for(conn.recv_bytes(), GUARD))
+            assert received == b"first"
         loop.call_soon(loop.stop)
         receive = loop.create_task(conn.recv_bytes())  # its first step comes after the stop
         _run_forever_bounded(loop)
         assert not receive.done()
         peer.send_bytes(b"after the stop")
         assert loop.run_until_complete(asyncio.wait_for(receive, GUARD)) == b"after the stop"
+
+
+# -- later receives on the same connection ---------------------------------------------------
 
 
 def test_extension_answers_later_idle_checks_itself(backend_name, aio, backend, run):

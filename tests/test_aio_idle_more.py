@@ -17,14 +17,12 @@ import os
 import queue
 import signal
 import sys
-import time
 
 import fastipc
 import pytest
 from _classic import unique
-from _helpers import wait_blocked_in_kernel
 from fastipc.aio import _ready, _shm
-from test_aio_idle import GUARD, LONG_IDLE, WAITS, bounded, when_waiting
+from test_aio_idle import GUARD, LONG_IDLE, bounded, ctrl_c_ends_idle_wait, when_waiting
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="Linux only")
 
@@ -314,43 +312,11 @@ def test_message_queue_receive_during_idle_wait(aio, run, loop_name, long_idle):
     assert run(bounded(main())) == [(b"direct", 3)]
 
 
-CTRL_C_QUEUE_CHILD = """
-import asyncio, threading, time
-from fastipc import aio
-from fastipc.aio import _ready, _shm
-
-_ready.IDLE_MAX = _shm.SLICE = 30.0
-
-async def main():
+def test_ctrl_c_during_queue_idle_wait(backend, loop_name, spawn):
+    """Ctrl-C while ``Queue.get`` waits idle (the idle bound and the slice 30 s there)."""
+    body = """
     async with aio.Queue() as q:
         report(blocking=1, tid=threading.get_native_id())
         await q.get()
-
-factory = None
-if ARGS["loop"] == "uvloop":
-    import uvloop
-    factory = uvloop.new_event_loop
-try:
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(main())
-    report(result="returned")
-except KeyboardInterrupt:
-    report(result="KeyboardInterrupt", t=time.monotonic())
-report(clean=1)
 """
-
-
-def test_ctrl_c_during_queue_idle_wait(backend, loop_name, spawn):
-    """SIGINT to a process whose ``asyncio.run`` main task waits idle in ``Queue.get`` (the idle
-    bound and the slice 30 s there) ends it with KeyboardInterrupt at once."""
-    child = spawn(CTRL_C_QUEUE_CHILD, args={"loop": loop_name})
-    tid = child.expect("blocking")["tid"]
-    wait_blocked_in_kernel(child.pid, tid, syscalls=WAITS[loop_name])
-    sent = time.monotonic()
-    os.kill(child.pid, signal.SIGINT)
-    msg = child.expect("result", timeout=10)
-    assert msg["result"] == "KeyboardInterrupt"
-    delay = msg["t"] - sent  # CLOCK_MONOTONIC is shared by all processes
-    assert 0 <= delay < 0.5, f"KeyboardInterrupt {delay * 1000:.0f} ms after SIGINT"
-    assert child.expect("clean") == {"clean": 1}
-    child.finish()
+    ctrl_c_ends_idle_wait(spawn, loop_name, body)
