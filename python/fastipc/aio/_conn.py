@@ -249,11 +249,21 @@ class Connection(AsyncClosing):
             # arrived of a message stays in the connection for the next receive.
             raw = self._raw
             readable = self._readable
+            woken = tried
             if tried:
                 await readable.wait()
-            while (got := raw._aio_try_recv(maxlength, maxfds, readable)) is None:
+            while True:
+                # Woken by the loop, the message is most likely there: one attempt without the
+                # idle check (which would cost its reads of the loop, and take the descriptor
+                # off the loop's watch for the next wait to put back), then with it.
+                got = raw._aio_try_recv(maxlength, maxfds, None if woken else readable)
+                if got is not None:
+                    return got
+                if woken:
+                    woken = False
+                    continue
                 await readable.wait()
-            return got
+                woken = True
         finally:
             turns.done()
 
