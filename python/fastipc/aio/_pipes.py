@@ -129,11 +129,16 @@ class PipeReader(_End):
             return b""
         idled = False
         while (data := self._read(n)) is None:
-            # Once per step of the task: in an idle loop's stead, then in the loop.
-            idled = not idled and wait_idle(self._ready)
-            if not idled:
-                await self._ready.wait()
+            idled = await self._wait(idled)
         return data
+
+    async def _wait(self, idled: bool) -> bool:
+        """Waits for the pipe to be readable: in an idle loop's stead once per step of the task
+        (unless the last wait, ``idled``, was that), then in the loop. Whether it waited idle."""
+        if not idled and wait_idle(self._ready):
+            return True
+        await self._ready.wait()
+        return False
 
     async def readinto(self, buffer: Buffer, nbytes: int = 0) -> int:
         """Reads into ``buffer`` (at most ``nbytes``, default its length); 0 at end of file."""
@@ -155,16 +160,14 @@ class PipeReader(_End):
         if n < 0:
             raise ValueError("negative size")
         self._check()
-        idled = False  # as in read()
+        idled = False
         while len(self._held) < n:
             try:
                 data = os.read(self._fd, min(n - len(self._held), _MAX_READ))
             except _WOULD_WAIT:
                 data = None
             if data is None or (not data and self._unconnected and not _hung_up(self._fd)):
-                idled = not idled and wait_idle(self._ready)
-                if not idled:
-                    await self._ready.wait()
+                idled = await self._wait(idled)
                 continue
             if not data:
                 got, self._held = len(self._held), bytearray()
