@@ -1,5 +1,5 @@
 """The non-blocking entry points of the fallback's ``Connection`` that ``fastipc.aio`` drives
-from an event loop, as the extension has them (``src/py/aio.rs``).
+from an event loop, as the extension has them (``src/py/aio/``).
 
 Each call makes one attempt and never waits. While ``fastipc.aio`` holds a connection its socket
 is non-blocking and its timeout 0, so the receive path the blocking calls use stops with
@@ -38,7 +38,7 @@ _HDR_LONG = struct.Struct("!iQ")
 _HAS_SENDMSG = hasattr(socket.socket, "sendmsg")
 #: Once a frame has started, how long one call waits for its next piece (for room to send it,
 #: or for it to arrive) before going back to the event loop, and how long it waits in all: as
-#: ``FLOWING`` and ``FLOWING_BUDGET`` in ``src/py/aio.rs``. Python's ``poll`` counts whole
+#: ``FLOWING`` and ``FLOWING_BUDGET`` in ``src/py/aio/mod.rs``. Python's ``poll`` counts whole
 #: milliseconds, so a wait here lasts up to 1 ms.
 FLOWING = 0.00025
 FLOWING_BUDGET = 0.001
@@ -247,7 +247,7 @@ class AsyncEntry:
     ) -> bytes | bytearray | None:
         """A whole message, or None. With ``loop_fd`` (an idle event loop's own descriptor), a
         message not there yet is waited for beside it, up to ``idle_for`` seconds (as
-        ``AioState::try_recv`` in ``src/py/aio.rs``)."""
+        ``AioState::try_recv`` in ``src/py/aio/mod.rs``)."""
         if loop_fd < 0:
             return self._recv_flowing(maxlength)
         until = time.monotonic() + idle_for
