@@ -190,25 +190,36 @@ def test_timer_due_during_idle_wait_fires(aio, backend, run, long_idle):
     ]
 
 
+async def other_served_first(
+    aio, other: Any, loop_name: str, make: Callable[[], object]
+) -> list[object]:
+    """A receive waits idle on a pair of its own while another task waits in the loop on
+    ``other``; ``make()`` (once the receive waits) makes ``other``'s message. What the two got,
+    in order: the other's message must come first (its task answers the waiting receive)."""
+    a, b = aio.socketpair()
+    with a, b:
+        order: list[object] = []
+
+        async def second() -> None:
+            got = await other.recv_bytes()
+            order.append(got)
+            await a.send_bytes(b"after " + got)
+
+        task = asyncio.create_task(second())
+        await asyncio.sleep(0)  # it waits on the loop for its descriptor
+        with when_waiting(loop_name, make):
+            order.append(await b.recv_bytes())
+        await task
+        return order
+
+
 def test_other_descriptor_served_during_idle_wait(aio, backend, run, loop_name, long_idle):
     async def main() -> list[object]:
-        a, b = aio.socketpair()
         peer, mine = backend.socketpair()
-        other = aio.Connection.from_connection(mine)
-        with a, b, peer, other:
-            order: list[object] = []
-
-            async def second() -> None:
-                got = await other.recv_bytes()
-                order.append(got)
-                await a.send_bytes(b"after " + got)
-
-            task = asyncio.create_task(second())
-            await asyncio.sleep(0)  # it waits on the loop for its descriptor
-            with when_waiting(loop_name, lambda: peer.send_bytes(b"the other")):
-                order.append(await b.recv_bytes())
-            await task
-            return order
+        with peer, aio.Connection.from_connection(mine) as other:
+            return await other_served_first(
+                aio, other, loop_name, lambda: peer.send_bytes(b"the other")
+            )
 
     assert run(bounded(main())) == [b"the other", b"after the other"]
 
@@ -230,21 +241,8 @@ conn.close()
     address = child.expect("address")["address"]
 
     async def main() -> list[object]:
-        a, b = aio.socketpair()
-        with a, b, await aio.connect(address) as other:
-            order: list[object] = []
-
-            async def second() -> None:
-                got = await other.recv_bytes()
-                order.append(got)
-                await a.send_bytes(b"after " + got)
-
-            task = asyncio.create_task(second())
-            await asyncio.sleep(0)
-            with when_waiting(loop_name, lambda: child.send(go=1)):
-                order.append(await b.recv_bytes())
-            await task
-            return order
+        async with await aio.connect(address) as other:
+            return await other_served_first(aio, other, loop_name, lambda: child.send(go=1))
 
     assert run(bounded(main())) == [b"from the child", b"after from the child"]
     child.finish()
